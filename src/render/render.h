@@ -1,0 +1,63 @@
+/*
+ * render/render.h — one interface for every renderer.
+ *
+ *   m2p_renderer_create("auto"|"sonic"|"lcm", cfg) → renderer (auto: lcm when
+ *   the model's weights are there, else sonic; m2p_renderer_name says which)
+ *   m2p_renderer_render(r, request, progress) → n images
+ *
+ * A renderer is created once per process and reused: the lcm renderer maps
+ * its weights at create time, so later renders pay no load. Rendering on one
+ * renderer is serialised by the renderer itself (one device, one lock).
+ */
+#ifndef M2P_RENDER_RENDER_H
+#define M2P_RENDER_RENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "dsp/features.h"
+#include "prompt/prompt.h"
+#include "render/image.h"
+
+#define M2P_RENDER_MAX_N 16
+
+typedef struct m2p_render_request {
+    const m2p_prompt *prompt;     /* required */
+    const m2p_features *features; /* required */
+    const char *style;            /* preset name (visual language of sonic) */
+    int n;                        /* 1..M2P_RENDER_MAX_N images */
+    int width, height;            /* pixels; 0 → renderer default */
+    const uint32_t *seeds;        /* n seeds: image i is reproducible from seeds[i] alone */
+    int steps;                    /* denoising steps (lcm); ignored by sonic */
+    double guidance;              /* guidance scale (lcm) */
+    const char *title, *artist;   /* for --layout (may be NULL) */
+    bool layout;                  /* poster typography: title, artist, BPM, key */
+    int section;                  /* -1: whole song; else draw this section only */
+} m2p_render_request;
+
+typedef struct m2p_renderer m2p_renderer;
+
+/* name: "auto", "sonic" or "lcm". Unknown → M2P_E_RENDERER_UNKNOWN; "lcm"
+ * without weights → M2P_E_MODEL_MISSING. */
+m2p_code m2p_renderer_create(const char *name, const m2p_config *cfg, m2p_renderer **out, m2p_error *err) M2P_WUR;
+void m2p_renderer_free(m2p_renderer *r);
+
+/* "sonic" or "lcm". */
+const char *m2p_renderer_name(const m2p_renderer *r);
+/* Model description for metadata ("procedural", "SimianLuo/LCM_Dreamshaper_v7"). */
+const char *m2p_renderer_model(const m2p_renderer *r);
+/* Default square size of the renderer (sonic 1024, lcm 512). */
+int m2p_renderer_default_size(const m2p_renderer *r);
+
+/* Checks the request (sizes, counts, steps) → specific M2P_E_RENDER_* errors. */
+m2p_code m2p_render_request_check(const m2p_render_request *req, m2p_error *err) M2P_WUR;
+
+/* Renders req->n images into images[0..n-1] (each owned by the caller; free
+ * with m2p_image_free). On error no image is returned. */
+m2p_code m2p_renderer_render(m2p_renderer *r, const m2p_render_request *req, const m2p_progress *progress,
+                             m2p_image **images, m2p_error *err) M2P_WUR;
+
+#endif
