@@ -1,0 +1,67 @@
+/*
+ * diffusion/ops.h — the tensor operations of the inference engine, fp32, on
+ * OpenBLAS (sgemm) and OpenMP. Plain functions over float arrays with explicit
+ * shapes: no hidden allocation except where a workspace is documented.
+ * Layouts: images NCHW; token sequences [B, T, C] row-major.
+ * Every op has a naive reference in tests/unit/diffusion/test_ops.c and is
+ * checked against it under an error bound.
+ */
+#ifndef M2P_DIFFUSION_OPS_H
+#define M2P_DIFFUSION_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* y[rows, out] = x[rows, in] · wᵀ (w is [out, in] as PyTorch stores Linear) + b (b may be NULL).
+ * accumulate=true adds into y instead of overwriting it. */
+void m2p_nn_linear(const float *x, int rows, int in, const float *w, const float *b, int out, float *y,
+                   bool accumulate);
+
+/* 2-D convolution, NCHW, square kernel k, stride, zero padding pad.
+ * w: [cout, cin, k, k]; b: [cout] or NULL. y: [n, cout, oh, ow] with
+ * oh = (h + 2 pad - k) / stride + 1. ws: workspace of
+ * m2p_nn_conv2d_workspace(cin, h, w, k, stride, pad) floats (may be NULL for 1x1 stride 1). */
+size_t m2p_nn_conv2d_workspace(int cin, int h, int w, int k, int stride, int pad);
+void m2p_nn_conv2d(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout, int k,
+                   int stride, int pad, float *y, float *ws);
+
+/* Group norm over [n, c, hw] in place, per-channel affine (gamma/beta may be NULL);
+ * silu=true applies SiLU after (the common GroupNorm → SiLU pair). */
+void m2p_nn_group_norm(float *x, int n, int c, int hw, int groups, const float *gamma, const float *beta, float eps,
+                       bool silu);
+
+/* Layer norm over the last dim: y[rows, dim] (y may equal x). */
+void m2p_nn_layer_norm(const float *x, int rows, int dim, const float *gamma, const float *beta, float eps, float *y);
+
+/* Element-wise activations in place. gelu is the exact (erf) form PyTorch uses by default. */
+void m2p_nn_silu(float *x, size_t n);
+void m2p_nn_gelu(float *x, size_t n);
+void m2p_nn_quick_gelu(float *x, size_t n); /* x · sigmoid(1.702 x), CLIP */
+
+/* GEGLU: in [rows, 2·d] → out [rows, d] = a · gelu(g) where a = in[:, :d], g = in[:, d:]. */
+void m2p_nn_geglu(const float *in, int rows, int d, float *out);
+
+/* Multi-head scaled dot-product attention.
+ * q: [b, tq, heads·dh], k and v: [b, tk, heads·dh] (row strides given so that
+ * fused qkv buffers work), out: [b, tq, heads·dh]. causal=true masks j > i
+ * (CLIP). scratch: m2p_nn_attention_scratch(tq, tk) floats per thread. */
+size_t m2p_nn_attention_scratch(int tq, int tk);
+void m2p_nn_attention(const float *q, int q_stride, const float *k, int k_stride, const float *v, int v_stride, int b,
+                      int tq, int tk, int heads, int dh, bool causal, float *out, int out_stride, float *scratch);
+
+/* Nearest-neighbour 2x upsampling: x [n, c, h, w] → y [n, c, 2h, 2w]. */
+void m2p_nn_upsample2x(const float *x, int n, int c, int h, int w, float *y);
+
+/* y += x (n floats) / y = x + y, and per-channel broadcast add of v[c] over [n, c, hw]. */
+void m2p_nn_add(float *y, const float *x, size_t n);
+void m2p_nn_add_channel(float *x, int n, int c, int hw, const float *v /* [n, c] */);
+
+/* NCHW [n, c, hw] ↔ token layout [n, hw, c]. */
+void m2p_nn_nchw_to_nhwc(const float *x, int n, int c, int hw, float *y);
+void m2p_nn_nhwc_to_nchw(const float *x, int n, int c, int hw, float *y);
+
+/* Half / bfloat16 → float conversion of n values. */
+void m2p_nn_f16_to_f32(const unsigned short *src, float *dst, size_t n);
+void m2p_nn_bf16_to_f32(const unsigned short *src, float *dst, size_t n);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * pipeline/pipeline.h — one job, end to end:
+ *
+ *   source ─► fetch ─► decode ─► analyze ─► prompt ─► render ─► store
+ *
+ * The same code runs from the CLI (progress bars), the server's in-process
+ * workers and the distributed workers; only the m2p_progress callbacks differ.
+ *
+ * An m2p_pipeline lives for the whole process: it holds the configuration,
+ * the audio cache and the renderer (created on first use and kept warm, so a
+ * second job pays no model load). Store handles are per thread: each call
+ * takes the store to use.
+ */
+#ifndef M2P_PIPELINE_PIPELINE_H
+#define M2P_PIPELINE_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "audio/track.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "dsp/features.h"
+#include "prompt/prompt.h"
+#include "render/render.h"
+#include "store/store.h"
+
+typedef struct m2p_pipeline m2p_pipeline;
+
+typedef struct m2p_job_spec {
+    const char *source;        /* URL, bare YouTube id, or (allow_paths) a local path */
+    bool allow_paths;          /* CLI: true; server: false (uploads come as upload_path) */
+    const char *upload_path;   /* server: an uploaded file already on disk (overrides source) */
+    const char *upload_name;   /* its original name, used as the title */
+    const char *style;         /* NULL → cfg->style */
+    const char *template_text; /* NULL → the preset's */
+    const char *renderer;      /* NULL → cfg->renderer */
+    int n;                     /* 0 → cfg->variations */
+    int width, height;         /* 0 → cfg or renderer default */
+    int steps;                 /* 0 → cfg->steps */
+    double guidance;           /* 0 → cfg->guidance */
+    uint32_t seed;             /* image i uses seed + i ... */
+    bool seed_set;             /* ... when set; else a random base seed */
+    bool layout;               /* poster typography */
+    bool per_section;          /* one image per detected section */
+    const char *out_dir;       /* where PNG + JSON sidecars go (NULL → <data_dir>/images) */
+    const char *file_prefix;   /* file names: <prefix>-<i>.png (NULL → derived from title and seed) */
+} m2p_job_spec;
+
+typedef struct m2p_job_result {
+    m2p_track track;
+    int64_t track_id;
+    m2p_features *features; /* owned */
+    bool features_cached;   /* true when the analysis came from the store */
+    m2p_prompt *prompt;     /* owned; NULL after analyze-only */
+    char renderer[16];
+    char model[256];
+    int width, height, steps;
+    size_t n_images;
+    char **image_paths;     /* owned, n_images */
+    uint32_t *seeds;        /* owned, n_images */
+    double step_seconds[M2P_STEP_COUNT];
+} m2p_job_result;
+
+m2p_code m2p_pipeline_create(const m2p_config *cfg, m2p_pipeline **out, m2p_error *err) M2P_WUR;
+void m2p_pipeline_free(m2p_pipeline *p);
+const m2p_config *m2p_pipeline_config(const m2p_pipeline *p);
+
+/* The renderer for name (auto|sonic|lcm), created on first use and kept. */
+m2p_code m2p_pipeline_renderer(m2p_pipeline *p, const char *name, m2p_renderer **out, m2p_error *err) M2P_WUR;
+
+/* fetch → decode → analyze (features from the store when cached). */
+m2p_code m2p_pipeline_analyze(m2p_pipeline *p, m2p_store *store, const m2p_job_spec *spec,
+                              const m2p_progress *progress, m2p_job_result *out, m2p_error *err) M2P_WUR;
+
+/* analyze → prompt (no rendering). */
+m2p_code m2p_pipeline_prompt(m2p_pipeline *p, m2p_store *store, const m2p_job_spec *spec,
+                             const m2p_progress *progress, m2p_job_result *out, m2p_error *err) M2P_WUR;
+
+/* The whole job: analyze → prompt → render → PNG files with metadata and
+ * JSON sidecars. Each saved image is announced as a finding with key "image"
+ * and the file's path as text. */
+m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec *spec, const m2p_progress *progress,
+                           m2p_job_result *out, m2p_error *err) M2P_WUR;
+
+/* Frees what a result owns and zeroes it. */
+void m2p_job_result_clear(m2p_job_result *r);
+
+#endif
