@@ -103,6 +103,10 @@
     X(RENDERER_UNKNOWN, 124, 400, 0, "unknown renderer", "use auto, sonic or lcm")                 \
     X(RENDER_FAILED, 125, 500, 0, "rendering failed", "try again with a smaller size")             \
     X(PNG_WRITE, 126, 500, 0, "could not write the image", "check that the output folder is writable and has space") \
+    X(RENDER_GUIDANCE, 127, 400, 0, "invalid guidance scale", "use a guidance scale from 1 to 30") \
+    X(RENDER_SECTION, 128, 400, 0, "no such section", "use a section number listed by `mus2pic analyze`") \
+    X(PNG_READ, 129, 422, 0, "not a readable PNG image", "give a PNG written by Mus2Pic or another intact PNG file") \
+    X(RENDER_FEATURES, 130, 400, 0, "the song features are inconsistent", "analyse the song again") \
     /* model: 140.. */                                                                               \
     X(MODEL_MISSING, 140, 503, 0, "model weights not found", "run `mus2pic model pull` or set MUS2PIC_MODEL=/path/to/model-folder") \
     X(MODEL_INVALID, 141, 422, 0, "malformed model file", "download the model again with `mus2pic model pull`") \
