@@ -3,8 +3,11 @@
  * OpenBLAS (sgemm) and OpenMP. Plain functions over float arrays with explicit
  * shapes: no hidden allocation except where a workspace is documented.
  * Layouts: images NCHW; token sequences [B, T, C] row-major.
- * Every op has a naive reference in tests/unit/diffusion/test_ops.c and is
- * checked against it under an error bound.
+ * Every op has a naive reference in tests/unit/diffusion/test_nn_ops.c and is
+ * checked against it under an error bound (double-accumulated direct loops).
+ * Threading: sgemm threads itself (OpenBLAS, OpenMP build); the other loops
+ * use OpenMP. Ops must not be called from inside an OpenMP parallel region
+ * if they are to use more than one core.
  */
 #ifndef M2P_DIFFUSION_OPS_H
 #define M2P_DIFFUSION_OPS_H
@@ -44,7 +47,9 @@ void m2p_nn_geglu(const float *in, int rows, int d, float *out);
 /* Multi-head scaled dot-product attention.
  * q: [b, tq, heads·dh], k and v: [b, tk, heads·dh] (row strides given so that
  * fused qkv buffers work), out: [b, tq, heads·dh]. causal=true masks j > i
- * (CLIP). scratch: m2p_nn_attention_scratch(tq, tk) floats per thread. */
+ * (CLIP). Scale 1/sqrt(dh). scratch: m2p_nn_attention_scratch(tq, tk) floats
+ * in total (one [tq, tk] score matrix: the op runs one (batch, head) at a time,
+ * each with multi-threaded sgemm and softmax). */
 size_t m2p_nn_attention_scratch(int tq, int tk);
 void m2p_nn_attention(const float *q, int q_stride, const float *k, int k_stride, const float *v, int v_stride, int b,
                       int tq, int tk, int heads, int dh, bool causal, float *out, int out_stride, float *scratch);
@@ -63,5 +68,17 @@ void m2p_nn_nhwc_to_nchw(const float *x, int n, int c, int hw, float *y);
 /* Half / bfloat16 → float conversion of n values. */
 void m2p_nn_f16_to_f32(const unsigned short *src, float *dst, size_t n);
 void m2p_nn_bf16_to_f32(const unsigned short *src, float *dst, size_t n);
+
+
+/* conv2d with a workspace of ws_floats floats chosen by the caller: the im2col
+ * matrix is built ws_floats / (cin·k·k·ow) output rows at a time (smaller
+ * workspace = more, smaller sgemm calls; same result). Returns false, doing
+ * nothing, when the workspace cannot hold one output row (1×1 stride-1 needs
+ * none). m2p_nn_conv2d == this with m2p_nn_conv2d_workspace() floats. */
+bool m2p_nn_conv2d_ex(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout, int k,
+                      int stride, int pad, float *y, float *ws, size_t ws_floats);
+
+/* x *= s (n floats). */
+void m2p_nn_scale(float *x, size_t n, float s);
 
 #endif
