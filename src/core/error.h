@@ -143,6 +143,9 @@
     X(FIELD_INVALID, 196, 400, 0, "invalid field", "fix the field named in the message")             \
     X(HEADER_TOO_LARGE, 197, 431, 0, "request headers too large", "send smaller headers")            \
     X(QUEUE_FULL, 198, 503, 1, "the job queue is full", "wait for some jobs to finish")              \
+    X(JOB_INTERRUPTED, 199, 500, 0, "the job was interrupted too many times", "retry it; if it keeps failing, check the server log") \
+    X(RANGE_INVALID, 200, 416, 0, "invalid or unsupported Range header", "ask for one byte range, e.g. Range: bytes=0-1023") \
+    X(QUEUE_PAUSED, 201, 409, 0, "the queue is paused", "resume it with POST /api/queue/resume") \
     /* broker: 210.. */                                                                              \
     X(BROKER_UNAVAILABLE, 210, 503, 1, "the job broker is unavailable", "check that Redis is running and MUS2PIC_BROKER_URL is right") \
     X(BROKER_PROTOCOL, 211, 500, 0, "unexpected reply from the job broker", "check the Redis version (7 or newer)")
