@@ -65,6 +65,8 @@ typedef struct m2p_config {
     int max_ws_per_client;
     int max_batch;
     int max_attempts;
+    double retry_base_s;        /* first backoff of a transient failure; doubles each attempt */
+    int unsafe_test_fail_first; /* TESTS ONLY: the first N attempts of every job fail (fetch_network) */
     /* scale-out */
     char queue[16]; /* local | redis */
     char broker_url[512];
