@@ -19,7 +19,14 @@ typedef struct command {
 } command;
 
 static const command k_commands[] = {
-    {"config", m2p_cmd_config, "config [--markdown]          print the settings and where they come from"},
+    {"analyze", m2p_cmd_analyze, "analyze SOURCE [--json]                      understand a song: tempo, key, mood, sections"},
+    {"prompt", m2p_cmd_prompt, "prompt SOURCE [--style S] [--template T] [--json]  the prompt and why"},
+    {"make", m2p_cmd_make,
+     "make SOURCE [-n N] [--style S] [--template T] [--renderer auto|sonic|lcm] [--size WxH]\n"
+     "       [--steps N] [--seed N] [--per-section] [--layout] [--out DIR] [--json]   posters from a song"},
+    {"styles", m2p_cmd_styles, "styles                                       list the style presets"},
+    {"demo-song", m2p_cmd_demo_song, "demo-song OUT.wav [--tempo BPM] [--key K] [--mode M] [--seconds N] [--seed N]"},
+    {"config", m2p_cmd_config, "config [--markdown]                          print the settings in force"},
 };
 
 static void usage(FILE *out) {
