@@ -95,6 +95,8 @@
     X(TEMPLATE_SYNTAX, 102, 400, 0, "malformed template", "close every { with a }; write {{ and }} for literal braces") \
     X(TEMPLATE_EMPTY, 103, 400, 0, "the template is empty", "write a template with some text")     \
     X(PRESETS_INVALID, 104, 500, 0, "the style presets file is invalid", "fix the presets file named in the message") \
+    X(TEMPLATE_TOO_LONG, 105, 400, 0, "the template is too long", "keep the template under 2000 characters") \
+    X(TOKENIZER_INVALID, 106, 422, 0, "malformed tokenizer files", "use the tokenizer/vocab.json and merges.txt of a Stable Diffusion 1.x model") \
     /* render: 120.. */                                                                              \
     X(RENDER_SIZE, 120, 400, 0, "invalid image size", "use WIDTHxHEIGHT between 64 and 4096, multiples of 8") \
     X(RENDER_COUNT, 121, 400, 0, "invalid number of variations", "use 1 to 16 variations")           \
