@@ -9,6 +9,14 @@
  * allowed by the configuration. Refused, each with its own code: not a URL,
  * unsupported site, IP literals, localhost, private/link-local addresses,
  * non-http(s) schemes, credentials, manifests, playlist/channel/search pages.
+ *
+ * Input order: a "scheme:" prefix makes it a URL; else (allow_paths) an
+ * existing file, or anything starting with / . ~ or ending in an audio
+ * extension, is a path; else an 11-character id is a YouTube id; else
+ * "host.tld/..." is a URL without its scheme; else not a URL (or, with
+ * allow_paths, a missing file). Input is trimmed; over 2048 bytes is
+ * URL_TOO_LONG. Loopback IPs give URL_LOCALHOST, other special ranges
+ * URL_PRIVATE, public IP literals URL_IP_LITERAL.
  */
 #ifndef M2P_AUDIO_SOURCE_H
 #define M2P_AUDIO_SOURCE_H
@@ -38,6 +46,10 @@ typedef struct m2p_source {
  * file path. Never touches the network. */
 m2p_code m2p_source_parse(const char *input, const m2p_config *cfg, bool allow_paths, m2p_source *out,
                           m2p_error *err) M2P_WUR;
+
+/* A source for audio uploaded to the server and stored by content hash
+ * (sha256_hex: 64 lower-case hex digits; path: the stored file, may be NULL). */
+m2p_code m2p_source_upload(const char *sha256_hex, const char *path, m2p_source *out, m2p_error *err) M2P_WUR;
 
 /* "file", "upload", "youtube", "soundcloud", "bandcamp", "test". */
 const char *m2p_source_kind_name(m2p_source_kind kind);
