@@ -26,6 +26,7 @@ static const command k_commands[] = {
      "       [--steps N] [--seed N] [--per-section] [--layout] [--out DIR] [--json]   posters from a song"},
     {"styles", m2p_cmd_styles, "styles                                       list the style presets"},
     {"demo-song", m2p_cmd_demo_song, "demo-song OUT.wav [--tempo BPM] [--key K] [--mode M] [--seconds N] [--seed N]"},
+    {"doctor", m2p_cmd_doctor, "doctor                                       check yt-dlp, the model, the database"},
     {"config", m2p_cmd_config, "config [--markdown]                          print the settings in force"},
 };
 
