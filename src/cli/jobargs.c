@@ -159,7 +159,7 @@ m2p_code m2p_jobargs_parse(m2p_jobargs *a, const m2p_config *cfg, int argc, char
     }
     (void)cfg;
     if (a->spec.source == NULL) {
-        return m2p_error_set(err, M2P_E_URL_EMPTY, "usage: mus2pic %s SOURCE (a YouTube link or an audio file)", cmd);
+        return m2p_error_set(err, M2P_E_USAGE, "usage: mus2pic %s SOURCE (a YouTube link or an audio file)", cmd);
     }
     return M2P_OK;
 }
