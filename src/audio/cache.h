@@ -7,6 +7,11 @@
  * aborted download leaves nothing; m2p_cache_lock_key serialises work on one
  * key across threads and processes (flock on <key>.lock), so concurrent
  * requests for one video download it once. Thread-safe.
+ *
+ * Files (see cache.c): <data_dir>/audio/<stem>.audio (the audio; its mtime is
+ * when it was stored, the TTL counts from there), <stem>.json (metadata; its
+ * mtime is the last use), <stem>.lock. cache_ttl_days = 0 keeps nothing.
+ * put() must be called while holding the key's lock (m2p_fetch does).
  */
 #ifndef M2P_AUDIO_CACHE_H
 #define M2P_AUDIO_CACHE_H
@@ -40,6 +45,12 @@ m2p_code m2p_cache_tmp_path(m2p_cache *c, const char *key, char *buf, size_t cap
 /* Exclusive per-key lock across threads and processes; blocks. */
 m2p_code m2p_cache_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out, m2p_error *err) M2P_WUR;
 void m2p_cache_unlock(m2p_cache_lock *l);
+
+/* Stores uploaded bytes under their SHA-256 (the key; kind UPLOAD), taking the
+ * key's lock; the same bytes uploaded twice are stored once (out->cache_hit).
+ * name (may be NULL) becomes the track's source and title. */
+m2p_code m2p_cache_put_upload(m2p_cache *c, const void *data, size_t len, const char *name, m2p_track *out,
+                              m2p_error *err) M2P_WUR;
 
 /* Stats for /metrics and doctor. */
 typedef struct m2p_cache_stats {
