@@ -64,6 +64,7 @@ static const opt k_opts[] = {
     {"log_level", S(log_level), "warn", 0, 0, "debug, info, warn, error or off"},
     {"retry_base_s", N(OPT_DBL, retry_base_s), "2", 0, 3600, "first retry delay of a transient job failure (doubles each attempt, with jitter)"},
     {"unsafe_test_fail_first", N(OPT_INT, unsafe_test_fail_first), "0", 0, 100, "TESTS ONLY: the first N attempts of every server job fail with a transient network error"},
+    {"fetch_retry_base_s", N(OPT_DBL, fetch_retry_base_s), "1", 0, 600, "first delay before retrying a failed download (doubles each retry, with jitter)"},
 };
 
 #undef S

@@ -45,6 +45,7 @@ typedef struct m2p_config {
     unsigned allowed_sites; /* derived from allowed_sites_str */
     bool unsafe_test_loopback; /* TESTS ONLY: allow http://127.0.0.1 sources via yt-dlp's generic extractor */
     int fetch_retries;
+    double fetch_retry_base_s; /* first fetch retry delay; doubles each retry, with jitter */
     /* analysis and rendering */
     int analysis_rate;
     int threads; /* 0 = all cores */
