@@ -1,0 +1,820 @@
+/*
+ * jobs/queue.c — worker pool of the local, persistent job queue.
+ *
+ * Each worker thread owns one store handle and loops: claim a job (atomic in
+ * the database), run m2p_pipeline_make with progress callbacks that keep the
+ * job's live state (step, fraction, per-step times, ETA, findings) and write
+ * it as ordered events, then finish or requeue the attempt with the claim's
+ * attempt number as fencing token (store/jobs.h). See queue.h for the worker
+ * state diagram and the retry policy.
+ *
+ * Invariants:
+ *  - worker.job_id is non-zero exactly while the worker runs that job, and is
+ *    read and written under q->mu (cancel looks the worker up by it);
+ *  - every event goes through emit(), which bumps q->version after the commit,
+ *    so a live view that sees a new version finds the event in the database;
+ *  - a job's live state is touched only by the worker running it.
+ */
+#include "jobs/queue.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/fs.h"
+#include "core/log.h"
+
+#define PROGRESS_FLUSH_S 0.25 /* at most ~4 progress events a second per job */
+#define MAX_FINDINGS 64
+
+typedef struct worker {
+    m2p_queue *q;
+    pthread_t thread;
+    bool started;
+    m2p_store *store;
+    int64_t job_id; /* guarded by q->mu */
+    atomic_bool cancel;
+    uint64_t rng;
+} worker;
+
+struct m2p_queue {
+    m2p_config cfg;
+    m2p_pipeline *pipeline;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stopping; /* guarded by mu */
+    bool started;
+    int n_workers;
+    worker *workers;
+    atomic_uint_fast64_t version;
+    m2p_queue_stats stats; /* guarded by mu */
+};
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+double m2p_queue_backoff(double base_s, int attempt, double jitter01) {
+    if (attempt < 1) {
+        attempt = 1;
+    }
+    if (attempt > 20) {
+        attempt = 20;
+    }
+    double d = base_s * ldexp(1.0, attempt - 1);
+    if (d > 300.0) {
+        d = 300.0;
+    }
+    if (jitter01 < 0) {
+        jitter01 = 0;
+    }
+    if (jitter01 > 1) {
+        jitter01 = 1;
+    }
+    return d * (0.5 + jitter01);
+}
+
+uint64_t m2p_queue_version(const m2p_queue *q) {
+    return atomic_load(&q->version);
+}
+
+m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type, json_t *data, bool queue_too,
+                        m2p_error *err) {
+    m2p_code c = m2p_store_job_event(s, id, type, data, NULL, queue_too, NULL, err);
+    if (c == M2P_OK) {
+        atomic_fetch_add(&q->version, 1);
+    }
+    return c;
+}
+
+void m2p_queue_wake(m2p_queue *q) {
+    (void)pthread_mutex_lock(&q->mu);
+    (void)pthread_cond_broadcast(&q->cv);
+    (void)pthread_mutex_unlock(&q->mu);
+}
+
+void m2p_queue_get_stats(m2p_queue *q, m2p_queue_stats *out) {
+    (void)pthread_mutex_lock(&q->mu);
+    *out = q->stats;
+    out->workers = q->n_workers;
+    out->busy_workers = 0;
+    for (int i = 0; i < q->n_workers; i++) {
+        if (q->workers[i].job_id != 0) {
+            out->busy_workers++;
+        }
+    }
+    out->events = atomic_load(&q->version);
+    (void)pthread_mutex_unlock(&q->mu);
+}
+
+/* ---- spec ------------------------------------------------------------------------------------ */
+
+static const char *opt_str(const json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+static int opt_int(const json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (int)json_integer_value(v) : 0;
+}
+
+m2p_code m2p_queue_spec_from_json(const json_t *j, const m2p_config *cfg, int64_t job_id, m2p_job_spec *out,
+                                  char *out_dir_buf, size_t cap, m2p_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(j)) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "job spec is not an object");
+    }
+    out->source = opt_str(j, "source");
+    out->upload_path = opt_str(j, "upload_path");
+    out->upload_name = opt_str(j, "upload_name");
+    if (out->source == NULL && out->upload_path == NULL) {
+        return m2p_error_set(err, M2P_E_URL_EMPTY, "job %lld has no source", (long long)job_id);
+    }
+    out->allow_paths = false;
+    out->style = opt_str(j, "style");
+    out->template_text = opt_str(j, "template");
+    out->renderer = opt_str(j, "renderer");
+    out->n = opt_int(j, "variations");
+    out->width = opt_int(j, "width");
+    out->height = opt_int(j, "height");
+    out->steps = opt_int(j, "steps");
+    json_t *g = json_object_get(j, "guidance");
+    out->guidance = json_is_number(g) ? json_number_value(g) : 0.0;
+    json_t *seed = json_object_get(j, "seed");
+    if (json_is_integer(seed)) {
+        out->seed = (uint32_t)json_integer_value(seed);
+        out->seed_set = true;
+    }
+    out->layout = json_is_true(json_object_get(j, "layout"));
+    out->per_section = json_is_true(json_object_get(j, "per_section"));
+    char images[M2P_PATH_MAX];
+    (void)m2p_config_subdir(cfg, "images", images, sizeof images);
+    int n = snprintf(out_dir_buf, cap, "%s/job-%lld", images, (long long)job_id);
+    if (n < 0 || (size_t)n >= cap) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "image folder path too long");
+    }
+    out->out_dir = out_dir_buf;
+    out->file_prefix = "image";
+    return M2P_OK;
+}
+
+/* ---- one running job: live state and progress callbacks ------------------------------------- */
+
+typedef struct run_ctx {
+    worker *w;
+    int64_t id;
+    int attempt;
+    json_t *state; /* the live state (progress column) */
+    int cur_step;  /* -1 before the first report */
+    double step_started;
+    double last_flush;
+    double job_started;
+    double elapsed[M2P_STEP_COUNT];
+    bool done[M2P_STEP_COUNT];
+    double mean[M2P_STEP_COUNT];
+    bool have_mean[M2P_STEP_COUNT];
+    double fraction;
+    bool got_prompt;
+    int images_saved;
+    int n_images;
+    char renderer[16];
+    char size[32];
+} run_ctx;
+
+static double eta_seconds(const run_ctx *r, bool *known) {
+    *known = true;
+    double eta = 0;
+    for (int s = r->cur_step < 0 ? 0 : r->cur_step; s < M2P_STEP_COUNT; s++) {
+        if (r->done[s]) {
+            continue;
+        }
+        if (!r->have_mean[s]) {
+            if (s == M2P_STEP_FETCH) {
+                continue; /* uploads and cached songs skip it; unknown cost is small */
+            }
+            *known = false;
+            return 0;
+        }
+        double part = r->mean[s];
+        if (s == r->cur_step) {
+            double spent = m2p_now_monotonic() - r->step_started;
+            double left = part * (1.0 - r->fraction);
+            if (part - spent > left) {
+                left = part - spent;
+            }
+            part = left > 0 ? left : 0;
+        }
+        eta += part;
+    }
+    return eta;
+}
+
+static void refresh_state(run_ctx *r) {
+    json_t *steps = json_object();
+    for (int s = 0; steps != NULL && s < M2P_STEP_COUNT; s++) {
+        const char *st = r->done[s] ? "done" : (s == r->cur_step ? "running" : "pending");
+        double el = r->elapsed[s];
+        if (s == r->cur_step && !r->done[s]) {
+            el = m2p_now_monotonic() - r->step_started;
+        }
+        (void)json_object_set_new(steps, m2p_step_name((m2p_step)s),
+                                  json_pack("{s:s, s:f}", "state", st, "elapsed_s", el));
+    }
+    (void)json_object_set_new(r->state, "steps", steps != NULL ? steps : json_null());
+    bool known = false;
+    double eta = eta_seconds(r, &known);
+    (void)json_object_set_new(r->state, "eta_s", known ? json_real(eta) : json_null());
+    double overall = ((r->cur_step < 0 ? 0 : r->cur_step) + r->fraction) / (double)M2P_STEP_COUNT;
+    (void)json_object_set_new(r->state, "overall", json_real(overall));
+    (void)json_object_set_new(r->state, "elapsed_s", json_real(m2p_now_monotonic() - r->job_started));
+}
+
+/* Writes an event with the refreshed state snapshot. Failures are logged:
+ * progress is best-effort and must never fail the job. */
+static void flush_event(run_ctx *r, const char *type, json_t *data, bool queue_too) {
+    refresh_state(r);
+    char *text = json_dumps(r->state, JSON_COMPACT);
+    m2p_error e;
+    m2p_error_clear(&e);
+    if (text != NULL) {
+        if (m2p_store_job_event(r->w->store, r->id, type, data, text, queue_too, NULL, &e) == M2P_OK) {
+            atomic_fetch_add(&r->w->q->version, 1);
+        } else {
+            M2P_WARN("jobs", "job %lld: event not written: %s", (long long)r->id, e.detail);
+        }
+        free(text);
+    }
+    r->last_flush = m2p_now_monotonic();
+}
+
+static void start_step(run_ctx *r, int step) {
+    double now = m2p_now_monotonic();
+    if (r->cur_step >= 0 && r->cur_step != step) {
+        r->elapsed[r->cur_step] = now - r->step_started;
+        r->done[r->cur_step] = true;
+    }
+    r->cur_step = step;
+    r->step_started = now;
+    r->fraction = 0;
+    (void)json_object_set_new(r->state, "step", json_string(m2p_step_name((m2p_step)step)));
+    (void)json_object_set_new(r->state, "step_index", json_integer(step + 1));
+    (void)json_object_set_new(r->state, "step_count", json_integer(M2P_STEP_COUNT));
+    (void)json_object_set_new(r->state, "fraction", json_real(0));
+    json_t *d = json_pack("{s:s, s:i, s:i}", "step", m2p_step_name((m2p_step)step), "index", step + 1, "of",
+                          M2P_STEP_COUNT);
+    flush_event(r, "step", d, true);
+    json_decref(d);
+}
+
+static void on_report(void *ctx, m2p_step step, double done, double total, const char *message) {
+    run_ctx *r = ctx;
+    if ((int)step < 0 || step >= M2P_STEP_COUNT) {
+        return;
+    }
+    if ((int)step != r->cur_step) {
+        start_step(r, (int)step);
+    }
+    double f = total > 0 && isfinite(done) && isfinite(total) ? done / total : 0;
+    f = f < 0 ? 0 : (f > 1 ? 1 : f);
+    r->fraction = f;
+    (void)json_object_set_new(r->state, "fraction", json_real(f));
+    (void)json_object_set_new(r->state, "done", json_real(isfinite(done) ? done : 0));
+    (void)json_object_set_new(r->state, "total", json_real(isfinite(total) ? total : 0));
+    if (message != NULL) {
+        (void)json_object_set_new(r->state, "message", json_string(message));
+    }
+    double now = m2p_now_monotonic();
+    if (now - r->last_flush >= PROGRESS_FLUSH_S || f >= 1.0) {
+        json_t *d = json_pack("{s:s, s:f, s:f, s:f, s:s?}", "step", m2p_step_name(step), "done",
+                              isfinite(done) ? done : 0, "total", isfinite(total) ? total : 0, "fraction", f,
+                              "message", message);
+        flush_event(r, "progress", d, false);
+        json_decref(d);
+    }
+}
+
+static const char *base_name(const char *path) {
+    const char *slash = strrchr(path, '/');
+    return slash != NULL ? slash + 1 : path;
+}
+
+static void on_finding(void *ctx, m2p_step step, const char *key, const char *text) {
+    run_ctx *r = ctx;
+    if (key == NULL || text == NULL || (int)step < 0 || step >= M2P_STEP_COUNT) {
+        return;
+    }
+    json_t *d = NULL;
+    if (strcmp(key, "image") == 0) {
+        /* The text is a server path: clients get the index and the file name only. */
+        r->images_saved++;
+        char line[128];
+        (void)snprintf(line, sizeof line, "Saved image %d", r->images_saved);
+        d = json_pack("{s:s, s:s, s:s, s:i, s:s}", "step", m2p_step_name(step), "key", key, "text", line, "index",
+                      r->images_saved - 1, "file", base_name(text));
+        (void)json_object_set_new(r->state, "images_saved", json_integer(r->images_saved));
+    } else {
+        if (strcmp(key, "prompt") == 0) {
+            r->got_prompt = true;
+        }
+        d = json_pack("{s:s, s:s, s:s}", "step", m2p_step_name(step), "key", key, "text", text);
+    }
+    if (d == NULL) {
+        return;
+    }
+    json_t *findings = json_object_get(r->state, "findings");
+    if (json_is_array(findings) && json_array_size(findings) < MAX_FINDINGS) {
+        (void)json_array_append(findings, d);
+    }
+    flush_event(r, "finding", d, strcmp(key, "image") == 0);
+    json_decref(d);
+}
+
+/* ---- finishing a job ------------------------------------------------------------------------- */
+
+/* Drops the big arrays of the features JSON (kept in the analyses table). */
+static json_t *analysis_json(const m2p_features *f) {
+    json_t *j = NULL;
+    if (f == NULL || m2p_features_to_json(f, &j) != M2P_OK || j == NULL) {
+        return json_null();
+    }
+    const char *big[] = {"spectrogram", "energy_curve", "beats"};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        (void)json_object_del(j, big[i]);
+    }
+    return j;
+}
+
+static json_t *prompt_json(const m2p_prompt *p) {
+    if (p == NULL) {
+        return json_null();
+    }
+    json_t *frags = json_array();
+    for (size_t i = 0; frags != NULL && i < p->n_fragments; i++) {
+        const m2p_fragment *f = &p->fragments[i];
+        (void)json_array_append_new(frags, json_pack("{s:s?, s:s?, s:s?, s:s?, s:i, s:b}", "variable", f->variable,
+                                                     "text", f->text, "feature", f->feature, "reason", f->reason,
+                                                     "priority", f->priority, "kept", f->kept));
+    }
+    return json_pack("{s:s?, s:s?, s:s?, s:i, s:b, s:o}", "positive", p->positive, "negative", p->negative, "style",
+                     p->style, "n_tokens", p->n_tokens, "shortened", p->shortened, "fragments",
+                     frags != NULL ? frags : json_array());
+}
+
+static json_t *result_json(const m2p_job_result *res) {
+    json_t *steps = json_object();
+    for (int s = 0; steps != NULL && s < M2P_STEP_COUNT; s++) {
+        (void)json_object_set_new(steps, m2p_step_name((m2p_step)s), json_real(res->step_seconds[s]));
+    }
+    json_t *seeds = json_array();
+    for (size_t i = 0; seeds != NULL && i < res->n_images; i++) {
+        (void)json_array_append_new(seeds, json_integer(res->seeds[i]));
+    }
+    return json_pack("{s:I, s:s, s:s, s:f, s:b, s:b, s:o, s:o, s:s, s:s, s:i, s:i, s:i, s:o, s:o}", "track_id",
+                     (json_int_t)res->track_id, "title", res->track.title, "uploader", res->track.uploader,
+                     "duration_s", res->track.duration_s, "audio_cache_hit", res->track.cache_hit, "features_cached",
+                     res->features_cached, "analysis", analysis_json(res->features), "prompt",
+                     prompt_json(res->prompt), "renderer", res->renderer, "model", res->model, "width", res->width,
+                     "height", res->height, "steps", res->steps, "seeds", seeds != NULL ? seeds : json_array(),
+                     "step_seconds", steps != NULL ? steps : json_object());
+}
+
+static void record_stats(run_ctx *r, const m2p_job_result *res) {
+    m2p_queue *q = r->w->q;
+    const char *renderer = res->renderer[0] != '\0' ? res->renderer : r->renderer;
+    char size[32];
+    if (res->width > 0) {
+        (void)snprintf(size, sizeof size, "%dx%d", res->width, res->height);
+    } else {
+        (void)snprintf(size, sizeof size, "%s", r->size);
+    }
+    (void)pthread_mutex_lock(&q->mu);
+    for (int s = 0; s < M2P_STEP_COUNT; s++) {
+        double sec = res->step_seconds[s] > 0 ? res->step_seconds[s] : r->elapsed[s];
+        if (sec > 0) {
+            q->stats.step_seconds_sum[s] += sec;
+            q->stats.step_count[s]++;
+        }
+    }
+    if (res->features_cached) {
+        q->stats.features_cached++;
+    } else {
+        q->stats.features_computed++;
+    }
+    if (res->track.cache_hit) {
+        q->stats.audio_cache_hits++;
+    } else {
+        q->stats.audio_cache_misses++;
+    }
+    (void)pthread_mutex_unlock(&q->mu);
+    for (int s = 0; s < M2P_STEP_COUNT; s++) {
+        double sec = res->step_seconds[s] > 0 ? res->step_seconds[s] : r->elapsed[s];
+        if (sec > 0) {
+            m2p_error e;
+            if (m2p_store_step_stat_add(r->w->store, m2p_step_name((m2p_step)s), renderer, size, sec, &e) != M2P_OK) {
+                M2P_WARN("jobs", "step stat not saved: %s", e.detail);
+            }
+        }
+    }
+}
+
+static void count(m2p_queue *q, m2p_job_status st, bool retried) {
+    (void)pthread_mutex_lock(&q->mu);
+    if (retried) {
+        q->stats.jobs_retried++;
+    } else if (st == M2P_JOB_SUCCEEDED) {
+        q->stats.jobs_succeeded++;
+    } else if (st == M2P_JOB_FAILED) {
+        q->stats.jobs_failed++;
+    } else if (st == M2P_JOB_CANCELLED) {
+        q->stats.jobs_cancelled++;
+    } else if (st == M2P_JOB_PARTIAL) {
+        q->stats.jobs_partial++;
+    }
+    (void)pthread_mutex_unlock(&q->mu);
+}
+
+static bool stopping(m2p_queue *q) {
+    (void)pthread_mutex_lock(&q->mu);
+    bool s = q->stopping;
+    (void)pthread_mutex_unlock(&q->mu);
+    return s;
+}
+
+/* Emits the final "state" event with the job's status, error and image list. */
+static void emit_final(run_ctx *r, const char *status, m2p_code code, const char *detail, double retry_at) {
+    json_t *d = json_pack("{s:s, s:i}", "status", status, "attempt", r->attempt);
+    if (d == NULL) {
+        return;
+    }
+    if (code != M2P_OK) {
+        (void)json_object_set_new(d, "error", json_pack("{s:s, s:s, s:s, s:s}", "code", m2p_errname(code), "message",
+                                                        m2p_strerror(code), "detail", detail != NULL ? detail : "",
+                                                        "hint", m2p_errhint(code)));
+    }
+    if (retry_at > 0) {
+        (void)json_object_set_new(d, "retry_at", json_real(retry_at));
+    }
+    json_t *job = NULL;
+    m2p_error e;
+    if (m2p_store_job_get(r->w->store, r->id, &job, &e) == M2P_OK) {
+        (void)json_object_set(d, "images", json_object_get(job, "images"));
+        json_decref(job);
+    }
+    (void)json_object_set_new(r->state, "status", json_string(status));
+    flush_event(r, "state", d, true);
+    json_decref(d);
+}
+
+static void run_job(worker *w, m2p_job_claim *claim) {
+    m2p_queue *q = w->q;
+    const m2p_config *cfg = &q->cfg;
+    m2p_error err;
+    m2p_error_clear(&err);
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    r.w = w;
+    r.id = claim->id;
+    r.attempt = claim->attempt;
+    r.cur_step = -1;
+    r.job_started = m2p_now_monotonic();
+    r.last_flush = 0;
+    r.state = json_pack("{s:s, s:i, s:i, s:[]}", "status", "running", "attempt", claim->attempt, "max_attempts",
+                        claim->max_attempts, "findings");
+    m2p_job_result res;
+    memset(&res, 0, sizeof res);
+    char out_dir[M2P_PATH_MAX];
+    json_t *spec_json = json_loads(claim->spec_json, 0, NULL);
+    m2p_job_spec spec;
+    m2p_code code = M2P_OK;
+    if (r.state == NULL) {
+        code = m2p_error_set(&err, M2P_E_NOMEM, "job state");
+    } else if (spec_json == NULL) {
+        code = m2p_error_set(&err, M2P_E_INTERNAL, "stored job spec is not JSON");
+    } else {
+        code = m2p_queue_spec_from_json(spec_json, cfg, claim->id, &spec, out_dir, sizeof out_dir, &err);
+    }
+    if (code == M2P_OK) {
+        (void)snprintf(r.renderer, sizeof r.renderer, "%s", spec.renderer != NULL ? spec.renderer : cfg->renderer);
+        (void)snprintf(r.size, sizeof r.size, "%dx%d", spec.width, spec.height);
+        for (int s = 0; s < M2P_STEP_COUNT; s++) {
+            m2p_error e2;
+            if (m2p_store_step_stat_get(w->store, m2p_step_name((m2p_step)s), r.renderer, r.size, &r.mean[s],
+                                        &r.have_mean[s], &e2) != M2P_OK) {
+                r.have_mean[s] = false; /* no ETA for this step: not an error */
+            }
+        }
+        json_t *d = json_pack("{s:s, s:i, s:i}", "status", "running", "attempt", claim->attempt, "max_attempts",
+                              claim->max_attempts);
+        flush_event(&r, "state", d, true);
+        json_decref(d);
+        code = m2p_fs_mkdirs(out_dir, &err);
+    }
+    if (code == M2P_OK && claim->attempt <= cfg->unsafe_test_fail_first) {
+        code = m2p_error_set(&err, M2P_E_FETCH_NETWORK, "injected failure of attempt %d (unsafe_test_fail_first=%d)",
+                             claim->attempt, cfg->unsafe_test_fail_first);
+    }
+    if (code == M2P_OK) {
+        m2p_progress progress = {on_report, on_finding, &r, &w->cancel};
+        code = m2p_pipeline_make(q->pipeline, w->store, &spec, &progress, &res, &err);
+        if (r.cur_step >= 0 && code == M2P_OK) {
+            r.elapsed[r.cur_step] = m2p_now_monotonic() - r.step_started;
+            r.done[r.cur_step] = true;
+        }
+    }
+    if (code != M2P_OK && err.code == M2P_OK) {
+        err.code = code;
+    }
+
+    bool applied = false;
+    m2p_error e;
+    m2p_error_clear(&e);
+    if (code == M2P_OK) {
+        record_stats(&r, &res);
+        json_t *rj = result_json(&res);
+        char *rtext = rj != NULL ? json_dumps(rj, JSON_COMPACT) : NULL;
+        json_decref(rj);
+        m2p_image_row *rows = res.n_images > 0 ? m2p_calloc(res.n_images, sizeof *rows) : NULL;
+        const char *key = res.features != NULL ? m2p_key_name(res.features->key) : "";
+        const char *mode = res.features != NULL ? m2p_mode_name(res.features->mode) : "";
+        char **meta = res.n_images > 0 ? m2p_calloc(res.n_images, sizeof *meta) : NULL;
+        if (res.n_images > 0 && (rows == NULL || meta == NULL)) {
+            code = m2p_error_set(&err, M2P_E_NOMEM, "image rows");
+        }
+        for (size_t i = 0; code == M2P_OK && i < res.n_images; i++) {
+            json_t *mj = json_pack("{s:s?, s:s?, s:s?, s:I, s:i, s:i, s:i, s:s, s:s, s:f, s:s, s:s, s:s, s:I}",
+                                   "prompt", res.prompt != NULL ? res.prompt->positive : NULL, "negative",
+                                   res.prompt != NULL ? res.prompt->negative : NULL, "style",
+                                   res.prompt != NULL ? res.prompt->style : NULL, "seed", (json_int_t)res.seeds[i],
+                                   "width", res.width, "height", res.height, "steps", res.steps, "renderer",
+                                   res.renderer, "model", res.model, "tempo_bpm",
+                                   res.features != NULL ? res.features->tempo_bpm : 0.0, "key", key, "mode", mode,
+                                   "title", res.track.title, "job_id", (json_int_t)claim->id);
+            meta[i] = mj != NULL ? json_dumps(mj, JSON_COMPACT) : NULL;
+            json_decref(mj);
+            rows[i] = (m2p_image_row){
+                .index = (int)i,
+                .seed = res.seeds[i],
+                .path = res.image_paths[i],
+                .width = res.width,
+                .height = res.height,
+                .prompt = res.prompt != NULL ? res.prompt->positive : "",
+                .style = res.prompt != NULL && res.prompt->style != NULL ? res.prompt->style : "",
+                .renderer = res.renderer,
+                .model = res.model,
+                .metadata_json = meta[i],
+                .track_id = res.track_id,
+                .source = res.track.source,
+                .tempo = res.features != NULL ? res.features->tempo_bpm : 0,
+                .key = key,
+                .mode = mode,
+            };
+        }
+        if (code == M2P_OK) {
+            m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, rtext, res.track_id, rows, res.n_images};
+            if (m2p_store_job_finish(w->store, claim->id, claim->attempt, &o, &applied, &e) != M2P_OK) {
+                M2P_ERROR("jobs", "job %lld: could not save the result: %s", (long long)claim->id, e.detail);
+            }
+        }
+        for (size_t i = 0; meta != NULL && i < res.n_images; i++) {
+            free(meta[i]);
+        }
+        m2p_free(meta);
+        m2p_free(rows);
+        free(rtext);
+        if (applied) {
+            count(q, M2P_JOB_SUCCEEDED, false);
+            emit_final(&r, "succeeded", M2P_OK, NULL, 0);
+        }
+    }
+    if (code != M2P_OK) {
+        bool shutting = stopping(q);
+        m2p_job_status final = M2P_JOB_FAILED;
+        if (shutting) {
+            /* Graceful stop: back to the queue; this attempt does not count. */
+            if (m2p_store_job_requeue(w->store, claim->id, claim->attempt, 0, M2P_OK, NULL, true, &e) != M2P_OK) {
+                M2P_ERROR("jobs", "job %lld: requeue at shutdown failed: %s", (long long)claim->id, e.detail);
+            }
+            emit_final(&r, "queued", M2P_OK, NULL, 0);
+            goto done;
+        }
+        if (code == M2P_E_CANCELLED) {
+            final = M2P_JOB_CANCELLED;
+        } else if (m2p_err_transient(code) && claim->attempt < claim->max_attempts) {
+            double jitter = (double)(rng_next(&w->rng) >> 11) / 9007199254740992.0;
+            double delay = m2p_queue_backoff(cfg->retry_base_s, claim->attempt, jitter);
+            double when = m2p_now_wall() + delay;
+            if (m2p_store_job_requeue(w->store, claim->id, claim->attempt, when, code, err.detail, false, &e) ==
+                M2P_OK) {
+                M2P_INFO("jobs", "job %lld: attempt %d failed (%s); retry in %.1f s", (long long)claim->id,
+                         claim->attempt, m2p_errname(code), delay);
+                count(q, M2P_JOB_QUEUED, true);
+                emit_final(&r, "queued", code, err.detail, when);
+                goto done;
+            }
+            M2P_ERROR("jobs", "job %lld: requeue failed: %s", (long long)claim->id, e.detail);
+        } else if (r.got_prompt && (r.cur_step == M2P_STEP_RENDER || r.cur_step == M2P_STEP_STORE)) {
+            final = M2P_JOB_PARTIAL;
+        }
+        json_t *rj = res.prompt != NULL || res.features != NULL ? result_json(&res) : NULL;
+        char *rtext = rj != NULL ? json_dumps(rj, JSON_COMPACT) : NULL;
+        json_decref(rj);
+        m2p_job_outcome o = {final, code, err.detail, rtext, res.track_id, NULL, 0};
+        if (m2p_store_job_finish(w->store, claim->id, claim->attempt, &o, &applied, &e) != M2P_OK) {
+            M2P_ERROR("jobs", "job %lld: could not save the failure: %s", (long long)claim->id, e.detail);
+        }
+        free(rtext);
+        if (applied) {
+            count(q, final, false);
+            emit_final(&r, m2p_job_status_name(final), code, err.detail, 0);
+        }
+    }
+done:
+    m2p_job_result_clear(&res);
+    json_decref(spec_json);
+    json_decref(r.state);
+}
+
+/* ---- worker threads ------------------------------------------------------------------------- */
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    m2p_queue *q = w->q;
+    while (!stopping(q)) {
+        m2p_job_claim claim;
+        m2p_error err;
+        m2p_error_clear(&err);
+        m2p_code c = m2p_store_job_claim(w->store, m2p_now_wall(), &claim, &err);
+        if (c == M2P_OK) {
+            (void)pthread_mutex_lock(&q->mu);
+            w->job_id = claim.id;
+            atomic_store(&w->cancel, q->stopping);
+            q->stats.jobs_started++;
+            (void)pthread_mutex_unlock(&q->mu);
+            bool requested = false;
+            if (m2p_store_job_cancel_requested(w->store, claim.id, &requested, &err) == M2P_OK && requested) {
+                atomic_store(&w->cancel, true);
+            }
+            run_job(w, &claim);
+            (void)pthread_mutex_lock(&q->mu);
+            w->job_id = 0;
+            atomic_store(&w->cancel, false);
+            (void)pthread_mutex_unlock(&q->mu);
+            m2p_job_claim_clear(&claim);
+            continue;
+        }
+        if (c != M2P_E_NOT_FOUND) {
+            M2P_WARN("jobs", "claim failed: %s", err.detail);
+        }
+        /* Idle: wait for a wake-up, or poll again soon (backoff timers, other processes). */
+        (void)pthread_mutex_lock(&q->mu);
+        if (!q->stopping) {
+            struct timespec ts;
+            (void)clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 250 * 1000 * 1000;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            (void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        }
+        (void)pthread_mutex_unlock(&q->mu);
+    }
+    return NULL;
+}
+
+m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_queue **out, m2p_error *err) {
+    *out = NULL;
+    m2p_code c = M2P_OK;
+    m2p_store *s = NULL;
+    m2p_queue *q = m2p_calloc(1, sizeof *q);
+    if (q == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "queue");
+    }
+    q->cfg = *cfg;
+    q->pipeline = pipeline;
+    (void)pthread_mutex_init(&q->mu, NULL);
+    (void)pthread_cond_init(&q->cv, NULL);
+    atomic_init(&q->version, 0);
+    q->n_workers = cfg->workers < 1 ? 1 : cfg->workers;
+    q->workers = m2p_calloc((size_t)q->n_workers, sizeof *q->workers);
+    if (q->workers == NULL) {
+        c = m2p_error_set(err, M2P_E_NOMEM, "workers");
+        goto fail;
+    }
+    for (int i = 0; i < q->n_workers; i++) {
+        worker *w = &q->workers[i];
+        w->q = q;
+        atomic_init(&w->cancel, false);
+        w->rng = (uint64_t)(m2p_now_wall() * 1e6) ^ ((uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull);
+        if (w->rng == 0) {
+            w->rng = 88172645463325252ull;
+        }
+        c = m2p_store_open(cfg, &w->store, err);
+        if (c != M2P_OK) {
+            goto fail;
+        }
+    }
+    c = m2p_store_open(cfg, &s, err);
+    if (c == M2P_OK) {
+        int requeued = 0;
+        int failed = 0;
+        c = m2p_store_job_recover(s, &requeued, &failed, err);
+        if (c == M2P_OK && (requeued > 0 || failed > 0)) {
+            M2P_WARN("jobs", "recovered interrupted jobs: %d queued again, %d failed (attempts used up)", requeued,
+                     failed);
+        }
+    }
+    m2p_store_close(s);
+    if (c != M2P_OK) {
+        goto fail;
+    }
+    *out = q;
+    return M2P_OK;
+fail:
+    m2p_queue_free(q);
+    return c;
+}
+
+m2p_code m2p_queue_start(m2p_queue *q, m2p_error *err) {
+    for (int i = 0; i < q->n_workers; i++) {
+        if (pthread_create(&q->workers[i].thread, NULL, worker_main, &q->workers[i]) != 0) {
+            m2p_queue_stop(q);
+            return m2p_error_set(err, M2P_E_NOMEM, "cannot start worker thread %d", i);
+        }
+        q->workers[i].started = true;
+    }
+    q->started = true;
+    return M2P_OK;
+}
+
+void m2p_queue_stop(m2p_queue *q) {
+    if (q == NULL) {
+        return;
+    }
+    (void)pthread_mutex_lock(&q->mu);
+    q->stopping = true;
+    for (int i = 0; i < q->n_workers; i++) {
+        atomic_store(&q->workers[i].cancel, true);
+    }
+    (void)pthread_cond_broadcast(&q->cv);
+    (void)pthread_mutex_unlock(&q->mu);
+    for (int i = 0; i < q->n_workers; i++) {
+        if (q->workers[i].started) {
+            (void)pthread_join(q->workers[i].thread, NULL);
+            q->workers[i].started = false;
+        }
+    }
+}
+
+void m2p_queue_free(m2p_queue *q) {
+    if (q == NULL) {
+        return;
+    }
+    m2p_queue_stop(q);
+    for (int i = 0; q->workers != NULL && i < q->n_workers; i++) {
+        m2p_store_close(q->workers[i].store);
+    }
+    m2p_free(q->workers);
+    (void)pthread_cond_destroy(&q->cv);
+    (void)pthread_mutex_destroy(&q->mu);
+    m2p_free(q);
+}
+
+m2p_code m2p_queue_cancel(m2p_queue *q, m2p_store *s, int64_t id, m2p_error *err) {
+    bool was_running = false;
+    m2p_code c = m2p_store_job_cancel(s, id, &was_running, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    if (was_running) {
+        (void)pthread_mutex_lock(&q->mu);
+        for (int i = 0; i < q->n_workers; i++) {
+            if (q->workers[i].job_id == id) {
+                atomic_store(&q->workers[i].cancel, true);
+            }
+        }
+        (void)pthread_mutex_unlock(&q->mu);
+        json_t *d = json_pack("{s:b}", "cancel_requested", 1);
+        c = m2p_queue_emit(q, s, id, "cancel_requested", d, false, err);
+        json_decref(d);
+        return c;
+    }
+    json_t *d = json_pack("{s:s}", "status", "cancelled");
+    c = m2p_queue_emit(q, s, id, "state", d, true, err);
+    json_decref(d);
+    return c;
+}

@@ -1,0 +1,85 @@
+/*
+ * jobs/queue.h — the server's local job queue: a pool of worker threads that
+ * take jobs from the database (store/jobs.h), run the pipeline on them with a
+ * live progress state, and write every change as an ordered event.
+ *
+ * The database is the queue; this object only holds the threads, the cancel
+ * flags of running jobs and a change counter (m2p_queue_version) that live
+ * views poll to learn that new events were written.
+ *
+ * Worker states (one per thread):
+ *
+ *   idle ──claim──► running job J ──pipeline returns──► finish/requeue ──► idle
+ *     ▲                 │ cancel(J): flag set → pipeline stops at the next step
+ *     └─────────────────┘ stop(): every flag set → J requeued, attempt not counted
+ *
+ * Retry policy: a transient failure (m2p_err_transient) with attempts left is
+ * requeued with not_before = now + retry_base_s * 2^(attempt-1) (capped at
+ * 300 s) times a random factor in [0.5, 1.5); a permanent one fails at once.
+ * A job that got as far as its prompt but no image ends "partial".
+ */
+#ifndef M2P_JOBS_QUEUE_H
+#define M2P_JOBS_QUEUE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "pipeline/pipeline.h"
+#include "store/jobs.h"
+
+typedef struct m2p_queue m2p_queue;
+
+/* Counters for /metrics (monotonic since start). */
+typedef struct m2p_queue_stats {
+    uint64_t jobs_started, jobs_succeeded, jobs_failed, jobs_cancelled, jobs_partial, jobs_retried;
+    uint64_t events;
+    double step_seconds_sum[M2P_STEP_COUNT];
+    uint64_t step_count[M2P_STEP_COUNT];
+    uint64_t features_cached, features_computed;
+    uint64_t audio_cache_hits, audio_cache_misses;
+    int busy_workers;
+    int workers;
+} m2p_queue_stats;
+
+/* Creates the queue for cfg (workers = cfg->workers) over pipeline (not owned;
+ * must outlive the queue). Recovers jobs left running by a previous process.
+ * Threads start with m2p_queue_start. */
+m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_queue **out, m2p_error *err) M2P_WUR;
+m2p_code m2p_queue_start(m2p_queue *q, m2p_error *err) M2P_WUR;
+/* Graceful stop: running jobs are asked to stop at their next step boundary
+ * and go back to queued without counting the attempt; joins every worker. */
+void m2p_queue_stop(m2p_queue *q);
+/* Stops (if needed) and frees; q may be NULL. */
+void m2p_queue_free(m2p_queue *q);
+
+/* Tells idle workers that a job may be ready. */
+void m2p_queue_wake(m2p_queue *q);
+
+/* Cancels job id (queued: at once; running: its worker stops at the next step
+ * or denoising step). Errors: M2P_E_JOB_NOT_FOUND, M2P_E_JOB_STATE. */
+m2p_code m2p_queue_cancel(m2p_queue *q, m2p_store *s, int64_t id, m2p_error *err) M2P_WUR;
+
+/* Appends an event for job id through store s (the caller's thread's handle)
+ * and bumps the change counter. data may be NULL. */
+m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type, json_t *data, bool queue_too,
+                        m2p_error *err) M2P_WUR;
+
+/* Monotonic counter bumped after every event written through this queue. */
+uint64_t m2p_queue_version(const m2p_queue *q);
+
+void m2p_queue_get_stats(m2p_queue *q, m2p_queue_stats *out);
+
+/* The normalised job spec (JSON object as stored) → a pipeline spec whose
+ * strings point into spec_json (which must outlive it). out_dir is written
+ * into out_dir_buf. Exposed for tests. */
+m2p_code m2p_queue_spec_from_json(const json_t *spec_json, const m2p_config *cfg, int64_t job_id, m2p_job_spec *out,
+                                  char *out_dir_buf, size_t cap, m2p_error *err) M2P_WUR;
+
+/* Backoff before attempt+1 after a transient failure of attempt (1-based):
+ * base * 2^(attempt-1), capped at 300 s, times jitter in [0.5, 1.5). */
+double m2p_queue_backoff(double base_s, int attempt, double jitter01);
+
+#endif
