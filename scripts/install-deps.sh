@@ -13,6 +13,7 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libopenblas-openmp-dev libsqlite3-dev libpq-dev libhiredis-dev
       libcurl4-openssl-dev libmicrohttpd-dev libwslay-dev libjansson-dev
       libpng-dev libwebp-dev zlib1g-dev libcmocka-dev
+      libunistring-dev
       python3 python3-venv)
 if [[ "${1:-}" == "--test" ]]; then
   PKGS+=(clang libclang-rt-14-dev clang-format clang-tidy valgrind ffmpeg

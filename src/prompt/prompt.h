@@ -5,6 +5,10 @@
  * built from, each traced to the feature that produced it (the "why this
  * image" table). Prompts are kept within CLIP's 77 tokens by dropping the
  * lowest-priority fragments first; `shortened` says when that happened.
+ *
+ * Related headers: prompt/presets.h (the styles), prompt/clip_tokenizer.h
+ * (exact CLIP token counts; also used by the diffusion engine). The template
+ * variables are listed by m2p_prompt_variable() and docs/notes/prompt.md.
  */
 #ifndef M2P_PROMPT_PROMPT_H
 #define M2P_PROMPT_PROMPT_H
@@ -12,8 +16,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "core/error.h"
 #include "dsp/features.h"
+#include "prompt/clip_tokenizer.h"
+#include "prompt/presets.h"
 
 typedef struct m2p_fragment {
     char *variable; /* template variable it fills ("mood"), owned */
@@ -41,9 +49,24 @@ typedef struct m2p_prompt_input {
     const char *template_text; /* user template or NULL for the preset's */
     const char *title;
     const char *artist;
+    /* Optional, for callers that build many prompts: a loaded preset set and
+     * tokenizer to use (NULL → loaded for this call; the tokenizer load costs
+     * a few tens of milliseconds). Not owned. */
+    const struct m2p_presets *presets;
+    const struct m2p_clip_tokenizer *tokenizer;
 } m2p_prompt_input;
 
+/* Builds the prompt. features must not be NULL. Errors: unknown style →
+ * M2P_E_STYLE_UNKNOWN; template problems → M2P_E_TEMPLATE_VARIABLE /
+ * _SYNTAX / _EMPTY / _TOO_LONG (detail names the variable or offset).
+ * Deterministic: the same input gives the same prompt, byte for byte.
+ * *out owned by the caller (m2p_prompt_free). */
 m2p_code m2p_prompt_build(const m2p_prompt_input *in, m2p_prompt **out, m2p_error *err) M2P_WUR;
 void m2p_prompt_free(m2p_prompt *p);
+
+/* {"positive", "negative", "style", "n_tokens", "shortened", "fragments":
+ * [{"variable", "text", "feature", "reason", "priority", "kept"}]};
+ * *out is a new reference. */
+m2p_code m2p_prompt_to_json(const m2p_prompt *p, json_t **out) M2P_WUR;
 
 #endif
