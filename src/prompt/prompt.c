@@ -64,7 +64,7 @@ static const char *const k_key_names[12] = {"C", "C#", "D", "D#", "E", "F", "F#"
 static const char *const k_moods[3][3] = {
     {"melancholic, wistful", "moody, introspective", "dark, tense intensity"},
     {"calm, contemplative", "dreamy, bittersweet", "restless, urgent"},
-    {"serene, tender", "warm, hopeful", "euphoric, jubilant"},
+    {"tender, peaceful", "warm, hopeful", "euphoric, jubilant"},
 };
 static const char *const k_level_words[3] = {"low", "mid", "high"};
 
@@ -227,7 +227,7 @@ static void frag_energy(const m2p_features *f, frag *o) {
     } else if (e >= 0.35) {
         set3(o, "restrained, measured energy", "medium energy");
     } else {
-        set3(o, "quiet, intimate stillness", "low energy");
+        set3(o, "quiet, intimate hush", "low energy");
     }
 }
 
