@@ -1,0 +1,253 @@
+/*
+ * tests/unit/diffusion/test_nn_unet.c — the UNet on the tiny LCM model
+ * (tests/fixtures/nn/tiny-lcm) against diffusers' UNet2DConditionModel
+ * (tests/fixtures/nn/unet/unet.safetensors, tools/nn/make_unet_fixtures.py):
+ *  - case a: batch 2, 8×16 latents, one timestep per image, one guidance
+ *    embedding per image, one text embedding per image;
+ *  - case b: batch 2, 6×10 latents (not divisible by 8: the upsampler follows
+ *    the skip sizes), one text embedding broadcast to both images;
+ *  - the timestep and guidance embeddings alone;
+ *  - batching: image 1 of a batch equals image 1 run alone;
+ *  - a missing tensor / a wrong shape in a copy of the model → clear errors.
+ * Tolerance: |diff| ≤ 2e-5 + 1e-4·|expected| (measured max |diff| 1.4e-6; fp32 against fp32 PyTorch; the
+ * sums run in a different order).
+ */
+#include "nn_fixture.h"
+
+#include "diffusion/model.h"
+#include "diffusion/unet.h"
+
+#define ATOL 2e-5
+#define RTOL 1e-4
+
+static const char *tiny_dir(char *buf, size_t cap) {
+    (void)snprintf(buf, cap, "%s/tests/fixtures/nn/tiny-lcm", m2p_test_source_dir());
+    return buf;
+}
+
+typedef struct fixture {
+    m2p_nn_model *model;
+    m2p_unet *unet;
+    m2p_nn_st *ref;
+} fixture;
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    char dir[1024];
+    m2p_error err;
+    if (m2p_nn_model_open(tiny_dir(dir, sizeof dir), M2P_NN_LOAD_UNET, &f->model, &err) != M2P_OK) {
+        fprintf(stderr, "model: %s\n", err.detail);
+        return -1;
+    }
+    if (m2p_unet_create_from_model(f->model, &f->unet, &err) != M2P_OK) {
+        fprintf(stderr, "unet: %s\n", err.detail);
+        return -1;
+    }
+    f->ref = nnfx_open("unet/unet.safetensors");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    m2p_unet_free(f->unet);
+    m2p_nn_model_free(f->model);
+    m2p_nn_st_close(f->ref);
+    free(f);
+    return 0;
+}
+
+static void run_case(fixture *f, const char *c, int h, int w, int context_n) {
+    char name[32];
+    size_t n_out = 0;
+#define LOAD(var, key, cnt)                                                                                            \
+    (void)snprintf(name, sizeof name, "%s_%s", c, key);                                                              \
+    float *var = nnfx_load(f->ref, name, cnt)
+    LOAD(sample, "sample", NULL);
+    LOAD(ts, "timesteps", NULL);
+    LOAD(cond, "cond", NULL);
+    LOAD(ctx, "context", NULL);
+    LOAD(want, "out", &n_out);
+#undef LOAD
+    float *out = m2p_malloc_array(n_out, sizeof(float));
+    assert_non_null(out);
+    m2p_unet_input in = {sample, 2, h, w, ts, cond, ctx, context_n, 77};
+    m2p_error err;
+    m2p_code rc = m2p_unet_forward(f->unet, &in, out, &err);
+    if (rc != M2P_OK) {
+        fail_msg("forward: %s", err.detail);
+    }
+    assert_true(n_out == (size_t)2 * 4 * h * w);
+    NNFX_ASSERT_CLOSE(c, out, want, n_out, ATOL, RTOL);
+    m2p_free(sample);
+    m2p_free(ts);
+    m2p_free(cond);
+    m2p_free(ctx);
+    m2p_free(want);
+    m2p_free(out);
+}
+
+static void test_case_a(void **state) {
+    run_case(*state, "a", 8, 16, 2);
+}
+
+static void test_case_b_broadcast_odd_size(void **state) {
+    run_case(*state, "b", 6, 10, 1);
+}
+
+static void test_embeddings(void **state) {
+    fixture *f = *state;
+    float *g = nnfx_load(f->ref, "g_emb8", NULL);
+    float mine[32];
+    m2p_unet_guidance_embedding(8.0, 32, mine);
+    NNFX_ASSERT_CLOSE("guidance embedding", mine, g, 32, 1e-5, 1e-5);
+    float *t = nnfx_load(f->ref, "t_emb", NULL);
+    float te[64];
+    m2p_unet_timestep_embedding(999.0f, 32, true, 0.0f, te);
+    m2p_unet_timestep_embedding(759.0f, 32, true, 0.0f, te + 32);
+    NNFX_ASSERT_CLOSE("timestep embedding", te, t, 64, 1e-5, 1e-5);
+    m2p_free(g);
+    m2p_free(t);
+}
+
+/* Image 1 of the batch run alone gives the same output as in the batch. */
+static void test_batch_equals_single(void **state) {
+    fixture *f = *state;
+    float *sample = nnfx_load(f->ref, "a_sample", NULL);
+    float *ts = nnfx_load(f->ref, "a_timesteps", NULL);
+    float *cond = nnfx_load(f->ref, "a_cond", NULL);
+    float *ctx = nnfx_load(f->ref, "a_context", NULL);
+    size_t per = 4 * 8 * 16;
+    float both[2 * 4 * 8 * 16];
+    float one[4 * 8 * 16];
+    m2p_error err;
+    m2p_unet_input in2 = {sample, 2, 8, 16, ts, cond, ctx, 2, 77};
+    assert_int_equal(m2p_unet_forward(f->unet, &in2, both, &err), M2P_OK);
+    m2p_unet_input in1 = {sample + per, 1, 8, 16, ts + 1, cond + 32, ctx + 77 * 32, 1, 77};
+    assert_int_equal(m2p_unet_forward(f->unet, &in1, one, &err), M2P_OK);
+    NNFX_ASSERT_CLOSE("single vs batch", one, both + per, per, 1e-6, 1e-6);
+    /* Bad inputs are refused, not run. */
+    m2p_unet_input bad = in2;
+    bad.context_n = 3;
+    assert_int_equal(m2p_unet_forward(f->unet, &bad, both, &err), M2P_E_INVALID_ARG);
+    bad = in2;
+    bad.n = 0;
+    assert_int_equal(m2p_unet_forward(f->unet, &bad, both, &err), M2P_E_INVALID_ARG);
+    m2p_free(sample);
+    m2p_free(ts);
+    m2p_free(cond);
+    m2p_free(ctx);
+}
+
+static void test_macs(void **state) {
+    fixture *f = *state;
+    double m1 = m2p_unet_macs(f->unet, 1, 8, 8, 77);
+    double m2 = m2p_unet_macs(f->unet, 2, 8, 8, 77);
+    assert_true(m1 > 1e5);
+    assert_true(m2 > 1.9 * m1 && m2 < 2.1 * m1);
+    assert_true(m2p_unet_param_count(f->unet) > 100000);
+}
+
+/* Copies the tiny model to a temp folder and patches bytes of the UNet's safetensors header. */
+static void patched_copy(char *dir, size_t cap, const char *from, const char *to) {
+    char src[1024];
+    m2p_test_tmpdir(dir, cap);
+    char cmd[3000];
+    (void)snprintf(cmd, sizeof cmd, "cp -r '%s'/. '%s'/", tiny_dir(src, sizeof src), dir);
+    assert_int_equal(system(cmd), 0);
+    char path[1200];
+    (void)snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    unsigned char len8[8];
+    assert_int_equal(fread(len8, 1, 8, fp), 8);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) {
+        hl = (hl << 8) | len8[i];
+    }
+    assert_true(hl < 10u * 1024 * 1024);
+    char *hdr = malloc(hl + 1);
+    assert_non_null(hdr);
+    assert_int_equal(fread(hdr, 1, hl, fp), hl);
+    hdr[hl] = '\0';
+    char *at = strstr(hdr, from);
+    assert_non_null(at);
+    assert_int_equal(strlen(from), strlen(to));
+    memcpy(at, to, strlen(to));
+    assert_int_equal(fseek(fp, 8, SEEK_SET), 0);
+    assert_int_equal(fwrite(hdr, 1, hl, fp), hl);
+    assert_int_equal(fclose(fp), 0);
+    free(hdr);
+}
+
+static m2p_code open_unet(const char *dir, m2p_error *err) {
+    m2p_nn_model *m = NULL;
+    m2p_unet *u = NULL;
+    m2p_code rc = m2p_nn_model_open(dir, M2P_NN_LOAD_UNET, &m, err);
+    if (rc == M2P_OK) {
+        rc = m2p_unet_create_from_model(m, &u, err);
+        if (rc != M2P_OK) {
+            assert_null(u);
+        }
+    }
+    m2p_unet_free(u);
+    m2p_nn_model_free(m);
+    return rc;
+}
+
+static void test_missing_tensor(void **state) {
+    (void)state;
+    char dir[64];
+    patched_copy(dir, sizeof dir, "\"mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight\"",
+                 "\"mid_block.attentions.0.transformer_blocks.0.attn2.to_z.weight\"");
+    m2p_error err;
+    m2p_code rc = open_unet(dir, &err);
+    assert_int_equal(rc, M2P_E_MODEL_TENSOR_MISSING);
+    assert_non_null(strstr(err.detail, "mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight"));
+    m2p_test_rmdir(dir);
+}
+
+static void test_wrong_shape(void **state) {
+    (void)state;
+    char dir[64];
+    patched_copy(dir, sizeof dir, "\"conv_in.weight\":{\"dtype\":\"F16\",\"shape\":[32,4,3,3]",
+                 "\"conv_in.weight\":{\"dtype\":\"F16\",\"shape\":[32,4,9,1]");
+    m2p_error err;
+    m2p_code rc = open_unet(dir, &err);
+    assert_int_equal(rc, M2P_E_MODEL_SHAPE);
+    assert_non_null(strstr(err.detail, "conv_in.weight"));
+    m2p_test_rmdir(dir);
+}
+
+static void test_config_refusals(void **state) {
+    fixture *f = *state;
+    m2p_nn_unet_config mc = *m2p_nn_model_unet_config(f->model);
+    m2p_unet_config c;
+    m2p_error err;
+    assert_int_equal(m2p_unet_config_from_model(&mc, &c, &err), M2P_OK);
+    assert_int_equal(c.n_blocks, 4);
+    assert_int_equal(c.time_cond_proj_dim, 32);
+    m2p_nn_unet_config bad = mc;
+    bad.center_input_sample = true;
+    assert_int_equal(m2p_unet_config_from_model(&bad, &c, &err), M2P_E_MODEL_CONFIG);
+    bad = mc;
+    bad.layers_per_block = M2P_UNET_MAX_LAYERS + 1;
+    assert_int_equal(m2p_unet_config_from_model(&bad, &c, &err), M2P_E_MODEL_CONFIG);
+    bad = mc;
+    bad.heads[1] = 5;
+    assert_int_equal(m2p_unet_config_from_model(&bad, &c, &err), M2P_E_MODEL_CONFIG);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_case_a),
+        cmocka_unit_test(test_case_b_broadcast_odd_size),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_macs),
+        cmocka_unit_test(test_missing_tensor),
+        cmocka_unit_test(test_wrong_shape),
+        cmocka_unit_test(test_config_refusals),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
