@@ -1,0 +1,170 @@
+/*
+ * bench/bench_sonic.c — how fast the sonic renderer paints, and the sample posters.
+ *
+ *   bench_sonic [--runs N]          ms per poster at 512², 1024², 2048² (4 posters
+ *                                   per request), one thread vs all, median of N
+ *                                   runs (default 5), with the ratios; then every
+ *                                   style at 1024²; then the headline: four
+ *                                   1024² posters, wall time.
+ *   bench_sonic --samples DIR       writes the review posters (512², with
+ *                                   typography and metadata) into DIR.
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../tests/unit/render/sonic_fixtures.h"
+#include "core/fs.h"
+#include "render/backend.h"
+#include "render/png.h"
+#include "render/sonic_int.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a;
+    double y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static m2p_prompt g_prompt_template = {"a poster of the song", "text, watermark", "abstract", NULL, 0, 12, false};
+
+/* Median wall time (ms) of rendering n posters of style at size with threads. */
+static double time_render(const m2p_features *f, const char *style, int size, int n, int threads, int runs) {
+    m2p_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = threads;
+    m2p_render_backend be;
+    if (m2p_sonic_backend_create(&cfg, &be, NULL) != M2P_OK) {
+        return -1;
+    }
+    uint32_t seeds[16];
+    for (int i = 0; i < 16; i++) {
+        seeds[i] = 1000u + (uint32_t)i;
+    }
+    m2p_prompt prompt = g_prompt_template;
+    m2p_render_request req = {&prompt, f, style, n, size, size, seeds, 0, 0, "Night Drive", "The Examples", false, -1};
+    double t[64];
+    runs = runs > 64 ? 64 : runs;
+    for (int r = 0; r < runs; r++) {
+        m2p_image *imgs[16];
+        double t0 = m2p_now_monotonic();
+        m2p_code rc = be.render(be.self, &req, NULL, imgs, NULL);
+        t[r] = (m2p_now_monotonic() - t0) * 1000.0;
+        if (rc != M2P_OK) {
+            fprintf(stderr, "render failed: %s\n", m2p_errname(rc));
+            be.destroy(be.self);
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            m2p_image_free(imgs[i]);
+        }
+    }
+    be.destroy(be.self);
+    qsort(t, (size_t)runs, sizeof t[0], cmp_double);
+    return t[runs / 2];
+}
+
+static int write_samples(const char *dir) {
+    if (m2p_fs_mkdirs(dir, NULL) != M2P_OK) {
+        return 1;
+    }
+    static const char *const fix_names[3] = {"calm-major", "electro-minor", "orchestral"};
+    static const char *const titles[3] = {"Slow Morning Light", "Night Drive", "Symphony of the Tides"};
+    static const char *const artists[3] = {"Ada & the Lanterns", "NEON ARCADE", "Orquesta Océano"};
+    m2p_features *fx[3];
+    for (int k = 0; k < 3; k++) {
+        fx[k] = fix_make((fix_kind)k);
+        if (fx[k] == NULL) {
+            return 1;
+        }
+    }
+    m2p_render_backend be;
+    if (m2p_sonic_backend_create(NULL, &be, NULL) != M2P_OK) {
+        return 1;
+    }
+    int fails = 0;
+    for (int si = 0; sn_style_names[si] != NULL; si++) {
+        for (int k = 0; k < 3; k++) {
+            /* Each style once per fixture, rotating which one gets the typography. */
+            uint32_t seed = 7u + (uint32_t)si * 3u + (uint32_t)k;
+            m2p_prompt prompt = g_prompt_template;
+            m2p_render_request req = {&prompt, fx[k], sn_style_names[si], 1, 512, 512, &seed, 0, 0,
+                                      titles[k], artists[k], k == si % 3, -1};
+            m2p_image *img = NULL;
+            m2p_error err;
+            if (be.render(be.self, &req, NULL, &img, &err) != M2P_OK) {
+                fails++;
+                continue;
+            }
+            m2p_png_meta *meta = NULL;
+            char path[1200];
+            (void)snprintf(path, sizeof path, "%s/%s-%s.png", dir, sn_style_names[si], fix_names[k]);
+            if (m2p_png_meta_create(&meta) != M2P_OK ||
+                m2p_png_meta_add_render(meta, &req, 0, "sonic", "procedural", "bench_sonic fixture", &err) != M2P_OK ||
+                m2p_png_write(path, img, meta, &err) != M2P_OK) {
+                fails++;
+            }
+            m2p_png_meta_free(meta);
+            m2p_image_free(img);
+        }
+    }
+    /* A storyboard: one poster per section of the electronic fixture. */
+    for (size_t sec = 0; sec < fx[1]->n_sections; sec++) {
+        uint32_t seed = 42u;
+        m2p_prompt prompt = g_prompt_template;
+        m2p_render_request req = {&prompt, fx[1], "album_cover", 1, 512, 512, &seed, 0, 0, NULL, NULL, false, (int)sec};
+        m2p_image *img = NULL;
+        char path[1200];
+        (void)snprintf(path, sizeof path, "%s/storyboard-section%zu.png", dir, sec);
+        if (be.render(be.self, &req, NULL, &img, NULL) != M2P_OK || m2p_png_write(path, img, NULL, NULL) != M2P_OK) {
+            fails++;
+        }
+        m2p_image_free(img);
+    }
+    be.destroy(be.self);
+    for (int k = 0; k < 3; k++) {
+        fix_free(fx[k]);
+    }
+    printf("samples written to %s (%d failures)\n", dir, fails);
+    return fails != 0;
+}
+
+int main(int argc, char **argv) {
+    int runs = 5;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--samples") == 0 && i + 1 < argc) {
+            return write_samples(argv[i + 1]);
+        }
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            runs = (int)strtol(argv[i + 1], NULL, 10);
+            runs = runs < 1 ? 1 : runs;
+            i++;
+        }
+    }
+    m2p_features *f = fix_make(FIX_ELECTRO);
+    if (f == NULL) {
+        return 1;
+    }
+    int cores = omp_get_max_threads();
+    printf("sonic renderer, %d cores, median of %d runs, 4 posters per request (style abstract)\n", cores, runs);
+    printf("%-8s %14s %14s %8s\n", "size", "1 thread ms/p", "all ms/poster", "speedup");
+    static const int sizes[3] = {512, 1024, 2048};
+    for (int s = 0; s < 3; s++) {
+        double one = time_render(f, "abstract", sizes[s], 4, 1, runs) / 4.0;
+        double all = time_render(f, "abstract", sizes[s], 4, cores, runs) / 4.0;
+        printf("%4dx%-4d %14.1f %14.1f %7.2fx\n", sizes[s], sizes[s], one, all, one / all);
+    }
+    printf("\nper style, 1024x1024, 4 posters, all cores (ms per poster, median)\n");
+    double worst = 0.0;
+    for (int i = 0; sn_style_names[i] != NULL; i++) {
+        double ms = time_render(f, sn_style_names[i], 1024, 4, cores, runs) / 4.0;
+        worst = ms > worst ? ms : worst;
+        printf("  %-14s %7.1f\n", sn_style_names[i], ms);
+    }
+    double total = time_render(f, "abstract", 1024, 4, cores, runs);
+    printf("\nheadline: four 1024x1024 posters (abstract) in %.0f ms wall (target <= 500 ms); slowest style "
+           "%.0f ms per poster\n",
+           total, worst);
+    fix_free(f);
+    return 0;
+}

@@ -1,0 +1,1278 @@
+/*
+ * render/sonic_styles.c — one painter per style preset: each turns the song
+ * view (spectrogram, energy curve, chroma, beats, sections) and the palette
+ * into its own visual language, with composition choices drawn from the
+ * image's seed. Painters only draw; grain, vignette and paper are applied
+ * afterwards from the sn_ctx fields they set (sonic.c), then typography.
+ *
+ * Path budget: every painter stays under a few thousand cairo fills or
+ * strokes at any size, textures are pixel passes (sonic_kit.c), so a
+ * 1024x1024 poster costs tens of milliseconds.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "render/sonic_int.h"
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+#define TAU (2.0 * M_PI)
+
+static double clamp01(double v) {
+    return v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v);
+}
+
+static double smooth(double e0, double e1, double x) {
+    double t = clamp01((x - e0) / (e1 - e0));
+    return t * t * (3.0 - 2.0 * t);
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static void fill_all(sn_ctx *c, sn_col col) {
+    sn_source(c->cr, col, 1.0);
+    cairo_paint(c->cr);
+}
+
+static void fill_vertical(sn_ctx *c, double y0, double y1, const sn_col *cols, const double *offs, int n) {
+    cairo_pattern_t *p = cairo_pattern_create_linear(0, y0, 0, y1);
+    for (int i = 0; i < n; i++) {
+        sn_stop(p, offs[i], cols[i], 1.0);
+    }
+    cairo_set_source(c->cr, p);
+    cairo_rectangle(c->cr, 0, y0, c->w, y1 - y0);
+    cairo_fill(c->cr);
+    cairo_pattern_destroy(p);
+}
+
+static void glow(cairo_t *cr, double x, double y, double r, sn_col col, double alpha) {
+    cairo_pattern_t *p = cairo_pattern_create_radial(x, y, 0, x, y, r);
+    sn_stop(p, 0.0, col, alpha);
+    sn_stop(p, 0.35, col, alpha * 0.45);
+    sn_stop(p, 1.0, col, 0.0);
+    cairo_set_source(cr, p);
+    cairo_arc(cr, x, y, r, 0, TAU);
+    cairo_fill(cr);
+    cairo_pattern_destroy(p);
+}
+
+/* Smooth curve through n points (Catmull-Rom as Bezier segments); appends to the path. */
+static void curve_through(cairo_t *cr, const double *xs, const double *ys, int n, bool move) {
+    if (n < 2) {
+        return;
+    }
+    if (move) {
+        cairo_move_to(cr, xs[0], ys[0]);
+    } else {
+        cairo_line_to(cr, xs[0], ys[0]);
+    }
+    for (int i = 0; i < n - 1; i++) {
+        int i0 = i > 0 ? i - 1 : i;
+        int i3 = i + 2 < n ? i + 2 : i + 1;
+        double c1x = xs[i] + (xs[i + 1] - xs[i0]) / 6.0;
+        double c1y = ys[i] + (ys[i + 1] - ys[i0]) / 6.0;
+        double c2x = xs[i + 1] - (xs[i3] - xs[i]) / 6.0;
+        double c2y = ys[i + 1] - (ys[i3] - ys[i]) / 6.0;
+        cairo_curve_to(cr, c1x, c1y, c2x, c2y, xs[i + 1], ys[i + 1]);
+    }
+}
+
+/* Mountain ridge: y at x-fraction xf from the spectrogram's band range over time. */
+static double ridge_y(const sn_ctx *c, double base, double amp, double b0, double b1, double xf, double rough,
+                      uint32_t seed) {
+    const sn_song *s = c->song;
+    double v = sn_spec_band(s, b0, b1, xf);
+    double n = sn_fbm(xf * 6.0, 0.5, seed) * rough;
+    return base - amp * (0.25 + 0.75 * v) - amp * 0.35 * n;
+}
+
+/* Fills a silhouette under a ridge from x=0 to x=w down to y_bottom. */
+static void ridge_fill(sn_ctx *c, double base, double amp, double b0, double b1, double rough, uint32_t seed,
+                       double y_bottom, int n) {
+    enum { MAXP = 257 };
+    double xs[MAXP];
+    double ys[MAXP];
+    n = n > MAXP ? MAXP : n;
+    for (int i = 0; i < n; i++) {
+        double xf = (double)i / (n - 1);
+        xs[i] = -4.0 + xf * (c->w + 8.0);
+        ys[i] = ridge_y(c, base, amp, b0, b1, xf, rough, seed);
+    }
+    curve_through(c->cr, xs, ys, n, true);
+    cairo_line_to(c->cr, c->w + 4.0, y_bottom);
+    cairo_line_to(c->cr, -4.0, y_bottom);
+    cairo_close_path(c->cr);
+}
+
+static void stars(sn_ctx *c, int n, double y_max, sn_col col) {
+    cairo_t *cr = c->cr;
+    for (int i = 0; i < n; i++) {
+        double x = sn_unif(&c->rng) * c->w;
+        double y = pow(sn_unif(&c->rng), 1.3) * y_max;
+        double r = (0.5 + 1.3 * pow(sn_unif(&c->rng), 3.0)) * c->u;
+        sn_source(cr, col, 0.25 + 0.7 * sn_unif(&c->rng) * (1.0 - y / y_max));
+        cairo_arc(cr, x, y, r, 0, TAU);
+        cairo_fill(cr);
+    }
+}
+
+/* Colour of section k (by label) from the accents. */
+static sn_col section_col(const sn_ctx *c, int k) {
+    int lab = c->song->sec_label[k];
+    return c->pal.acc[(lab * 2 + 1) % 5];
+}
+
+/* Colour at time t: the colour of the section containing t, blended at borders. */
+static sn_col time_col(const sn_ctx *c, double t) {
+    const sn_song *s = c->song;
+    for (int k = 0; k < s->n_secs; k++) {
+        if (t >= s->sec_start[k] && t <= s->sec_end[k]) {
+            sn_col a = section_col(c, k);
+            double edge = 0.03;
+            if (k + 1 < s->n_secs && t > s->sec_end[k] - edge) {
+                double f = (t - (s->sec_end[k] - edge)) / (2 * edge);
+                return sn_mix(a, section_col(c, k + 1), clamp01(f));
+            }
+            return a;
+        }
+    }
+    return c->pal.acc[0];
+}
+
+/* Third-point focal positions, chosen by the seed. */
+static void focal(sn_ctx *c, double *fx, double *fy) {
+    static const double xs[3] = {0.5, 0.36, 0.64};
+    static const double ys[3] = {0.40, 0.36, 0.44};
+    *fx = c->w * xs[sn_int(&c->rng, 3)];
+    *fy = c->h * ys[sn_int(&c->rng, 3)];
+}
+
+/* ------------------------------------------------------------- abstract */
+
+static void paint_abstract(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    double fx;
+    double fy;
+    focal(c, &fx, &fy);
+    cairo_pattern_t *bg = cairo_pattern_create_radial(fx, fy, 0, fx, fy, 0.85 * hypot(W, H));
+    sn_stop(bg, 0.0, p->mid, 1.0);
+    sn_stop(bg, 0.6, p->deep, 1.0);
+    sn_stop(bg, 1.0, sn_mix(p->deep, p->ink, 0.5), 1.0);
+    cairo_set_source(cr, bg);
+    cairo_paint(cr);
+    cairo_pattern_destroy(bg);
+    /* Colour fields. */
+    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    int nf = 4 + sn_int(&c->rng, 3);
+    for (int i = 0; i < nf; i++) {
+        double x = W * sn_range(&c->rng, -0.1, 1.1);
+        double y = H * sn_range(&c->rng, -0.1, 0.9);
+        glow(cr, x, y, W * sn_range(&c->rng, 0.25, 0.55), p->acc[(i + 1) % 5], 0.18 + 0.22 * s->energy);
+    }
+    /* Ribbons from the energy curve and band groups. */
+    int nr = 3 + (int)lround(s->arousal * 4.0);
+    double phase = sn_range(&c->rng, 0, TAU);
+    double tilt = sn_range(&c->rng, -0.12, 0.12);
+    enum { NP = 96 };
+    double tx[NP];
+    double ty[NP];
+    double bx[NP];
+    double by[NP];
+    for (int r = 0; r < nr; r++) {
+        double b0 = (double)r / nr;
+        double b1 = (double)(r + 1) / nr;
+        double base = H * (0.50 + 0.22 * ((double)r / (nr - 1 + 1e-9) - 0.5)) + H * 0.12;
+        double amp = H * (0.16 + 0.10 * s->energy);
+        double freq = sn_range(&c->rng, 1.0, 2.5);
+        for (int i = 0; i < NP; i++) {
+            double t = (double)i / (NP - 1);
+            double e = sn_energy(s, t);
+            double v = sn_spec_band(s, b0, b1, t);
+            double wob = sin(t * TAU * freq + phase + r * 0.9) * H * 0.035;
+            double y = base - amp * e + wob + tilt * (t - 0.5) * H;
+            double thick = H * (0.006 + 0.05 * v * v);
+            tx[i] = bx[NP - 1 - i] = -10 + t * (W + 20);
+            ty[i] = y;
+            by[NP - 1 - i] = y + thick;
+        }
+        cairo_pattern_t *g = cairo_pattern_create_linear(0, 0, W, 0);
+        sn_stop(g, 0.0, p->acc[(r + 1) % 5], 0.15);
+        sn_stop(g, 0.45, p->acc[(r + 2) % 5], 0.75);
+        sn_stop(g, 1.0, p->acc[(r + 3) % 5], 0.25);
+        curve_through(cr, tx, ty, NP, true);
+        curve_through(cr, bx, by, NP, false);
+        cairo_close_path(cr);
+        cairo_set_source(cr, g);
+        cairo_fill(cr);
+        curve_through(cr, tx, ty, NP, true);
+        sn_source(cr, p->glow, 0.35);
+        cairo_set_line_width(cr, 1.1 * u);
+        cairo_stroke(cr);
+        cairo_pattern_destroy(g);
+    }
+    /* Polar sunburst: rays over time (spectrum energy), chroma petals. */
+    double R = fmin(W, H) * sn_range(&c->rng, 0.20, 0.27);
+    double rot = sn_range(&c->rng, 0, TAU);
+    glow(cr, fx, fy, R * 1.9, p->glow, 0.22 + 0.2 * s->bright);
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    int nrays = 180;
+    for (int i = 0; i < nrays; i++) {
+        double t = (double)i / nrays;
+        double a = rot + t * TAU;
+        double e = sn_spec_band(s, 0.0, 0.5, t);
+        double r0 = R * 0.42;
+        double r1 = R * (0.5 + 0.65 * e);
+        sn_source(cr, sn_mix(time_col(c, t), p->glow, 0.35), 0.55);
+        cairo_set_line_width(cr, 1.3 * u);
+        cairo_move_to(cr, fx + r0 * cos(a), fy + r0 * sin(a));
+        cairo_line_to(cr, fx + r1 * cos(a), fy + r1 * sin(a));
+        cairo_stroke(cr);
+    }
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    for (int k = 0; k < 12; k++) {
+        double a = rot + k * TAU / 12.0;
+        double len = R * (0.12 + 0.28 * s->chroma[k]);
+        sn_col col = sn_oklch(p->light + 0.05, p->chroma, sn_key_hue(k) * 0.3 + p->hue * 0.7);
+        cairo_save(cr);
+        cairo_translate(cr, fx, fy);
+        cairo_rotate(cr, a);
+        cairo_move_to(cr, R * 0.14, 0);
+        cairo_curve_to(cr, R * 0.2, -len * 0.28, R * 0.14 + len, -len * 0.12, R * 0.16 + len, 0);
+        cairo_curve_to(cr, R * 0.14 + len, len * 0.12, R * 0.2, len * 0.28, R * 0.14, 0);
+        cairo_restore(cr);
+        sn_source(cr, col, 0.85);
+        cairo_fill(cr);
+    }
+    sn_source(cr, p->deep, 1.0);
+    cairo_arc(cr, fx, fy, R * 0.13, 0, TAU);
+    cairo_fill(cr);
+    sn_source(cr, p->glow, 0.8);
+    cairo_set_line_width(cr, 1.2 * u);
+    cairo_arc(cr, fx, fy, R * 0.13, 0, TAU);
+    cairo_stroke(cr);
+    cairo_arc(cr, fx, fy, R * 1.22, 0, TAU);
+    sn_source(cr, p->glow, 0.25);
+    cairo_stroke(cr);
+    c->grain = 0.045;
+    c->vignette = 0.45;
+}
+
+/* ----------------------------------------------------------- album cover */
+
+static void paint_album(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    bool light = !s->minor && s->bright > 0.62 && sn_unif(&c->rng) < 0.5;
+    sn_col ground = light ? p->paper : sn_mix(p->deep, p->ink, 0.4);
+    fill_all(c, ground);
+    double mx = W * 0.17;
+    double top = H * 0.13;
+    double bottom = H * 0.72;
+    int n = 38 + (int)lround(fmin(s->onset, 8.0) / 8.0 * 30.0);
+    double gap = (bottom - top) / (n - 1);
+    double lift = gap * (3.0 + 4.5 * s->energy);
+    double off = sn_range(&c->rng, -0.12, 0.12);
+    double sharp = 1.2 + 0.8 * s->perc;
+    uint32_t nseed = c->seed * 31u + 7u;
+    enum { NP = 140 };
+    double xs[NP];
+    double ys[NP];
+    /* A disc behind the lines, the single accent of the cover. */
+    double dr = W * sn_range(&c->rng, 0.10, 0.16);
+    double dx = W * sn_range(&c->rng, 0.3, 0.7);
+    glow(cr, dx, top + gap * 3, dr * 2.6, p->acc[1], 0.35);
+    sn_source(cr, p->acc[1], 0.9);
+    cairo_arc(cr, dx, top + gap * 3, dr, 0, TAU);
+    cairo_fill(cr);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    for (int i = 0; i < n; i++) {
+        double t = (double)i / (n - 1);
+        double y0 = top + i * gap;
+        for (int k = 0; k < NP; k++) {
+            double xf = (double)k / (NP - 1);
+            double xn = xf * 2.0 - 1.0;
+            double b = fabs(xn - off) * 0.9;
+            double env = pow(clamp01(1.0 - xn * xn), 1.6);
+            double v = pow(sn_spec(s, b, t), sharp);
+            double jitter = 0.35 + 0.65 * (0.5 + 0.5 * sn_noise2(xf * 14.0, i * 0.8, nseed));
+            xs[k] = mx + xf * (W - 2 * mx);
+            ys[k] = y0 - lift * v * env * jitter;
+        }
+        curve_through(cr, xs, ys, NP, true);
+        cairo_line_to(cr, W - mx, y0 + gap * 2);
+        cairo_line_to(cr, mx, y0 + gap * 2);
+        cairo_close_path(cr);
+        sn_source(cr, ground, 1.0);
+        cairo_fill(cr);
+        curve_through(cr, xs, ys, NP, true);
+        sn_col col = time_col(c, t);
+        if (light) {
+            col = sn_mix(col, p->ink, 0.45);
+        } else {
+            col = sn_mix(col, p->glow, 0.25);
+        }
+        sn_source(cr, col, 0.95);
+        cairo_set_line_width(cr, (1.3 + 0.8 * s->energy) * u);
+        cairo_stroke(cr);
+    }
+    c->grain = 0.05;
+    c->vignette = light ? 0.12 : 0.35;
+    c->paper = light ? 0.5 : 0.0;
+    c->text_dark = light;
+}
+
+/* ----------------------------------------------------------- minimalist */
+
+static void paint_minimalist(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    bool dark = s->minor && s->bright < 0.45;
+    sn_col ground = dark ? sn_mix(p->deep, p->mid, 0.3) : p->paper;
+    sn_col ink = dark ? sn_mix(p->paper, p->glow, 0.3) : p->ink;
+    fill_all(c, ground);
+    double fx;
+    double fy;
+    focal(c, &fx, &fy);
+    double R = fmin(W, H) * (0.13 + 0.12 * s->energy);
+    sn_source(cr, p->acc[0], 1.0);
+    cairo_arc(cr, fx, fy, R, 0, TAU);
+    cairo_fill(cr);
+    if (sn_unif(&c->rng) < 0.6) {
+        cairo_set_operator(cr, dark ? CAIRO_OPERATOR_SCREEN : CAIRO_OPERATOR_MULTIPLY);
+        double a = sn_range(&c->rng, 0, TAU);
+        sn_source(cr, p->acc[2], 0.85);
+        cairo_arc(cr, fx + cos(a) * R * 0.9, fy + sin(a) * R * 0.9, R * sn_range(&c->rng, 0.35, 0.6), 0, TAU);
+        cairo_fill(cr);
+        cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    }
+    /* One hairline: the energy of the song. */
+    double x0 = W * 0.1;
+    double x1 = W * 0.9;
+    double base = H * 0.70;
+    enum { NP = 160 };
+    double xs[NP];
+    double ys[NP];
+    for (int i = 0; i < NP; i++) {
+        double t = (double)i / (NP - 1);
+        xs[i] = x0 + t * (x1 - x0);
+        ys[i] = base - sn_energy(s, t) * H * 0.07;
+    }
+    curve_through(cr, xs, ys, NP, true);
+    sn_source(cr, ink, 0.9);
+    cairo_set_line_width(cr, 1.4 * u);
+    cairo_stroke(cr);
+    /* Beat ticks under it, every beat (or every bar when dense). */
+    int step = s->n_beats > 160 ? 4 : 1;
+    cairo_set_line_width(cr, 1.0 * u);
+    for (int i = 0; i < s->n_beats; i += step) {
+        double x = x0 + s->beat[i] * (x1 - x0);
+        double hgt = (i / step) % 4 == 0 ? 9.0 : 5.0;
+        cairo_move_to(cr, x, base + 14 * u);
+        cairo_line_to(cr, x, base + (14 + hgt) * u);
+    }
+    sn_source(cr, ink, 0.45);
+    cairo_stroke(cr);
+    for (int k = 1; k < s->n_secs; k++) {
+        double x = x0 + s->sec_start[k] * (x1 - x0);
+        double e = sn_energy(s, s->sec_start[k]);
+        sn_source(cr, p->acc[0], 1.0);
+        cairo_arc(cr, x, base - e * H * 0.07, 3.2 * u, 0, TAU);
+        cairo_fill(cr);
+    }
+    c->grain = 0.02;
+    c->paper = dark ? 0.0 : 0.35;
+    c->text_dark = !dark;
+}
+
+/* ------------------------------------------------------------- synthwave */
+
+static void sun_with_slits(sn_ctx *c, double x, double y, double r, sn_col top, sn_col bot, int slits,
+                           double slit_scale) {
+    cairo_t *cr = c->cr;
+    cairo_save(cr);
+    cairo_arc(cr, x, y, r, 0, TAU);
+    cairo_clip(cr);
+    cairo_pattern_t *g = cairo_pattern_create_linear(0, y - r, 0, y + r);
+    sn_stop(g, 0.0, top, 1.0);
+    sn_stop(g, 1.0, bot, 1.0);
+    cairo_set_source(cr, g);
+    /* Bands between slits; slits start at the middle and thicken downwards. */
+    double yy = y - r;
+    double start = y - r * 0.1;
+    cairo_rectangle(cr, x - r, yy, 2 * r, start - yy);
+    double band = (y + r - start) / slits;
+    for (int i = 0; i < slits; i++) {
+        double gap = band * slit_scale * (0.12 + 0.55 * (double)i / slits);
+        double b0 = start + i * band + gap;
+        cairo_rectangle(cr, x - r, b0, 2 * r, band - gap);
+    }
+    cairo_fill(cr);
+    cairo_pattern_destroy(g);
+    cairo_restore(cr);
+}
+
+static void neon_stroke(cairo_t *cr, sn_col col, double w) {
+    static const double widths[3] = {7.0, 3.2, 1.0};
+    static const double alphas[3] = {0.10, 0.28, 0.95};
+    for (int i = 0; i < 3; i++) {
+        sn_source(cr, i == 2 ? sn_mix(col, (sn_col){1, 1, 1}, 0.45) : col, alphas[i]);
+        cairo_set_line_width(cr, w * widths[i]);
+        cairo_stroke_preserve(cr);
+    }
+    cairo_new_path(cr);
+}
+
+static void paint_synthwave(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    double hue = p->hue;
+    /* Synthwave lives in purple-magenta-orange; the key turns it a little. */
+    double twist = fmod(hue - 320.0 + 540.0, 360.0) - 180.0;
+    double hs = 315.0 + twist * 0.25;
+    double horizon = H * sn_range(&c->rng, 0.58, 0.64);
+    sn_col sky[4] = {sn_oklch(0.12, 0.06, hs - 40), sn_oklch(0.28, 0.14, hs), sn_oklch(0.55, 0.2, hs + 40),
+                     sn_oklch(0.75, 0.16, hs + 95)};
+    double offs[4] = {0.0, 0.45, 0.85, 1.0};
+    fill_vertical(c, 0, horizon, sky, offs, 4);
+    stars(c, 140, horizon * 0.7, (sn_col){1.0, 0.95, 1.0});
+    double sx = W * (0.5 + sn_range(&c->rng, -0.12, 0.12));
+    double sr = W * (0.17 + 0.08 * s->energy);
+    double sy = horizon - sr * sn_range(&c->rng, 0.15, 0.55);
+    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    glow(cr, sx, sy, sr * 2.4, sn_oklch(0.65, 0.2, hs + 30), 0.6);
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    sun_with_slits(c, sx, sy, sr, sn_oklch(0.92, 0.16, 95), sn_oklch(0.62, 0.24, hs + 35),
+                   5 + (int)(s->tempo / 40.0), 1.0);
+    /* Spectrogram mountains on the horizon with neon rims. */
+    uint32_t ms = c->seed * 13u + 1u;
+    for (int layer = 0; layer < 2; layer++) {
+        double amp = H * (layer == 0 ? 0.16 : 0.09) * (0.6 + 0.6 * s->energy);
+        ridge_fill(c, horizon + 1, amp, layer == 0 ? 0.45 : 0.0, layer == 0 ? 0.9 : 0.45, 0.5, ms + layer,
+                   horizon + 2, 120);
+        sn_source(cr, sn_oklch(0.14 + 0.05 * layer, 0.08, hs - 20), 1.0);
+        cairo_fill(cr);
+        enum { NP = 120 };
+        double xs[NP];
+        double ys[NP];
+        for (int i = 0; i < NP; i++) {
+            double xf = (double)i / (NP - 1);
+            xs[i] = -4.0 + xf * (W + 8.0);
+            ys[i] = ridge_y(c, horizon + 1, amp, layer == 0 ? 0.45 : 0.0, layer == 0 ? 0.9 : 0.45, xf, 0.5,
+                            ms + layer);
+        }
+        curve_through(cr, xs, ys, NP, true);
+        neon_stroke(cr, layer == 0 ? sn_oklch(0.75, 0.15, hs + 210) : sn_oklch(0.7, 0.2, hs + 20), 0.9 * u);
+    }
+    /* Ground and the perspective grid (line spacing from the tempo). */
+    sn_col ground[2] = {sn_oklch(0.16, 0.08, hs - 10), sn_oklch(0.05, 0.02, hs - 30)};
+    double goffs[2] = {0.0, 1.0};
+    fill_vertical(c, horizon, H, ground, goffs, 2);
+    sn_col grid = sn_oklch(0.68, 0.22, hs + 15);
+    cairo_save(cr);
+    cairo_rectangle(cr, 0, horizon, W, H - horizon);
+    cairo_clip(cr);
+    int nv = 13 + 2 * sn_int(&c->rng, 4);
+    for (int k = -nv; k <= nv; k++) {
+        double xb = W * 0.5 + k * W * 0.16;
+        cairo_move_to(cr, W * 0.5 + k * W * 0.008, horizon);
+        cairo_line_to(cr, W * 0.5 + (xb - W * 0.5) * 2.2, H * 1.4);
+    }
+    int nh = 8 + (int)(s->tempo / 20.0);
+    for (int j = 1; j <= nh; j++) {
+        double z = (double)j / nh;
+        double y = horizon + (H - horizon) * z * z;
+        cairo_move_to(cr, 0, y);
+        cairo_line_to(cr, W, y);
+    }
+    neon_stroke(cr, grid, 0.8 * u);
+    cairo_restore(cr);
+    /* Horizon line glow. */
+    cairo_move_to(cr, 0, horizon);
+    cairo_line_to(cr, W, horizon);
+    neon_stroke(cr, sn_oklch(0.8, 0.15, hs + 60), 1.0 * u);
+    c->grain = 0.035;
+    c->vignette = 0.4;
+    c->scanlines = 0.06;
+}
+
+/* ------------------------------------------------------------- vaporwave */
+
+static void pillar(sn_ctx *c, double x, double ybase, double wd, double ht, sn_col light, sn_col shade) {
+    cairo_t *cr = c->cr;
+    cairo_pattern_t *g = cairo_pattern_create_linear(x - wd / 2, 0, x + wd / 2, 0);
+    sn_stop(g, 0.0, shade, 1.0);
+    sn_stop(g, 0.35, light, 1.0);
+    sn_stop(g, 1.0, shade, 1.0);
+    cairo_set_source(cr, g);
+    cairo_rectangle(cr, x - wd / 2, ybase - ht, wd, ht);
+    cairo_fill(cr);
+    cairo_set_source(cr, g);
+    cairo_rectangle(cr, x - wd * 0.7, ybase - ht - wd * 0.25, wd * 1.4, wd * 0.25);
+    cairo_rectangle(cr, x - wd * 0.62, ybase - ht - wd * 0.38, wd * 1.24, wd * 0.13);
+    cairo_rectangle(cr, x - wd * 0.7, ybase - wd * 0.2, wd * 1.4, wd * 0.2);
+    cairo_fill(cr);
+    cairo_pattern_destroy(g);
+    sn_source(cr, shade, 0.55);
+    cairo_set_line_width(cr, c->u * 1.2);
+    for (int i = 1; i < 6; i++) {
+        double fx = x - wd / 2 + wd * i / 6.0;
+        cairo_move_to(cr, fx, ybase - ht + wd * 0.05);
+        cairo_line_to(cr, fx, ybase - wd * 0.25);
+    }
+    cairo_stroke(cr);
+}
+
+static void paint_vaporwave(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    double tw = (fmod(p->hue - 330.0 + 540.0, 360.0) - 180.0) * 0.2;
+    double horizon = H * sn_range(&c->rng, 0.6, 0.66);
+    sn_col sky[4] = {sn_oklch(0.74, 0.10, 290 + tw), sn_oklch(0.82, 0.11, 345 + tw),
+                     sn_oklch(0.88, 0.08, 40 + tw), sn_oklch(0.9, 0.07, 200 + tw)};
+    double offs[4] = {0.0, 0.45, 0.8, 1.0};
+    fill_vertical(c, 0, horizon, sky, offs, 4);
+    /* Spectrogram scanlines across the sky, faint. */
+    int nl = 22;
+    cairo_set_line_width(cr, 1.0 * u);
+    for (int i = 0; i < nl; i++) {
+        double y0 = horizon * (0.12 + 0.8 * i / nl);
+        for (int k = 0; k <= 80; k++) {
+            double xf = k / 80.0;
+            double y = y0 - sn_spec(s, (double)i / nl, xf) * H * 0.025;
+            if (k == 0) {
+                cairo_move_to(cr, xf * W, y);
+            } else {
+                cairo_line_to(cr, xf * W, y);
+            }
+        }
+    }
+    sn_source(cr, (sn_col){1, 1, 1}, 0.28);
+    cairo_stroke(cr);
+    double sx = W * sn_range(&c->rng, 0.38, 0.62);
+    double sr = W * (0.16 + 0.06 * s->energy);
+    double sy = horizon - sr * sn_range(&c->rng, 0.45, 0.9);
+    glow(cr, sx, sy, sr * 2.0, sn_oklch(0.93, 0.09, 20 + tw), 0.5);
+    sun_with_slits(c, sx, sy, sr, sn_oklch(0.93, 0.12, 95 + tw), sn_oklch(0.72, 0.17, 350 + tw), 6, 0.8);
+    /* Checkerboard floor in perspective. */
+    sn_col ca = sn_oklch(0.70, 0.13, 200 + tw);
+    sn_col cb = sn_oklch(0.86, 0.08, 330 + tw);
+    double f = H - horizon;
+    int rows = 14;
+    int cols = 24;
+    double zn = 1.0;
+    double zf = 12.0;
+    for (int j = 0; j < rows; j++) {
+        double z0 = zn * pow(zf / zn, (double)j / rows);
+        double z1 = zn * pow(zf / zn, (double)(j + 1) / rows);
+        double y0 = horizon + f / z0;
+        double y1 = horizon + f / z1;
+        for (int i = -cols; i < cols; i++) {
+            double X0 = i * 0.5;
+            double X1 = (i + 1) * 0.5;
+            sn_col col = ((i + j) & 1) ? ca : cb;
+            col = sn_mix(col, sky[3], clamp01((double)j / rows) * 0.6);
+            sn_source(cr, col, 1.0);
+            cairo_move_to(cr, W / 2 + X0 / z0 * W * 0.5, y0);
+            cairo_line_to(cr, W / 2 + X1 / z0 * W * 0.5, y0);
+            cairo_line_to(cr, W / 2 + X1 / z1 * W * 0.5, y1);
+            cairo_line_to(cr, W / 2 + X0 / z1 * W * 0.5, y1);
+            cairo_close_path(cr);
+            cairo_fill(cr);
+        }
+    }
+    /* Pillars, heights from the loudest sections. */
+    sn_col pl = sn_oklch(0.96, 0.02, 60 + tw);
+    sn_col ps = sn_oklch(0.72, 0.06, 300 + tw);
+    double pw = W * 0.07;
+    double side = sn_range(&c->rng, 0.1, 0.18);
+    pillar(c, W * side, H * 0.93, pw, H * (0.42 + 0.12 * s->sec_energy[0]), pl, ps);
+    pillar(c, W * (1 - side), H * 0.93, pw, H * (0.42 + 0.12 * s->sec_energy[s->n_secs - 1]), pl, ps);
+    c->grain = 0.025;
+    c->scanlines = 0.04;
+    c->vignette = 0.15;
+    c->text_dark = true;
+}
+
+/* ------------------------------------------------------------ watercolor */
+
+enum { WC_MAX = 2048 };
+
+/* One deformation pass: each edge gets a displaced midpoint. n doubles (≤ WC_MAX/2). */
+static int wc_deform(sn_rng *r, const double *in, const double *var, int n, double *out, double *ovar,
+                     double scale) {
+    int m = 0;
+    for (int i = 0; i < n && m + 2 <= WC_MAX; i++) {
+        int j = (i + 1) % n;
+        double ax = in[2 * i];
+        double ay = in[2 * i + 1];
+        double bx = in[2 * j];
+        double by = in[2 * j + 1];
+        double v = var[i] * scale;
+        out[2 * m] = ax;
+        out[2 * m + 1] = ay;
+        ovar[m] = var[i] * 0.55;
+        m++;
+        out[2 * m] = (ax + bx) * 0.5 + sn_gauss(r) * v;
+        out[2 * m + 1] = (ay + by) * 0.5 + sn_gauss(r) * v;
+        ovar[m] = var[i] * 0.55;
+        m++;
+    }
+    return m;
+}
+
+static void paint_watercolor(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    fill_all(c, p->paper);
+    double *bufa = m2p_malloc(sizeof(double) * WC_MAX * 4);
+    if (bufa == NULL) {
+        return; /* paper alone: still a valid, if quiet, image */
+    }
+    double *bufb = bufa + WC_MAX;
+    double *va = bufa + 2 * WC_MAX;
+    double *vb = bufa + 3 * WC_MAX;
+    double *shape = m2p_malloc(sizeof(double) * WC_MAX * 2);
+    if (shape == NULL) {
+        m2p_free(bufa);
+        return;
+    }
+    double *svar = shape + WC_MAX;
+    int nb = s->n_secs < 3 ? 5 : (s->n_secs > 8 ? 8 : s->n_secs + 1);
+    cairo_set_operator(cr, CAIRO_OPERATOR_MULTIPLY);
+    double ang = sn_range(&c->rng, 0, TAU);
+    for (int bI = 0; bI < nb; bI++) {
+        int k = bI % s->n_secs;
+        double e = s->sec_energy[k];
+        double R = fmin(W, H) * (0.13 + 0.16 * e) * sn_range(&c->rng, 0.8, 1.2);
+        /* Blotches arranged along a loose arc so the composition has a centre of weight. */
+        double a = ang + bI * TAU / nb * 0.8;
+        double cx = W * 0.5 + cos(a) * W * sn_range(&c->rng, 0.05, 0.26);
+        double cy = H * 0.42 + sin(a) * H * sn_range(&c->rng, 0.05, 0.22);
+        sn_col col = sn_mix(section_col(c, k), p->acc[0], 0.2);
+        int n0 = 10;
+        for (int i = 0; i < n0; i++) {
+            double t = TAU * i / n0;
+            double rr = R * sn_range(&c->rng, 0.85, 1.15);
+            bufa[2 * i] = cx + cos(t) * rr;
+            bufa[2 * i + 1] = cy + sin(t) * rr;
+            va[i] = R * sn_range(&c->rng, 0.12, 0.35);
+        }
+        int n = n0;
+        for (int d = 0; d < 3; d++) {
+            n = wc_deform(&c->rng, bufa, va, n, bufb, vb, 1.0);
+            memcpy(bufa, bufb, sizeof(double) * 2 * (size_t)n);
+            memcpy(va, vb, sizeof(double) * (size_t)n);
+        }
+        memcpy(shape, bufa, sizeof(double) * 2 * (size_t)n);
+        memcpy(svar, va, sizeof(double) * (size_t)n);
+        int layers = 14;
+        for (int l = 0; l < layers; l++) {
+            memcpy(bufa, shape, sizeof(double) * 2 * (size_t)n);
+            memcpy(va, svar, sizeof(double) * (size_t)n);
+            int m = n;
+            for (int d = 0; d < 3; d++) {
+                m = wc_deform(&c->rng, bufa, va, m, bufb, vb, 0.9);
+                memcpy(bufa, bufb, sizeof(double) * 2 * (size_t)m);
+                memcpy(va, vb, sizeof(double) * (size_t)m);
+            }
+            cairo_move_to(cr, bufa[0], bufa[1]);
+            for (int i = 1; i < m; i++) {
+                cairo_line_to(cr, bufa[2 * i], bufa[2 * i + 1]);
+            }
+            cairo_close_path(cr);
+            sn_source(cr, col, 0.055 + 0.03 * e);
+            cairo_fill(cr);
+        }
+    }
+    m2p_free(shape);
+    m2p_free(bufa);
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    /* A graphite line of the energy curve and a few splashes. */
+    enum { NP = 140 };
+    double xs[NP];
+    double ys[NP];
+    double base_y = H * 0.76;
+    for (int i = 0; i < NP; i++) {
+        double t = (double)i / (NP - 1);
+        xs[i] = W * 0.12 + t * W * 0.76;
+        ys[i] = base_y - sn_energy(s, t) * H * 0.05 + sn_noise2(t * 40.0, 3.0, c->seed) * u * 1.2;
+    }
+    curve_through(cr, xs, ys, NP, true);
+    sn_source(cr, p->ink, 0.55);
+    cairo_set_line_width(cr, 0.9 * u);
+    cairo_stroke(cr);
+    int ns = 10 + (int)(s->perc * 40.0);
+    cairo_set_operator(cr, CAIRO_OPERATOR_MULTIPLY);
+    for (int i = 0; i < ns; i++) {
+        double x = W * 0.5 + sn_gauss(&c->rng) * W * 0.2;
+        double y = H * 0.42 + sn_gauss(&c->rng) * H * 0.16;
+        sn_source(cr, p->acc[sn_int(&c->rng, 5)], 0.35);
+        cairo_arc(cr, x, y, u * sn_range(&c->rng, 1.0, 5.0), 0, TAU);
+        cairo_fill(cr);
+    }
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    c->paper = 1.0;
+    c->grain = 0.03;
+    c->text_dark = true;
+}
+
+/* ------------------------------------------------------------------- ink */
+
+static void paint_ink(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    sn_col paper = sn_oklch(0.95, 0.012, 85);
+    sn_col ink = sn_oklch(0.16, 0.01, p->hue);
+    fill_all(c, paper);
+    /* Misty mountain washes from the low bands. */
+    uint32_t ms = c->seed * 7u + 3u;
+    for (int l = 0; l < 3; l++) {
+        double base = H * (0.70 + 0.07 * l);
+        double amp = H * (0.20 - 0.04 * l) * (0.6 + 0.5 * s->energy);
+        ridge_fill(c, base, amp, 0.1 * l, 0.1 * l + 0.35, 0.9, ms + (uint32_t)l, H, 160);
+        cairo_pattern_t *g = cairo_pattern_create_linear(0, base - amp, 0, base + H * 0.1);
+        sn_stop(g, 0.0, ink, 0.10 + 0.08 * l);
+        sn_stop(g, 1.0, ink, 0.0);
+        cairo_set_source(cr, g);
+        cairo_fill(cr);
+        cairo_pattern_destroy(g);
+    }
+    /* The enso: one breath of the brush, its width the song's energy. */
+    double cx = W * (0.5 + sn_range(&c->rng, -0.06, 0.06));
+    double cy = H * 0.42;
+    double R = fmin(W, H) * sn_range(&c->rng, 0.24, 0.29);
+    double a0 = sn_range(&c->rng, 0, TAU);
+    double sweep = TAU * sn_range(&c->rng, 0.82, 0.94);
+    int bristles = 22;
+    int segs = 260;
+    uint32_t ns = c->seed * 3u + 11u;
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    for (int b = 0; b < bristles; b++) {
+        double o = (double)b / (bristles - 1) - 0.5;
+        bool down = false;
+        for (int i = 0; i <= segs; i++) {
+            double f = (double)i / segs;
+            double e = sn_energy(s, f);
+            double taper = smooth(0.0, 0.06, f) * (1.0 - 0.75 * smooth(0.7, 1.0, f));
+            double width = R * (0.06 + 0.17 * e) * taper + R * 0.012;
+            double a = a0 + f * sweep;
+            double rr = R + o * width + sn_noise2(f * 6.0, b * 1.7, ns) * R * 0.01;
+            double x = cx + cos(a) * rr;
+            double y = cy + sin(a) * rr;
+            /* Dry brush: bristles skip where the ink runs out (more towards the end). */
+            double dry = sn_noise2(f * 30.0, b * 3.1, ns + 5u) * 0.5 + 0.5;
+            bool inked = dry > 0.15 + 0.7 * smooth(0.45, 1.0, f) * (0.6 + fabs(o));
+            if (inked && !down) {
+                cairo_move_to(cr, x, y);
+                down = true;
+            } else if (inked) {
+                cairo_line_to(cr, x, y);
+            } else if (down) {
+                down = false;
+            }
+        }
+        sn_source(cr, ink, 0.55);
+        cairo_set_line_width(cr, R * 0.018 + 0.8 * u);
+        cairo_stroke(cr);
+    }
+    /* Splatter from the percussion. */
+    int nsp = (int)(s->perc * 30.0) + 3;
+    for (int i = 0; i < nsp; i++) {
+        double a = a0 + sweep * sn_unif(&c->rng);
+        double rr = R * (1.0 + sn_gauss(&c->rng) * 0.18);
+        sn_source(cr, ink, 0.7);
+        cairo_arc(cr, cx + cos(a) * rr, cy + sin(a) * rr, u * sn_range(&c->rng, 0.8, 3.5), 0, TAU);
+        cairo_fill(cr);
+    }
+    /* The seal. */
+    double sz = W * 0.045;
+    double sx = W * 0.86 - sz;
+    double sy = H * 0.58;
+    sn_col red = sn_oklch(0.52, 0.17, 30);
+    sn_source(cr, red, 0.9);
+    cairo_rectangle(cr, sx, sy, sz, sz * 1.3);
+    cairo_fill(cr);
+    sn_source(cr, paper, 0.9);
+    cairo_set_line_width(cr, sz * 0.08);
+    cairo_rectangle(cr, sx + sz * 0.14, sy + sz * 0.14, sz * 0.72, sz * 1.02);
+    cairo_move_to(cr, sx + sz * 0.5, sy + sz * 0.25);
+    cairo_line_to(cr, sx + sz * 0.5, sy + sz * 1.05);
+    cairo_move_to(cr, sx + sz * 0.28, sy + sz * 0.65);
+    cairo_line_to(cr, sx + sz * 0.72, sy + sz * 0.65);
+    cairo_stroke(cr);
+    c->paper = 0.9;
+    c->grain = 0.025;
+    c->text_dark = true;
+}
+
+/* ------------------------------------------------------ realistic (landscape) */
+
+static void landscape(sn_ctx *c, bool with_stars) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    bool night = s->minor && s->bright < 0.5;
+    double horizon = H * sn_range(&c->rng, 0.50, 0.58);
+    double hh = p->hue;
+    sn_col top = night ? sn_oklch(0.16, 0.05, 265) : sn_oklch(0.45 + 0.2 * s->bright, 0.09, 250);
+    sn_col mid = night ? sn_oklch(0.30, 0.07, hh) : sn_oklch(0.72, 0.08, hh);
+    sn_col low = night ? sn_oklch(0.48, 0.09, hh + 20) : sn_oklch(0.88, 0.09, hh + 30);
+    sn_col sky[3] = {top, mid, low};
+    double offs[3] = {0.0, 0.6, 1.0};
+    fill_vertical(c, 0, horizon + H * 0.1, sky, offs, 3);
+    if (night && with_stars) {
+        stars(c, 220, horizon * 0.85, (sn_col){1, 1, 0.96});
+    }
+    double sx = W * sn_range(&c->rng, 0.25, 0.75);
+    double sy = horizon - H * sn_range(&c->rng, 0.06, 0.22);
+    double sr = W * (night ? 0.045 : 0.06);
+    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    glow(cr, sx, sy, W * 0.45, p->glow, night ? 0.25 : 0.55);
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    sn_source(cr, night ? sn_oklch(0.95, 0.02, 90) : sn_oklch(0.97, 0.06, 90), 1.0);
+    cairo_arc(cr, sx, sy, sr, 0, TAU);
+    cairo_fill(cr);
+    /* Ranges: far ones from the high bands, hazy; near ones from the bass, dark. */
+    int layers = 6;
+    sn_col near = sn_mix(p->deep, p->ink, 0.3);
+    uint32_t ms = c->seed * 17u + 5u;
+    for (int l = 0; l < layers; l++) {
+        double f = (double)l / (layers - 1);
+        double base = horizon + H * 0.055 * l;
+        double amp = H * (0.10 + 0.10 * s->energy) * (1.0 - 0.35 * f);
+        double b1 = 1.0 - f * 0.85;
+        ridge_fill(c, base, amp, b1 - 0.25 < 0 ? 0 : b1 - 0.25, b1, 0.4 + 0.6 * f, ms + (uint32_t)l, H + 4, 180);
+        sn_col col = sn_mix(sn_mix(low, p->acc[(l + 2) % 5], 0.25), near, 0.2 + 0.8 * f);
+        sn_source(cr, col, 1.0);
+        cairo_fill(cr);
+        /* Mist over the range. */
+        cairo_pattern_t *g = cairo_pattern_create_linear(0, base - amp * 0.3, 0, base + H * 0.06);
+        sn_stop(g, 0.0, low, 0.0);
+        sn_stop(g, 1.0, low, 0.35 * (1.0 - f));
+        cairo_set_source(cr, g);
+        cairo_rectangle(cr, 0, base - amp * 0.3, W, H * 0.06 + amp * 0.3);
+        cairo_fill(cr);
+        cairo_pattern_destroy(g);
+    }
+}
+
+static void paint_realistic(sn_ctx *c) {
+    landscape(c, true);
+    c->grain = 0.03;
+    c->vignette = 0.3;
+}
+
+/* ---------------------------------------------------------- oil painting */
+
+static void paint_oil(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    landscape(c, false);
+    cairo_surface_flush(c->surf);
+    int stride = cairo_image_surface_get_stride(c->surf);
+    size_t bytes = (size_t)stride * (size_t)c->h;
+    uint8_t *copy = m2p_malloc(bytes);
+    if (copy == NULL) {
+        return;
+    }
+    memcpy(copy, cairo_image_surface_get_data(c->surf), bytes);
+    int n = (int)(2400.0 * (W * H) / (1024.0 * 1024.0));
+    n = n < 300 ? 300 : (n > 9000 ? 9000 : n);
+    uint32_t fs = c->seed * 5u + 9u;
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    for (int i = 0; i < n; i++) {
+        double big = 1.0 - (double)i / n; /* large strokes first, finer on top */
+        double x = sn_unif(&c->rng) * W;
+        double y = sn_unif(&c->rng) * H;
+        int ix = (int)x;
+        int iy = (int)y;
+        ix = ix >= c->w ? c->w - 1 : ix;
+        iy = iy >= c->h ? c->h - 1 : iy;
+        uint32_t px = *(const uint32_t *)(const void *)(copy + (size_t)iy * (size_t)stride + (size_t)ix * 4);
+        sn_col col = {((px >> 16) & 255) / 255.0, ((px >> 8) & 255) / 255.0, (px & 255) / 255.0};
+        double jit = sn_range(&c->rng, -0.06, 0.06);
+        col.r = clamp01(col.r + jit);
+        col.g = clamp01(col.g + jit);
+        col.b = clamp01(col.b + jit);
+        double a = sn_noise2(x * 0.004, y * 0.004, fs) * M_PI * 0.9 +
+                   (y < H * 0.5 ? 0.0 : 0.3 * sin(x * 0.01)) + (sn_energy(s, x / W) - 0.5) * 0.6;
+        double len = u * (10.0 + 26.0 * big) * sn_range(&c->rng, 0.7, 1.2);
+        double wd = u * (4.0 + 9.0 * big);
+        double dx = cos(a) * len * 0.5;
+        double dy = sin(a) * len * 0.5;
+        double nx = -sin(a);
+        double ny = cos(a);
+        cairo_move_to(cr, x - dx, y - dy);
+        cairo_curve_to(cr, x - dx * 0.3 + nx * wd * 0.3, y - dy * 0.3 + ny * wd * 0.3, x + dx * 0.3 + nx * wd * 0.3,
+                       y + dy * 0.3 + ny * wd * 0.3, x + dx, y + dy);
+        sn_source(cr, col, 0.92);
+        cairo_set_line_width(cr, wd);
+        cairo_stroke(cr);
+        /* Impasto: a lit ridge on one side, shadow on the other. */
+        cairo_move_to(cr, x - dx * 0.8 - nx * wd * 0.28, y - dy * 0.8 - ny * wd * 0.28);
+        cairo_line_to(cr, x + dx * 0.8 - nx * wd * 0.28, y + dy * 0.8 - ny * wd * 0.28);
+        sn_source(cr, sn_mix(col, (sn_col){1, 1, 1}, 0.35), 0.35);
+        cairo_set_line_width(cr, wd * 0.22);
+        cairo_stroke(cr);
+        cairo_move_to(cr, x - dx * 0.8 + nx * wd * 0.36, y - dy * 0.8 + ny * wd * 0.36);
+        cairo_line_to(cr, x + dx * 0.8 + nx * wd * 0.36, y + dy * 0.8 + ny * wd * 0.36);
+        sn_source(cr, sn_mix(col, (sn_col){0, 0, 0}, 0.4), 0.25);
+        cairo_set_line_width(cr, wd * 0.18);
+        cairo_stroke(cr);
+    }
+    m2p_free(copy);
+    c->grain = 0.03;
+    c->paper = 0.6;
+    c->vignette = 0.3;
+}
+
+/* ------------------------------------------------------------- cinematic */
+
+static void paint_cinematic(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    double bar = H * 0.13;
+    double y0 = bar;
+    double y1 = H - bar;
+    double ih = y1 - y0;
+    /* Teal and orange, turned by the key. */
+    double warm = fmod(p->hue * 0.3 + 45.0 * 0.7, 360.0);
+    double cool = fmod(warm + 170.0, 360.0);
+    double horizon = y0 + ih * sn_range(&c->rng, 0.56, 0.66);
+    sn_col sky[3] = {sn_oklch(0.18, 0.05, cool), sn_oklch(0.42, 0.08, cool + 10), sn_oklch(0.78, 0.11, warm)};
+    double offs[3] = {0.0, 0.6, 1.0};
+    fill_vertical(c, y0, horizon + 2, sky, offs, 3);
+    /* Wide translucent bands, one per section, heights by duration, strength by energy. */
+    cairo_set_operator(cr, CAIRO_OPERATOR_SOFT_LIGHT);
+    for (int k = 0; k < s->n_secs; k++) {
+        double a = y0 + (horizon - y0) * s->sec_start[k];
+        double b = y0 + (horizon - y0) * s->sec_end[k];
+        sn_source(cr, section_col(c, k), 0.25 + 0.5 * s->sec_energy[k]);
+        cairo_rectangle(cr, 0, a, W, b - a);
+        cairo_fill(cr);
+    }
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    double lx = W * sn_range(&c->rng, 0.3, 0.7);
+    double ly = horizon - ih * 0.02;
+    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    /* God rays. */
+    int nr = 14;
+    for (int i = 0; i < nr; i++) {
+        double a = -M_PI + M_PI * (i + 0.5) / nr + sn_range(&c->rng, -0.05, 0.05);
+        double spread = 0.025 + 0.02 * sn_unif(&c->rng);
+        cairo_move_to(cr, lx, ly);
+        cairo_line_to(cr, lx + cos(a - spread) * W * 1.5, ly + sin(a - spread) * W * 1.5);
+        cairo_line_to(cr, lx + cos(a + spread) * W * 1.5, ly + sin(a + spread) * W * 1.5);
+        cairo_close_path(cr);
+        sn_source(cr, sn_oklch(0.9, 0.08, warm), 0.05 + 0.04 * s->energy);
+        cairo_fill(cr);
+    }
+    glow(cr, lx, ly, W * 0.35, sn_oklch(0.88, 0.12, warm), 0.75);
+    glow(cr, lx, ly, W * 0.08, (sn_col){1, 1, 0.95}, 0.95);
+    /* Anamorphic streak. */
+    cairo_save(cr);
+    cairo_translate(cr, lx, ly);
+    cairo_scale(cr, 1.0, 0.025);
+    glow(cr, 0, 0, W * 0.9, sn_oklch(0.85, 0.1, cool + 20), 0.9);
+    cairo_restore(cr);
+    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    /* Silhouettes. */
+    uint32_t ms = c->seed * 19u + 2u;
+    for (int l = 0; l < 3; l++) {
+        double base = horizon + ih * 0.05 * l;
+        double amp = ih * (0.14 - 0.03 * l) * (0.6 + 0.6 * s->energy);
+        ridge_fill(c, base, amp, 0.0 + 0.15 * l, 0.4 + 0.15 * l, 0.5, ms + (uint32_t)l, y1 + 2, 160);
+        sn_source(cr, sn_oklch(0.12 + 0.06 * (2 - l), 0.04, cool), 1.0);
+        cairo_fill(cr);
+    }
+    /* Letterbox. */
+    cairo_set_source_rgb(cr, 0.015, 0.015, 0.02);
+    cairo_rectangle(cr, 0, 0, W, bar);
+    cairo_rectangle(cr, 0, H - bar, W, bar);
+    cairo_fill(cr);
+    (void)u;
+    c->grain = 0.05;
+    c->vignette = 0.35;
+}
+
+/* ---------------------------------------------------------- retro poster */
+
+static void paint_retro(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    sn_col paper = sn_oklch(0.93, 0.035, 85);
+    /* Three printing inks, pulled toward the paper for a printed feel. */
+    sn_col ink1 = sn_mix(sn_oklch(0.62, 0.17, p->hue), paper, 0.08);
+    sn_col ink2 = sn_mix(sn_oklch(0.72, 0.14, p->hue + (p->scheme == 0 ? 45 : 160)), paper, 0.08);
+    sn_col ink3 = sn_oklch(0.28, 0.06, p->hue + 200);
+    fill_all(c, paper);
+    double m = W * 0.06;
+    double px0 = m;
+    double py0 = m;
+    double pw = W - 2 * m;
+    double ph = H * 0.78 - m;
+    cairo_save(cr);
+    cairo_rectangle(cr, px0, py0, pw, ph);
+    cairo_clip(cr);
+    sn_source(cr, sn_mix(ink2, paper, 0.55), 1.0);
+    cairo_paint(cr);
+    double cx = W * 0.5;
+    double cy = py0 + ph * sn_range(&c->rng, 0.48, 0.58);
+    /* Sun rays: count from the tempo. */
+    int rays = 12 + 2 * (int)(s->tempo / 30.0);
+    double rot = sn_range(&c->rng, 0, TAU);
+    for (int i = 0; i < rays; i += 2) {
+        double a0 = rot + TAU * i / rays;
+        double a1 = rot + TAU * (i + 1) / rays;
+        cairo_move_to(cr, cx, cy);
+        cairo_arc(cr, cx, cy, W * 1.2, a0, a1);
+        cairo_close_path(cr);
+    }
+    sn_source(cr, sn_mix(ink2, paper, 0.25), 1.0);
+    cairo_fill(cr);
+    double R = W * (0.2 + 0.06 * s->energy);
+    sun_with_slits(c, cx, cy, R, ink1, sn_mix(ink1, ink3, 0.2), 5, 0.9);
+    /* Flat mountains from the spectrogram. */
+    uint32_t ms = c->seed * 23u + 4u;
+    double base = py0 + ph * 0.92;
+    ridge_fill(c, base, ph * 0.3, 0.3, 0.7, 0.3, ms, py0 + ph + 2, 120);
+    sn_source(cr, ink2, 1.0);
+    cairo_fill(cr);
+    ridge_fill(c, base + ph * 0.06, ph * 0.2, 0.0, 0.3, 0.3, ms + 1u, py0 + ph + 2, 120);
+    sn_source(cr, ink3, 1.0);
+    cairo_fill(cr);
+    cairo_restore(cr);
+    /* Halftone shading: dark at the panel's top, and over the far range. */
+    cairo_surface_t *mask = cairo_image_surface_create(CAIRO_FORMAT_A8, c->w, c->h);
+    if (cairo_surface_status(mask) == CAIRO_STATUS_SUCCESS) {
+        cairo_t *mc = cairo_create(mask);
+        cairo_rectangle(mc, px0, py0, pw, ph);
+        cairo_clip(mc);
+        cairo_pattern_t *g = cairo_pattern_create_linear(0, py0, 0, py0 + ph * 0.5);
+        cairo_pattern_add_color_stop_rgba(g, 0.0, 0, 0, 0, 0.55);
+        cairo_pattern_add_color_stop_rgba(g, 1.0, 0, 0, 0, 0.0);
+        cairo_set_source(mc, g);
+        cairo_paint(mc);
+        cairo_pattern_destroy(g);
+        cairo_destroy(mc);
+        sn_halftone(c->surf, mask, ink3, 7.0 * u, 0.785);
+    }
+    cairo_surface_destroy(mask);
+    sn_source(cr, ink3, 1.0);
+    cairo_set_line_width(cr, 2.0 * u);
+    cairo_rectangle(cr, px0, py0, pw, ph);
+    cairo_stroke(cr);
+    c->grain = 0.035;
+    c->paper = 0.7;
+    c->text_dark = true;
+}
+
+/* ------------------------------------------------------------- geometric */
+
+static void paint_geometric(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    bool dark = s->minor && s->bright < 0.5;
+    sn_col ground = dark ? sn_mix(p->deep, p->ink, 0.2) : p->paper;
+    sn_col ink = dark ? p->paper : p->ink;
+    fill_all(c, ground);
+    int cols = 4 + (int)lround(fmin(s->onset, 8.0) / 2.0);
+    cols = cols > 8 ? 8 : cols;
+    double m = W * 0.1;
+    double cell = (W - 2 * m) / cols;
+    int rows = (int)((H * 0.74 - m) / cell);
+    rows = rows < 2 ? 2 : rows;
+    double gap = cell * 0.06;
+    uint32_t hs = c->seed * 2654435761u;
+    sn_col cols5[6] = {p->acc[0], p->acc[1], p->acc[2], p->acc[3], p->acc[4], ink};
+    for (int j = 0; j < rows; j++) {
+        for (int i = 0; i < cols; i++) {
+            double t = (i + 0.5) / cols;
+            double band = 1.0 - (j + 0.5) / rows;
+            double v = sn_spec_band(s, band - 0.5 / rows, band + 0.5 / rows, t);
+            uint32_t h = sn_hash32(hs ^ (uint32_t)(j * 131 + i * 7919));
+            double x = m + i * cell + gap / 2;
+            double y = m + j * cell + gap / 2;
+            double sz = cell - gap;
+            sn_col col = cols5[(h >> 8) % 6];
+            sn_col col2 = cols5[(h >> 12) % 6];
+            int shape = v < 0.15 ? 6 : (int)((h >> 4) % 6);
+            int rot = (int)(h % 4);
+            cairo_save(cr);
+            cairo_translate(cr, x + sz / 2, y + sz / 2);
+            cairo_rotate(cr, rot * M_PI / 2);
+            cairo_translate(cr, -sz / 2, -sz / 2);
+            if (shape != 6 && ((h >> 20) & 1)) {
+                sn_source(cr, col2, 0.9);
+                cairo_rectangle(cr, 0, 0, sz, sz);
+                cairo_fill(cr);
+            }
+            sn_source(cr, col, 1.0);
+            switch (shape) {
+            case 0: /* quarter circle from a corner */
+                cairo_move_to(cr, 0, 0);
+                cairo_arc(cr, 0, 0, sz, 0, M_PI / 2);
+                cairo_close_path(cr);
+                cairo_fill(cr);
+                break;
+            case 1: /* circle, size by loudness */
+                cairo_arc(cr, sz / 2, sz / 2, sz * (0.2 + 0.3 * v), 0, TAU);
+                cairo_fill(cr);
+                break;
+            case 2: /* half circle */
+                cairo_arc(cr, sz / 2, sz, sz / 2, M_PI, TAU);
+                cairo_fill(cr);
+                break;
+            case 3: /* triangle */
+                cairo_move_to(cr, 0, sz);
+                cairo_line_to(cr, sz, sz);
+                cairo_line_to(cr, 0, sz * (1.0 - v * 1.2 > 0 ? 1.0 - v * 1.2 : 0));
+                cairo_close_path(cr);
+                cairo_fill(cr);
+                break;
+            case 4: /* stripes, count by loudness */
+            {
+                int ns = 2 + (int)(v * 5);
+                for (int k = 0; k < ns; k++) {
+                    cairo_rectangle(cr, 0, sz * (k + 0.25) / ns, sz, sz * 0.5 / ns);
+                }
+                cairo_fill(cr);
+                break;
+            }
+            case 5: /* ring */
+                cairo_set_line_width(cr, sz * 0.12);
+                cairo_arc(cr, sz / 2, sz / 2, sz * 0.32, 0, TAU);
+                cairo_stroke(cr);
+                break;
+            default: /* quiet: a dot */
+                sn_source(cr, ink, 0.5);
+                cairo_arc(cr, sz / 2, sz / 2, sz * 0.05, 0, TAU);
+                cairo_fill(cr);
+                break;
+            }
+            cairo_restore(cr);
+        }
+    }
+    /* One large circle across the grid, the focal accent. */
+    double fx = m + cell * (1 + sn_int(&c->rng, cols - 1));
+    double fy = m + cell * (1 + sn_int(&c->rng, rows - 1));
+    sn_source(cr, ink, 0.9);
+    cairo_set_line_width(cr, 2.2 * u);
+    cairo_arc(cr, fx, fy, cell * (1.2 + s->energy), 0, TAU);
+    cairo_stroke(cr);
+    c->grain = 0.03;
+    c->paper = dark ? 0.0 : 0.4;
+    c->text_dark = !dark;
+}
+
+/* ------------------------------------------------------------- the table */
+
+typedef struct style_row {
+    const char *name;
+    const char *key; /* normalised */
+    sn_painter paint;
+} style_row;
+
+static const style_row k_styles[] = {
+    {"abstract", "abstract", paint_abstract},
+    {"realistic", "realistic", paint_realistic},
+    {"minimalist", "minimalist", paint_minimalist},
+    {"synthwave", "synthwave", paint_synthwave},
+    {"watercolor", "watercolor", paint_watercolor},
+    {"album_cover", "albumcover", paint_album},
+    {"ink", "ink", paint_ink},
+    {"oil_painting", "oilpainting", paint_oil},
+    {"cinematic", "cinematic", paint_cinematic},
+    {"retro_poster", "retroposter", paint_retro},
+    {"geometric", "geometric", paint_geometric},
+    {"vaporwave", "vaporwave", paint_vaporwave},
+};
+
+const char *const sn_style_names[] = {"abstract",  "realistic", "minimalist",   "synthwave", "watercolor",
+                                      "album_cover", "ink",     "oil_painting", "cinematic", "retro_poster",
+                                      "geometric", "vaporwave", NULL};
+
+sn_painter sn_style_find(const char *style, const char **canonical) {
+    char key[48];
+    size_t n = 0;
+    for (const char *p = style != NULL ? style : ""; *p != 0 && n + 1 < sizeof key; p++) {
+        if (isalnum((unsigned char)*p)) {
+            key[n++] = (char)tolower((unsigned char)*p);
+        }
+    }
+    key[n] = 0;
+    /* Common spellings. */
+    if (strcmp(key, "watercolour") == 0) {
+        (void)snprintf(key, sizeof key, "watercolor");
+    } else if (strcmp(key, "oil") == 0) {
+        (void)snprintf(key, sizeof key, "oilpainting");
+    } else if (strcmp(key, "retro") == 0) {
+        (void)snprintf(key, sizeof key, "retroposter");
+    } else if (strcmp(key, "album") == 0) {
+        (void)snprintf(key, sizeof key, "albumcover");
+    } else if (strcmp(key, "minimal") == 0) {
+        (void)snprintf(key, sizeof key, "minimalist");
+    }
+    for (size_t i = 0; i < sizeof k_styles / sizeof k_styles[0]; i++) {
+        if (strcmp(key, k_styles[i].key) == 0) {
+            if (canonical != NULL) {
+                *canonical = k_styles[i].name;
+            }
+            return k_styles[i].paint;
+        }
+    }
+    if (canonical != NULL) {
+        *canonical = "abstract";
+    }
+    return paint_abstract;
+}
