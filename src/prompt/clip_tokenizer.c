@@ -15,9 +15,10 @@
  * same with "</w>", one token per merge (the first 48894 merge lines), then
  * <|startoftext|> and <|endoftext|> — and vocab.json is read as given.
  *
- * BPE: per piece, repeatedly merge every occurrence (left to right) of the
- * adjacent pair with the lowest rank, as the reference does. Pieces are
- * bounded by the text cap (M2P_CLIP_MAX_TEXT).
+ * BPE: per piece, the reference repeatedly merges every occurrence (left to
+ * right) of the adjacent pair with the lowest rank; here a min-heap of
+ * candidate pairs ordered by (rank, position) gives the same merges in
+ * O(n log n), so one hostile 64 KiB "word" costs milliseconds, not seconds.
  */
 #include "prompt/clip_tokenizer.h"
 
@@ -528,42 +529,106 @@ static void sink_put(sink *s, int32_t id) {
     s->n++;
 }
 
-/* BPE of one piece's bytes; sym is scratch space of n entries. */
-static void bpe_piece(const m2p_clip_tokenizer *t, const uint8_t *bytes, size_t n, int32_t *sym, sink *out) {
-    for (size_t i = 0; i < n; i++) {
-        sym[i] = i + 1 == n ? t->byte_id_w[bytes[i]] : t->byte_id[bytes[i]];
-    }
-    size_t len = n;
-    while (len > 1) {
-        int32_t best_rank = INT32_MAX;
-        int32_t best_a = -1;
-        int32_t best_b = -1;
-        int32_t merged = -1;
-        for (size_t i = 0; i + 1 < len; i++) {
-            const pair_slot *ps = pair_get(t, sym[i], sym[i + 1]);
-            if (ps != NULL && ps->rank < best_rank) {
-                best_rank = ps->rank;
-                best_a = sym[i];
-                best_b = sym[i + 1];
-                merged = ps->merged;
-            }
-        }
-        if (merged < 0) {
+/* Scratch space for BPE over one piece of n bytes (allocated per chunk). */
+typedef struct bpe_work {
+    int32_t *sym;  /* symbol id at each position */
+    int32_t *next; /* next live position, -1 at the end */
+    int32_t *prev; /* previous live position, -1 at the start */
+    struct cand {
+        int32_t rank, pos, left, right;
+    } *heap; /* candidate merges, a min-heap by (rank, pos) */
+    size_t n_heap;
+} bpe_work;
+
+static bool cand_less(const struct cand *a, const struct cand *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void heap_push(bpe_work *w, struct cand c) {
+    size_t i = w->n_heap++;
+    w->heap[i] = c;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!cand_less(&w->heap[i], &w->heap[up])) {
             break;
         }
-        size_t o = 0;
-        for (size_t i = 0; i < len;) {
-            if (i + 1 < len && sym[i] == best_a && sym[i + 1] == best_b) {
-                sym[o++] = merged;
-                i += 2;
-            } else {
-                sym[o++] = sym[i++];
-            }
-        }
-        len = o;
+        struct cand tmp = w->heap[i];
+        w->heap[i] = w->heap[up];
+        w->heap[up] = tmp;
+        i = up;
     }
-    for (size_t i = 0; i < len; i++) {
-        sink_put(out, sym[i]);
+}
+
+static struct cand heap_pop(bpe_work *w) {
+    struct cand top = w->heap[0];
+    w->heap[0] = w->heap[--w->n_heap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1;
+        size_t r = l + 1;
+        size_t m = i;
+        if (l < w->n_heap && cand_less(&w->heap[l], &w->heap[m])) {
+            m = l;
+        }
+        if (r < w->n_heap && cand_less(&w->heap[r], &w->heap[m])) {
+            m = r;
+        }
+        if (m == i) {
+            break;
+        }
+        struct cand tmp = w->heap[i];
+        w->heap[i] = w->heap[m];
+        w->heap[m] = tmp;
+        i = m;
+    }
+    return top;
+}
+
+static void push_pair(const m2p_clip_tokenizer *t, bpe_work *w, int32_t pos) {
+    if (pos < 0 || w->next[pos] < 0) {
+        return;
+    }
+    int32_t nx = w->next[pos];
+    const pair_slot *ps = pair_get(t, w->sym[pos], w->sym[nx]);
+    if (ps != NULL) {
+        struct cand c = {ps->rank, pos, w->sym[pos], w->sym[nx]};
+        heap_push(w, c);
+    }
+}
+
+/* BPE of one piece's bytes. Merging the lowest (rank, position) candidate
+ * first is the reference's "merge every occurrence of the best pair, left to
+ * right" in O(n log n): a merge never creates a pair of its own rank, and
+ * (for a well-formed merges list) only pairs of higher rank. */
+static void bpe_piece(const m2p_clip_tokenizer *t, const uint8_t *bytes, size_t n, bpe_work *w, sink *out) {
+    for (size_t i = 0; i < n; i++) {
+        w->sym[i] = i + 1 == n ? t->byte_id_w[bytes[i]] : t->byte_id[bytes[i]];
+        w->prev[i] = (int32_t)i - 1;
+        w->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+    }
+    w->n_heap = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        push_pair(t, w, (int32_t)i);
+    }
+    while (w->n_heap > 0) {
+        struct cand c = heap_pop(w);
+        int32_t nx = w->next[c.pos];
+        /* Stale: the left symbol was merged away or changed, or its neighbour did. */
+        if (w->sym[c.pos] != c.left || nx < 0 || w->sym[nx] != c.right) {
+            continue;
+        }
+        const pair_slot *ps = pair_get(t, c.left, c.right);
+        w->sym[c.pos] = ps->merged;
+        w->sym[nx] = -1;
+        w->next[c.pos] = w->next[nx];
+        if (w->next[nx] >= 0) {
+            w->prev[w->next[nx]] = c.pos;
+        }
+        push_pair(t, w, w->prev[c.pos]);
+        push_pair(t, w, c.pos);
+    }
+    for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = w->next[i]) {
+        sink_put(out, w->sym[i]);
     }
 }
 
@@ -598,7 +663,7 @@ static m2p_code encode_chunk(const m2p_clip_tokenizer *t, const char *s, size_t 
     uint32_t *norm = NULL;
     uint32_t *low = NULL;
     uint8_t *bytes = NULL;
-    int32_t *sym = NULL;
+    bpe_work w = {0};
     if (cps == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "tokenizer");
     }
@@ -650,8 +715,11 @@ static m2p_code encode_chunk(const m2p_clip_tokenizer *t, const char *s, size_t 
         goto done;
     }
     bytes = m2p_malloc(bytes_cap + 4);
-    sym = m2p_malloc_array(bytes_cap + 4, sizeof *sym);
-    if (bytes == NULL || sym == NULL) {
+    w.sym = m2p_malloc_array(bytes_cap + 4, sizeof *w.sym);
+    w.next = m2p_malloc_array(bytes_cap + 4, sizeof *w.next);
+    w.prev = m2p_malloc_array(bytes_cap + 4, sizeof *w.prev);
+    w.heap = m2p_malloc_array(3 * (bytes_cap + 4), sizeof *w.heap);
+    if (bytes == NULL || w.sym == NULL || w.next == NULL || w.prev == NULL || w.heap == NULL) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "tokenizer");
         goto done;
     }
@@ -681,13 +749,13 @@ static m2p_code encode_chunk(const m2p_clip_tokenizer *t, const char *s, size_t 
         }
         size_t nb = 0;
         for (size_t q = i; q < j; q++) {
-            int w = u8_uctomb(bytes + nb, low[q], 4);
-            if (w <= 0) { /* not encodable (surrogate): U+FFFD */
-                w = u8_uctomb(bytes + nb, 0xFFFD, 4);
+            int wr = u8_uctomb(bytes + nb, low[q], 4);
+            if (wr <= 0) { /* not encodable (surrogate): U+FFFD */
+                wr = u8_uctomb(bytes + nb, 0xFFFD, 4);
             }
-            nb += (size_t)w;
+            nb += (size_t)wr;
         }
-        bpe_piece(t, bytes, nb, sym, out);
+        bpe_piece(t, bytes, nb, &w, out);
         i = j;
     }
 done:
@@ -695,7 +763,10 @@ done:
     m2p_free(cps);
     m2p_free(low);
     m2p_free(bytes);
-    m2p_free(sym);
+    m2p_free(w.sym);
+    m2p_free(w.next);
+    m2p_free(w.prev);
+    m2p_free(w.heap);
     return rc;
 }
 

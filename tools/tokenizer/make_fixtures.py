@@ -94,6 +94,24 @@ CASES = [
     "fullwidth ＡＢＣ１２３ and ligature ﬁne",
 ]
 
+def random_cases(n=24, seed=1234):
+    """Seeded random strings mixing letters, digits, punctuation, accents, CJK,
+    emoji and whitespace: they exercise the BPE merge order beyond the table."""
+    import random
+    rng = random.Random(seed)
+    alphabet = (list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") * 4 + list("0123456789") +
+                list(" ,.;:!?'\"-_/()[]&%$#@*+=<>|~`^") + list("éèêëàâäôöûüçñßøåæœÉÀÇ") +
+                list("日本語音楽中文한국어노래") + ["🎵", "🔥", "✨", "👩‍🎤", " ", "\t", "\n"])
+    out = []
+    for i in range(n):
+        length = rng.randint(5, 40) if i % 3 else rng.randint(80, 400)
+        out.append("".join(rng.choice(alphabet) for _ in range(length)))
+    # Long single "words" of letters: deep merge chains.
+    for i in range(4):
+        out.append("".join(rng.choice("aeiourstlnmkbdp") for _ in range(60 + 40 * i)))
+    return out
+
+
 SMALL_CASES = [
     "a photo of a cat",
     "hello world, it's the 1st test!",
@@ -113,7 +131,7 @@ def main():
     full = write_pair(os.path.join("/tmp", "m2p-clip-full"), 48894)
     assert full.pad_token_id == 49407 and full.bos_token_id == 49406, (full.pad_token_id, full.bos_token_id)
     cases = []
-    for text in CASES:
+    for text in CASES + random_cases():
         ids, n_real = encode(full, text)
         assert len(ids) == 77
         cases.append({"text": text, "ids": ids, "n_real": n_real})
