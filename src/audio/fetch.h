@@ -24,9 +24,17 @@
 m2p_code m2p_fetch(const m2p_config *cfg, m2p_cache *cache, const m2p_source *src, const m2p_progress *progress,
                    m2p_track *out, m2p_error *err) M2P_WUR;
 
-/* Finds yt-dlp (config, tools/bin beside the checkout, PATH) and checks its
- * version (>= 2024.07.01). path/version filled when found. */
+/* Finds yt-dlp and checks its version (>= 2024.07.01): config `ytdlp` when
+ * set (only it), else <exe_dir>/../tools/bin/yt-dlp (and ../../ for test
+ * binaries in build/tests/), $MUS2PIC_SOURCE_DIR/tools/bin/yt-dlp, then PATH;
+ * the first current one wins. Runs `yt-dlp --version` (a process, no
+ * network). path/version filled when found (also for YTDLP_OUTDATED). */
 m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version,
                                size_t version_cap, m2p_error *err) M2P_WUR;
+
+/* The error code for yt-dlp's stderr text (its ERROR: line when there is
+ * one): private, age-restricted, region-blocked, removed, unavailable, rate
+ * limited (429, bot checks), network, too large; else FETCH_FAILED. */
+m2p_code m2p_fetch_classify_error(const char *ytdlp_stderr);
 
 #endif
