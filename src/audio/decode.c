@@ -15,10 +15,12 @@
  *      io_open that refuses every nested open, bounded probesize /
  *      max_analyze_duration / max_streams and an interrupt callback (wall-time
  *      deadline and the cancel flag).
- *   3. streams: every stream starts AVDISCARD_ALL; only the best audio stream
- *      is read; its codec must be on k_codecs (common audio codecs only).
- *      avformat_find_stream_info runs only when the demuxer left the rate or
- *      channel count unknown (raw ADTS AAC), as it would decode packets.
+ *   3. streams: every stream is AVDISCARD_ALL but the one audio stream we
+ *      pick (pick_stream); its codec must be on k_codecs (common audio codecs
+ *      only). avformat_find_stream_info is never called (it would decode
+ *      packets of every stream, cover art included). A header that promises
+ *      far more than the cap is refused here; a WAV whose data chunk or an Ogg
+ *      whose last page runs past the end of the file is TRUNCATED here.
  *   4. decode loop: packets → frames → swresample (mono = mean of the
  *      channels, float, opts->rate) → clamp to [-1, 1], peak → sink, in
  *      chunks. The decoded count is checked against the cap before each chunk
@@ -145,6 +147,106 @@ static int64_t reader_seek(void *opaque, int64_t offset, int whence) {
     }
     r->pos = pos; /* past the end is allowed: reads then return EOF */
     return pos;
+}
+
+/* Copies up to len bytes at off without moving the read position; returns the count (0 on error). */
+static size_t reader_peek(const reader *r, int64_t off, uint8_t *buf, size_t len) {
+    if (off < 0 || off >= r->size) {
+        return 0;
+    }
+    if ((int64_t)len > r->size - off) {
+        len = (size_t)(r->size - off);
+    }
+    if (r->mem != NULL) {
+        memcpy(buf, r->mem + off, len);
+        return len;
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(r->fd, buf + got, len - got, (off_t)(off + (int64_t)got));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    return got;
+}
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* RIFF/WAVE: does the data chunk run past the end of the file? Sets *promised_s / *held_s. */
+static bool wav_cut_short(const reader *r, double *promised_s, double *held_s) {
+    uint8_t h[4096];
+    size_t n = reader_peek(r, 0, h, sizeof h);
+    if (n < 12 || memcmp(h, "RIFF", 4) != 0 || memcmp(h + 8, "WAVE", 4) != 0) {
+        return false;
+    }
+    uint32_t byte_rate = 0;
+    size_t at = 12;
+    while (at + 8 <= n) {
+        uint32_t size = le32(h + at + 4);
+        if (memcmp(h + at, "fmt ", 4) == 0 && at + 16 <= n) {
+            byte_rate = le32(h + at + 8 + 8);
+        } else if (memcmp(h + at, "data", 4) == 0) {
+            int64_t start = (int64_t)at + 8;
+            if (size == 0 || size == UINT32_MAX || byte_rate == 0) {
+                return false; /* streamed WAV: the size is unknown */
+            }
+            int64_t have = r->size - start;
+            if ((int64_t)size <= have + 1) {
+                return false;
+            }
+            *promised_s = (double)size / byte_rate;
+            *held_s = have > 0 ? (double)have / byte_rate : 0.0;
+            return true;
+        }
+        at += 8 + (size_t)size + (size & 1);
+        if (size > n) {
+            break;
+        }
+    }
+    return false;
+}
+
+/* Ogg: is the last page cut off? (Pages are at most 65307 bytes, so the last page starts in the tail.) */
+static bool ogg_cut_short(const reader *r) {
+    enum { TAIL = 65536 + 1024 };
+    int64_t off = r->size > TAIL ? r->size - TAIL : 0;
+    uint8_t *t = m2p_malloc(TAIL);
+    if (t == NULL) {
+        return false;
+    }
+    size_t n = reader_peek(r, off, t, TAIL);
+    bool cut = false;
+    for (size_t i = n >= 4 ? n - 4 : 0; n >= 4; i--) {
+        if (memcmp(t + i, "OggS", 4) == 0 && (i + 4 >= n || t[i + 4] == 0)) {
+            if (i + 27 > n) {
+                cut = true;
+            } else {
+                size_t nseg = t[i + 26];
+                if (i + 27 + nseg > n) {
+                    cut = true;
+                } else {
+                    size_t body = 0;
+                    for (size_t k = 0; k < nseg; k++) {
+                        body += t[i + 27 + k];
+                    }
+                    cut = i + 27 + nseg + body > n;
+                }
+            }
+            break;
+        }
+        if (i == 0) {
+            break;
+        }
+    }
+    m2p_free(t);
+    return cut;
 }
 
 /* ---- one decode ------------------------------------------------------------------------------ */
@@ -406,6 +508,16 @@ static m2p_code setup_swr(dec *d, const AVFrame *f) {
         return m2p_error_set(d->err, M2P_E_DECODE_FAILED, "resampler for %d channels at %d Hz: %s", nch,
                              f->sample_rate, av_err(ret, b, sizeof b));
     }
+    if (d->swr_rate == 0) { /* the first frame: now the format is known for sure */
+        char line[160];
+        double hd = d->header_duration_s;
+        int n = snprintf(line, sizeof line, "Audio: %s, %d Hz, %s", d->cc->codec->name, f->sample_rate,
+                         nch == 1 ? "mono" : nch == 2 ? "stereo" : "multichannel");
+        if (hd > 0 && n > 0 && (size_t)n < sizeof line) {
+            (void)snprintf(line + n, sizeof line - (size_t)n, ", %d:%02d", (int)hd / 60, (int)hd % 60);
+        }
+        m2p_progress_finding(d->progress, M2P_STEP_DECODE, "audio", line);
+    }
     d->swr_layout = in_layout; /* takes ownership */
     d->swr_rate = f->sample_rate;
     d->swr_fmt = f->format;
@@ -542,56 +654,54 @@ static m2p_code open_input(dec *d) {
     return M2P_OK;
 }
 
+/* Picks the audio stream to decode: the first audio stream marked default, else the first audio
+ * stream. We choose ourselves rather than with av_find_best_stream, which skips streams whose rate
+ * or channel count the demuxer left for avformat_find_stream_info to find (mp3, ADTS AAC); we never
+ * call that function, as it decodes packets of every stream (cover art included) to fill them in.
+ * The decoders we allow learn rate and channels from the bitstream itself. */
+static int pick_stream(const AVFormatContext *fmt) {
+    int first = -1;
+    for (unsigned i = 0; i < fmt->nb_streams; i++) {
+        const AVStream *st = fmt->streams[i];
+        if (st->codecpar->codec_type != AVMEDIA_TYPE_AUDIO || (st->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
+            continue;
+        }
+        if (st->disposition & AV_DISPOSITION_DEFAULT) {
+            return (int)i;
+        }
+        if (first < 0) {
+            first = (int)i;
+        }
+    }
+    return first;
+}
+
 static m2p_code open_stream(dec *d) {
     char b[128];
     AVFormatContext *fmt = d->fmt;
-    bool need_info = false;
-    bool any_audio = false;
     for (unsigned i = 0; i < fmt->nb_streams; i++) {
-        AVStream *st = fmt->streams[i];
-        st->discard = AVDISCARD_ALL;
-        if (st->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) {
-            any_audio = true;
-            if (st->codecpar->sample_rate <= 0 || st->codecpar->ch_layout.nb_channels <= 0) {
-                need_info = true;
-            }
-        }
+        fmt->streams[i]->discard = AVDISCARD_ALL; /* video, cover art, data, other tracks: never read */
     }
-    if (!any_audio) {
+    if (d->info != NULL) {
+        d->info->streams = (int)fmt->nb_streams;
+    }
+    int idx = pick_stream(fmt);
+    if (idx < 0) {
         return m2p_error_set(d->err, M2P_E_DECODE_NO_AUDIO, "%u stream(s), none of them audio", fmt->nb_streams);
-    }
-    if (need_info) {
-        int ret = avformat_find_stream_info(fmt, NULL);
-        if (d->stop_code != M2P_OK) {
-            return stopped(d);
-        }
-        if (ret < 0) {
-            return m2p_error_set(d->err, M2P_E_DECODE_FAILED, "reading the stream parameters: %s",
-                                 av_err(ret, b, sizeof b));
-        }
-    }
-    const AVCodec *codec = NULL;
-    int idx = av_find_best_stream(fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
-    if (idx == AVERROR_STREAM_NOT_FOUND) {
-        return m2p_error_set(d->err, M2P_E_DECODE_NO_AUDIO, "no audio stream");
-    }
-    if (idx < 0 || codec == NULL) {
-        int any = -1;
-        for (unsigned i = 0; i < fmt->nb_streams; i++) {
-            if (fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO) {
-                any = (int)i;
-                break;
-            }
-        }
-        return m2p_error_set(d->err, M2P_E_DECODE_FORMAT, "no decoder for the audio codec '%s'",
-                             any >= 0 ? avcodec_get_name(fmt->streams[any]->codecpar->codec_id) : "?");
     }
     AVStream *st = fmt->streams[idx];
     if (!codec_allowed(st->codecpar->codec_id)) {
         return m2p_error_set(d->err, M2P_E_DECODE_FORMAT, "the audio codec '%s' is not supported",
                              avcodec_get_name(st->codecpar->codec_id));
     }
-    st->discard = AVDISCARD_DEFAULT;
+    const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
+    if (codec == NULL) {
+        return m2p_error_set(d->err, M2P_E_DECODE_FORMAT, "no decoder for the audio codec '%s'",
+                             avcodec_get_name(st->codecpar->codec_id));
+    }
+    for (unsigned i = 0; i < fmt->nb_streams; i++) {
+        fmt->streams[i]->discard = (int)i == idx ? AVDISCARD_DEFAULT : AVDISCARD_ALL;
+    }
     d->stream_index = idx;
 
     d->cc = avcodec_alloc_context3(codec);
@@ -632,16 +742,13 @@ static m2p_code open_stream(dec *d) {
         return m2p_error_set(d->err, M2P_E_DECODE_TOO_LONG, "the file says it lasts %.0f s; the limit is %.0f s", hd,
                              d->opts->max_duration_s);
     }
-    if (d->progress != NULL && d->progress->finding != NULL) {
-        char line[160];
-        int ch = st->codecpar->ch_layout.nb_channels;
-        (void)snprintf(line, sizeof line, "Audio: %s, %d Hz, %s%s", codec->name, st->codecpar->sample_rate,
-                       ch == 1 ? "mono" : ch == 2 ? "stereo" : "multichannel", hd > 0 ? "" : ", length unknown");
-        if (hd > 0) {
-            size_t l = strlen(line);
-            (void)snprintf(line + l, sizeof line - l, ", %d:%02d", (int)hd / 60, (int)hd % 60);
-        }
-        m2p_progress_finding(d->progress, M2P_STEP_DECODE, "audio", line);
+    double promised = 0, held = 0;
+    if (name_in_list(fmt->iformat->name, (const char *const[]){"wav", NULL}) && wav_cut_short(&d->rd, &promised, &held)) {
+        return m2p_error_set(d->err, M2P_E_DECODE_TRUNCATED, "the WAV header promises %.1f s, the file holds %.1f s",
+                             promised, held);
+    }
+    if (name_in_list(fmt->iformat->name, (const char *const[]){"ogg", NULL}) && ogg_cut_short(&d->rd)) {
+        return m2p_error_set(d->err, M2P_E_DECODE_TRUNCATED, "the last Ogg page is cut off");
     }
     return M2P_OK;
 }

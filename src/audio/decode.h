@@ -71,6 +71,7 @@ typedef struct m2p_decode_info {
     int source_channels;
     char container[32];   /* demuxer name, e.g. "ogg", "mov,mp4,m4a,3gp,3g2,mj2" (truncated) */
     char codec[32];       /* decoder name, e.g. "vorbis", "mp3float" */
+    int streams;          /* streams in the container (only one audio stream is decoded) */
 } m2p_decode_info;
 
 typedef struct m2p_decode_sink {
