@@ -128,8 +128,14 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
                    k_key_names[s->key], s->minor ? "minor" : "major");
 
     sn_col fg = c->text_dark ? c->pal.ink : sn_mix(c->pal.glow, (sn_col){1, 1, 1}, 0.6);
-    PangoLayout *tl = pango_cairo_create_layout(cr);
-    PangoLayout *dl = pango_cairo_create_layout(cr);
+    /* A private font map per poster: nothing cached in thread-local state
+     * outlives the render (pango's per-thread default map would be held by
+     * the thread pool), at the cost of a font lookup per poster. */
+    PangoFontMap *fm = pango_cairo_font_map_new();
+    PangoContext *pc = pango_font_map_create_context(fm);
+    pango_cairo_update_context(cr, pc);
+    PangoLayout *tl = pango_layout_new(pc);
+    PangoLayout *dl = pango_layout_new(pc);
     /* Title: shrink until it fits two lines (one in the cinematic bar). */
     int max_lines = cinematic ? 1 : 2;
     double size = e * ts.title_scale;
@@ -203,4 +209,6 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
     pango_cairo_show_layout(cr, dl);
     g_object_unref(tl);
     g_object_unref(dl);
+    g_object_unref(pc);
+    g_object_unref(fm);
 }

@@ -1,0 +1,163 @@
+/*
+ * tests/unit/render/test_sonic_layout.c — poster typography: titles in any
+ * script render without harm (accents, CJK, emoji, invalid UTF-8, control
+ * characters), text stays in the bottom band, long titles shrink and wrap
+ * instead of running off the poster.
+ */
+#include "test_util.h"
+
+#include "render/backend.h"
+#include "render/sonic_int.h"
+#include "sonic_fixtures.h"
+
+#define EDGE 256
+
+/* fontconfig leaks 256 bytes once while parsing its XML configuration (its
+ * own bug, not growing with use); everything pango allocates per poster is
+ * freed, which the rest of this file's leak check confirms. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) {
+    return "leak:libfontconfig.so\n";
+}
+
+typedef struct fx {
+    m2p_render_backend be;
+    m2p_features *f;
+    m2p_prompt prompt;
+} fx;
+
+static int setup(void **state) {
+    fx *x = calloc(1, sizeof *x);
+    if (m2p_sonic_backend_create(NULL, &x->be, NULL) != M2P_OK) {
+        return -1;
+    }
+    x->f = fix_make(FIX_ORCH);
+    x->prompt.positive = "p";
+    x->prompt.negative = "";
+    x->prompt.style = "abstract";
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *x = *state;
+    x->be.destroy(x->be.self);
+    fix_free(x->f);
+    free(x);
+    return 0;
+}
+
+static m2p_image *poster(fx *x, const char *style, const char *title, const char *artist, bool layout) {
+    uint32_t seed = 4;
+    m2p_render_request r = {&x->prompt, x->f, style, 1, EDGE, EDGE, &seed, 0, 0, title, artist, layout, -1};
+    m2p_image *img = NULL;
+    m2p_error err;
+    m2p_code rc = x->be.render(x->be.self, &r, NULL, &img, &err);
+    if (rc != M2P_OK) {
+        fail_msg("%s: %s", m2p_errname(rc), err.detail);
+    }
+    return img;
+}
+
+/* First and last rows where a and b differ (-1 when equal). */
+static void diff_rows(const m2p_image *a, const m2p_image *b, int *first, int *last, long *count) {
+    *first = -1;
+    *last = -1;
+    *count = 0;
+    for (int y = 0; y < a->height; y++) {
+        const uint8_t *ra = a->pixels + (size_t)y * a->stride;
+        const uint8_t *rb = b->pixels + (size_t)y * b->stride;
+        for (int x = 0; x < a->width * 3; x++) {
+            if (abs((int)ra[x] - (int)rb[x]) > 24) {
+                (*count)++;
+                if (*first < 0) {
+                    *first = y;
+                }
+                *last = y;
+            }
+        }
+    }
+}
+
+static void test_titles_in_any_script(void **state) {
+    fx *x = *state;
+    static const char *const titles[] = {
+        "Caf\xC3\xA9 Ol\xC3\xA9 \xE2\x80\x94 D\xC3\xA9j\xC3\xA0 Vu",        /* accents, dash */
+        "\xE5\xA4\x9C\xE3\x81\xAE\xE6\xB5\xB7 (Night Sea)",                 /* CJK */
+        "Dance \xF0\x9F\x8E\xB5\xF0\x9F\x94\xA5 Floor",                     /* emoji */
+        "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xD8\xB3\xD9\x84\xD8\xA7\xD9\x85", /* Hebrew, Arabic */
+        "bad \xC3\x28 utf8 \xFF\xFE",                                       /* invalid bytes */
+        "tab\there\nnewline\x01\x7F",                                       /* control characters */
+        "",
+    };
+    m2p_image *plain = poster(x, "abstract", NULL, NULL, false);
+    for (size_t i = 0; i < sizeof titles / sizeof titles[0]; i++) {
+        m2p_image *img = poster(x, "abstract", titles[i], "Bj\xC3\xB6rk & \xE5\x9D\x82\xE6\x9C\xAC", true);
+        int first;
+        int last;
+        long count;
+        diff_rows(plain, img, &first, &last, &count);
+        /* Something was set (at least the details line), and only in the bottom band. */
+        if (count < 50 || first < EDGE * 0.55) {
+            fail_msg("title %zu: %ld changed values, first changed row %d", i, count, first);
+        }
+        m2p_image_free(img);
+    }
+    /* NULL title and artist: BPM and key still set. */
+    m2p_image *bare = poster(x, "abstract", NULL, NULL, true);
+    int first;
+    int last;
+    long count;
+    diff_rows(plain, bare, &first, &last, &count);
+    assert_true(count > 50);
+    m2p_image_free(bare);
+    m2p_image_free(plain);
+}
+
+static void test_long_titles_fit(void **state) {
+    fx *x = *state;
+    char longt[600];
+    longt[0] = 0;
+    for (int i = 0; i < 40; i++) {
+        strcat(longt, "Everlasting ");
+    }
+    char word[300];
+    memset(word, 'W', 250);
+    word[250] = 0; /* one unbreakable word */
+    static const char *const styles[] = {"abstract", "retro_poster", "cinematic", "minimalist", "ink"};
+    for (size_t s = 0; s < sizeof styles / sizeof styles[0]; s++) {
+        m2p_image *plain = poster(x, styles[s], NULL, NULL, false);
+        m2p_image *shortp = poster(x, styles[s], "Blue", "A", true);
+        m2p_image *longp = poster(x, styles[s], longt, "An Artist With A Very Long Name Indeed", true);
+        m2p_image *wordp = poster(x, styles[s], word, NULL, true);
+        int f1;
+        int l1;
+        int f2;
+        int l2;
+        int f3;
+        int l3;
+        long c1;
+        long c2;
+        long c3;
+        diff_rows(plain, shortp, &f1, &l1, &c1);
+        diff_rows(plain, longp, &f2, &l2, &c2);
+        diff_rows(plain, wordp, &f3, &l3, &c3);
+        /* The long title takes more room, but stays in the bottom band and off the margins. */
+        if (f2 < EDGE * 0.55 || f3 < EDGE * 0.55 || l2 >= EDGE - 4 || l3 >= EDGE - 4) {
+            fail_msg("%s: long title rows %d..%d, long word rows %d..%d", styles[s], f2, l2, f3, l3);
+        }
+        assert_true(c2 > c1);
+        m2p_image_free(plain);
+        m2p_image_free(shortp);
+        m2p_image_free(longp);
+        m2p_image_free(wordp);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_titles_in_any_script, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_titles_fit, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
