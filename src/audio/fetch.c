@@ -409,8 +409,12 @@ m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_ca
         if (m2p_fs_exe_dir(exe, sizeof exe)[0] != '\0') {
             int w = snprintf(cand[nc], M2P_PATH_MAX, "%s/../tools/bin/yt-dlp", exe);
             nc += (w > 0 && w < M2P_PATH_MAX) ? 1 : 0;
-            w = snprintf(cand[nc], M2P_PATH_MAX, "%s/../../tools/bin/yt-dlp", exe); /* build/tests/ */
-            nc += (w > 0 && w < M2P_PATH_MAX) ? 1 : 0;
+            const char *base = strrchr(exe, '/');
+            base = base != NULL ? base + 1 : exe;
+            if (strcmp(base, "tests") == 0 || strcmp(base, "fuzz") == 0 || strcmp(base, "bench") == 0) {
+                w = snprintf(cand[nc], M2P_PATH_MAX, "%s/../../tools/bin/yt-dlp", exe); /* build/tests/ */
+                nc += (w > 0 && w < M2P_PATH_MAX) ? 1 : 0;
+            }
         }
         const char *src = getenv("MUS2PIC_SOURCE_DIR");
         if (src != NULL && src[0] != '\0') {

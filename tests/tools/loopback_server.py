@@ -126,10 +126,13 @@ class Handler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             step = len(SLOW_WAV) // 16 + 1
-            for i in range(0, len(SLOW_WAV), step):
-                self.wfile.write(SLOW_WAV[i:i + step])
-                self.wfile.flush()
-                time.sleep(0.06)
+            try:
+                for i in range(0, len(SLOW_WAV), step):
+                    self.wfile.write(SLOW_WAV[i:i + step])
+                    self.wfile.flush()
+                    time.sleep(0.06)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
         elif path == "/media/huge":
             # No Content-Length: the size is only known by counting.
             self.send_response(200)

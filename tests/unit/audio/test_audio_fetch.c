@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -326,6 +327,38 @@ static void test_progress_fractions(void **state) {
     assert_true(log.last_done == 1.0 && log.last_total == 1.0);
 }
 
+typedef struct cancel_ctx {
+    atomic_bool cancel;
+    int reports;
+} cancel_ctx;
+
+static void cancel_on_first_bytes(void *ctx, m2p_step step, double done, double total, const char *msg) {
+    cancel_ctx *c = ctx;
+    (void)step;
+    (void)msg;
+    c->reports++;
+    if (total > 0 && done > 0 && done < total) { /* bytes are arriving: the user gives up */
+        atomic_store(&c->cancel, true);
+    }
+}
+
+static void test_cancel_mid_download(void **state) {
+    fixture *f = *state;
+    m2p_source src;
+    loopback_source(&f->cfg, "/slow", &src);
+    cancel_ctx cc;
+    memset(&cc, 0, sizeof cc);
+    atomic_init(&cc.cancel, false);
+    m2p_progress prog = {cancel_on_first_bytes, NULL, &cc, &cc.cancel};
+    m2p_track t;
+    m2p_error err;
+    assert_int_equal(m2p_fetch(&f->cfg, f->cache, &src, &prog, &t, &err), M2P_E_CANCELLED);
+    assert_int_equal(leftover_files(f), 0); /* the aborted download left nothing */
+    m2p_cache_stats st;
+    m2p_cache_get_stats(f->cache, &st);
+    assert_int_equal(st.entries, 0);
+}
+
 static void test_production_default_refuses_loopback(void **state) {
     fixture *f = *state;
     m2p_config prod;
@@ -577,6 +610,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_rate_limit_retried_then_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unavailable_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_fractions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_mid_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_production_default_refuses_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_threads_one_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_one_download, setup, teardown),
