@@ -178,7 +178,7 @@ static m2p_code backend(const m2p_dsp_frames *fr, const m2p_progress *p, m2p_fea
     *out = NULL;
     m2p_code rc = M2P_E_NOMEM;
     size_t n = fr->n;
-    float *onset = NULL, *chroma = NULL;
+    float *onset = NULL, *low = NULL, *chroma = NULL;
     m2p_dsp_tempo tempo;
     memset(&tempo, 0, sizeof tempo);
     m2p_features *f = m2p_calloc(1, sizeof *f);
@@ -187,8 +187,9 @@ static m2p_code backend(const m2p_dsp_frames *fr, const m2p_progress *p, m2p_fea
     }
     f->duration_s = (double)fr->n_samples / fr->rate;
     onset = m2p_calloc(n > 0 ? n : 1, sizeof *onset);
+    low = m2p_calloc(n > 0 ? n : 1, sizeof *low);
     chroma = m2p_calloc((n > 0 ? n : 1) * 12, sizeof *chroma);
-    if (onset == NULL || chroma == NULL) {
+    if (onset == NULL || low == NULL || chroma == NULL) {
         goto fail;
     }
     m2p_progress_report(p, M2P_STEP_ANALYZE, 1, 5, "rhythm and harmony");
@@ -196,7 +197,7 @@ static m2p_code backend(const m2p_dsp_frames *fr, const m2p_progress *p, m2p_fea
         rc = M2P_E_CANCELLED;
         goto fail;
     }
-    m2p_dsp_onset_envelope(fr, onset);
+    m2p_dsp_onset_envelope(fr, onset, low);
 
     m2p_code rc_tempo = M2P_OK, rc_key = M2P_OK;
     m2p_dsp_key key;
@@ -204,7 +205,7 @@ static m2p_code backend(const m2p_dsp_frames *fr, const m2p_progress *p, m2p_fea
 #pragma omp parallel sections num_threads(2)
     {
 #pragma omp section
-        rc_tempo = m2p_dsp_tempo_beats(onset, n, fr->fps, &tempo);
+        rc_tempo = m2p_dsp_tempo_beats(onset, low, n, fr->fps, &tempo);
 #pragma omp section
         {
             rc_key = m2p_dsp_key_estimate(fr, chroma, &key);
@@ -317,12 +318,14 @@ static m2p_code backend(const m2p_dsp_frames *fr, const m2p_progress *p, m2p_fea
     }
     m2p_progress_report(p, M2P_STEP_ANALYZE, 5, 5, "analysis done");
     m2p_free(onset);
+    m2p_free(low);
     m2p_free(chroma);
     *out = f;
     return M2P_OK;
 fail:
     m2p_free(tempo.beats);
     m2p_free(onset);
+    m2p_free(low);
     m2p_free(chroma);
     m2p_features_free(f);
     if (rc == M2P_E_CANCELLED) {

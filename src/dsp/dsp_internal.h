@@ -49,6 +49,7 @@ typedef struct m2p_dsp_frames {
     float *mel;           /* [cap][M2P_DSP_MEL] power */
     float *pitch;         /* [cap][M2P_DSP_PITCH] peak amplitude per 1/3-semitone bin */
     double tuning[M2P_DSP_TUNING_BINS]; /* peak-amplitude weighted cents histogram */
+    float mel_hz[M2P_DSP_MEL];          /* centre frequency of each mel band */
 } m2p_dsp_frames;
 
 typedef struct m2p_dsp_frontend m2p_dsp_frontend;
@@ -71,8 +72,10 @@ m2p_code m2p_dsp_analyze_frontend(m2p_dsp_frontend *fe, const m2p_progress *p, m
 
 /* --- back end pieces (pure functions over the rows) -------------------------------------- */
 
-/* Onset strength per frame (spectral flux of log mel, mean over bands), out[n]. */
-void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out);
+/* Onset strength per frame (spectral flux of log mel, mean over bands), out[n];
+ * low[n] (may be NULL): the same over the bands below 3 kHz (kick, snare
+ * body, bass; not the hats), which carries the accents of the beat. */
+void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out, float *low);
 
 typedef struct m2p_dsp_tempo {
     double bpm;        /* 0 when no pulse was found */
@@ -82,8 +85,9 @@ typedef struct m2p_dsp_tempo {
     double regularity; /* 0..1 */
 } m2p_dsp_tempo;
 
-/* Tempo and beats from the onset envelope onset[n] at fps frames/s. */
-m2p_code m2p_dsp_tempo_beats(const float *onset, size_t n, double fps, m2p_dsp_tempo *out) M2P_WUR;
+/* Tempo and beats from the onset envelopes onset[n] and low[n] at fps frames/s. */
+m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, double fps,
+                             m2p_dsp_tempo *out) M2P_WUR;
 
 typedef struct m2p_dsp_key {
     int key;          /* 0..11 */

@@ -130,6 +130,7 @@ static m2p_code build_mel(m2p_dsp_frontend *fe) {
             lo = (int)lround(edges[b + 1] / bin_hz);
             hi = lo;
         }
+        fe->fr.mel_hz[b] = (float)edges[b + 1];
         fe->mel_lo[b] = lo;
         fe->mel_len[b] = hi - lo + 1;
         fe->mel_off[b] = total;

@@ -14,8 +14,8 @@
  *    bass notes (below C3) weighted x1.5, and folded to 12 pitch classes.
  *    The song profile is the sum over frames.
  * 5. Key: Pearson correlation of the profile with the 24 rotations of a key
- *    profile (KEY_PROFILE below: Temperley's Kostka–Payne by default, also
- *    Krumhansl–Kessler and Albrecht–Shanahan, compared in
+ *    profile (KEY_PROFILE below: Krumhansl–Kessler by default; Temperley's
+ *    Kostka–Payne and Albrecht–Shanahan are kept for comparison, see
  *    docs/notes/dsp-bench.md); the best correlation wins.
  *    confidence = clamp(r_best - r_second_best, 0, 0.25) * 4 * clamp(r_best, 0, 1).
  */
@@ -38,8 +38,12 @@ static const double k_prof[3][2][12] = {
      {0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052}},
 };
 
-#define KEY_PROFILE 0
+#ifndef KEY_PROFILE
+#define KEY_PROFILE 1
+#endif
+#ifndef KEY_BASS_WEIGHT
 #define KEY_BASS_WEIGHT 1.5
+#endif
 #define KEY_BASS_BELOW 48 /* MIDI C3 */
 #define KEY_LOG_GAIN 100.0f
 

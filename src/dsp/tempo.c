@@ -20,6 +20,7 @@
  * All inputs are finite; nothing here allocates more than O(n).
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -29,10 +30,13 @@
 #define TEMPO_MAX 240.0
 #define TEMPO_PRIOR_BPM 120.0
 #define TEMPO_PRIOR_OCT 1.0
-#define LEVEL_DOWN_RATIO 0.5
-#define LEVEL_UP_RATIO 0.8
+#define LEVEL_DOWN_RATIO 0.45
+#define LEVEL_UP_RATIO 0.64
+/* halve also when the level below the pulse is empty and alternate pulses differ */
+#define LEVEL_DOWN_EMPTY_MID 0.08
+#define LEVEL_DOWN_RATIO_EMPTY 0.62
 
-void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out) {
+void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out, float *low) {
     size_t n = fr->n;
     if (n == 0) {
         return;
@@ -41,19 +45,33 @@ void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out) {
     for (size_t i = 0; i < n * M2P_DSP_MEL; i++) {
         mx = fr->mel[i] > mx ? fr->mel[i] : mx;
     }
+    int n_low = 0;
+    while (n_low < M2P_DSP_MEL && fr->mel_hz[n_low] < 3000.0f) {
+        n_low++;
+    }
     float floor_db = 10.0f * log10f(mx) - 80.0f;
     out[0] = 0.0f;
+    if (low != NULL) {
+        low[0] = 0.0f;
+    }
 #pragma omp parallel for schedule(static) if (n > 4096)
     for (size_t t = 1; t < n; t++) {
         const float *a = fr->mel + (t - 1) * M2P_DSP_MEL;
         const float *b = fr->mel + t * M2P_DSP_MEL;
-        float s = 0;
+        float s = 0, sl = 0;
         for (int m = 0; m < M2P_DSP_MEL; m++) {
             float da = fmaxf(10.0f * log10f(a[m] + 1e-10f), floor_db);
             float db = fmaxf(10.0f * log10f(b[m] + 1e-10f), floor_db);
-            s += db > da ? db - da : 0.0f;
+            float d = db > da ? db - da : 0.0f;
+            s += d;
+            if (m < n_low) {
+                sl += d;
+            }
         }
         out[t] = s / M2P_DSP_MEL;
+        if (low != NULL) {
+            low[t] = n_low > 0 ? sl / (float)n_low : 0.0f;
+        }
     }
 }
 
@@ -249,7 +267,7 @@ static void accent_ratios(const float *o, size_t n, const int *beats, size_t nb,
     *r_alt = hi > 1e-12 ? lo / hi : 1.0;
 }
 
-m2p_code m2p_dsp_tempo_beats(const float *onset, size_t n, double fps, m2p_dsp_tempo *out) {
+m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, double fps, m2p_dsp_tempo *out) {
     memset(out, 0, sizeof *out);
     if (n < (size_t)(fps * 3.0) || n < 16) {
         return M2P_OK; /* under 3 s: no tempo */
@@ -286,18 +304,23 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, size_t n, double fps, m2p_dsp_t
         goto done; /* flat envelope: no pulse */
     }
     {
-        /* floor = median-ish: the mean of the lower half is robust enough */
+        /* Accent envelope: the low bands minus their floor (mean of the lower half). */
+        double lm = 0;
+        for (size_t t = 0; t < n; t++) {
+            lm += low[t];
+        }
+        lm /= (double)n;
         double lowsum = 0;
         size_t lown = 0;
         for (size_t t = 0; t < n; t++) {
-            if (onset[t] <= mean) {
-                lowsum += onset[t];
+            if (low[t] <= lm) {
+                lowsum += low[t];
                 lown++;
             }
         }
         double floorv = lown > 0 ? lowsum / (double)lown : 0;
         for (size_t t = 0; t < n; t++) {
-            fl[t] = (float)fmax(0.0, onset[t] - floorv);
+            fl[t] = (float)fmax(0.0, low[t] - floorv);
         }
     }
 
@@ -396,7 +419,11 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, size_t n, double fps, m2p_dsp_t
         }
         double r_mid, r_alt;
         accent_ratios(fl, n, beats, nb, &r_mid, &r_alt);
-        if (r_alt < LEVEL_DOWN_RATIO && bpm / 2 >= TEMPO_MIN) {
+#ifdef M2P_DSP_DEBUG
+        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f nb %zu\n", pass, bpm, r_mid, r_alt, nb);
+#endif
+        bool down = r_alt < LEVEL_DOWN_RATIO || (r_mid < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
+        if (down && bpm / 2 >= TEMPO_MIN) {
             bpm /= 2;
         } else if (r_mid > LEVEL_UP_RATIO && bpm * 2 <= TEMPO_MAX) {
             bpm *= 2;
