@@ -750,6 +750,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* Percent-decoding of the path and query. A decoded NUL would cut the C string
+ * short ("/index.html%00.png" → "/index.html"): it becomes 0x01 instead, which
+ * no route, id or file name accepts. */
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+    if (ch >= 'A' && ch <= 'F') {
+        return ch - 'A' + 10;
+    }
+    return -1;
+}
+
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    char *out = s;
+    for (const char *in = s; *in != '\0'; in++) {
+        int hi = in[0] == '%' ? hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+        if (hi >= 0 && lo >= 0) {
+            int v = hi * 16 + lo;
+            *out++ = v == 0 ? '\x01' : (char)v;
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 /* ---- start / stop ----------------------------------------------------------------------------- */
 
 m2p_code m2p_web_start(const m2p_config *cfg, m2p_queue *queue, m2p_pipeline *pipeline, m2p_web **out,
@@ -801,7 +834,8 @@ m2p_code m2p_web_start(const m2p_config *cfg, m2p_queue *queue, m2p_pipeline *pi
     w->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                  (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_UNESCAPE_CALLBACK, unescape,
+                                 w, MHD_OPTION_END);
     if (w->daemon == NULL) {
         c = m2p_error_set(err, M2P_E_CONFIG, "cannot listen on %s:%d (in use, or not an address of this machine)",
                           cfg->host, cfg->port);
