@@ -158,9 +158,14 @@ static void progress_line(const char *line, const run_opts *o, run_result *r) {
     m2p_progress_report(o->progress, M2P_STEP_FETCH, done, total > 0 ? total : 0, "Downloading audio");
 }
 
-static void kill_group(pid_t pid) {
+/* Kills yt-dlp and its helpers (its own process group). Once yt-dlp is
+ * reaped its pid may be reused, so only the group is signalled then (the
+ * group id stays reserved while a member is alive). */
+static void kill_group(pid_t pid, bool reaped) {
     (void)kill(-pid, SIGKILL);
-    (void)kill(pid, SIGKILL);
+    if (!reaped) {
+        (void)kill(pid, SIGKILL);
+    }
 }
 
 /* Builds environ + PYTHONUNBUFFERED=1 (progress lines arrive as written). */
@@ -249,12 +254,28 @@ static m2p_code run_program(char *const argv[], const run_opts *o, run_result *r
     err_pipe[1] = -1;
 
     double start = m2p_now_monotonic();
-    bool out_open = true, err_open = true, killed = false;
+    bool out_open = true, err_open = true, killed = false, reaped = false;
+    int status = 0;
+    double exited_at = 0;
     while ((out_open || err_open) && !killed) {
+        /* A helper that outlives yt-dlp may hold the pipes open: once yt-dlp
+         * itself has exited, read what is there for up to a second, then stop. */
+        if (!reaped) {
+            pid_t w = waitpid(pid, &status, WNOHANG);
+            if (w == pid) {
+                reaped = true;
+                exited_at = m2p_now_monotonic();
+            }
+        } else if (m2p_now_monotonic() - exited_at > 1.0) {
+            /* Only the group: the pid itself is reaped and may be reused, but
+             * the group id stays reserved while a member holds our pipes. */
+            (void)kill(-pid, SIGKILL);
+            break;
+        }
         struct pollfd pfd[2] = {{out_open ? out_pipe[0] : -1, POLLIN, 0}, {err_open ? err_pipe[0] : -1, POLLIN, 0}};
         int pr = poll(pfd, 2, POLL_MS);
         if (pr < 0 && errno != EINTR) {
-            kill_group(pid);
+            kill_group(pid, reaped);
             killed = true;
             break;
         }
@@ -268,12 +289,12 @@ static m2p_code run_program(char *const argv[], const run_opts *o, run_result *r
                     size_t need = r->out_len + (size_t)n + 1;
                     if (need > o->stdout_cap) {
                         r->stdout_overflow = true;
-                        kill_group(pid);
+                        kill_group(pid, reaped);
                         killed = true;
                     } else {
                         char *nb = m2p_realloc(r->out, need);
                         if (nb == NULL) {
-                            kill_group(pid);
+                            kill_group(pid, reaped);
                             killed = true;
                             rc = m2p_error_set(err, M2P_E_NOMEM, "yt-dlp output");
                         } else {
@@ -315,24 +336,26 @@ static m2p_code run_program(char *const argv[], const run_opts *o, run_result *r
         }
         if (o->max_bytes > 0 && r->bytes > o->max_bytes) {
             r->too_large = true;
-            kill_group(pid);
+            kill_group(pid, reaped);
             killed = true;
         } else if (m2p_progress_cancelled(o->progress)) {
             r->cancelled = true;
-            kill_group(pid);
+            kill_group(pid, reaped);
             killed = true;
         } else if (m2p_now_monotonic() - start > o->timeout_s) {
             r->timed_out = true;
-            kill_group(pid);
+            kill_group(pid, reaped);
             killed = true;
         }
     }
-    int status = 0;
-    pid_t w;
-    do {
-        w = waitpid(pid, &status, 0);
-    } while (w < 0 && errno == EINTR);
-    if (w == pid && WIFEXITED(status)) {
+    if (!reaped) {
+        pid_t w;
+        do {
+            w = waitpid(pid, &status, 0);
+        } while (w < 0 && errno == EINTR);
+        reaped = w == pid;
+    }
+    if (reaped && WIFEXITED(status)) {
         r->exit_code = WEXITSTATUS(status);
     }
     if (line_len > 0) {

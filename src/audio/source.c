@@ -731,14 +731,13 @@ static bool looks_like_audio_file(const char *s) {
     return false;
 }
 
-static m2p_code parse_path(const char *s, bool must_exist_msg, m2p_source *out, m2p_error *err) {
+static m2p_code parse_path(const char *s, m2p_source *out, m2p_error *err) {
     size_t n = strlen(s);
     if (n >= sizeof out->path) {
         return m2p_error_set(err, M2P_E_INVALID_ARG, "path longer than %zu characters", sizeof out->path - 1);
     }
     struct stat st;
     if (stat(s, &st) != 0) {
-        (void)must_exist_msg;
         return m2p_error_set(err, M2P_E_FILE_NOT_FOUND, "%.300s", s);
     }
     if (!S_ISREG(st.st_mode)) {
@@ -785,7 +784,7 @@ m2p_code m2p_source_parse(const char *input, const m2p_config *cfg, bool allow_p
     if (allow_paths) {
         struct stat st;
         if (s[0] == '/' || s[0] == '.' || s[0] == '~' || stat(s, &st) == 0 || looks_like_audio_file(s)) {
-            return parse_path(s, true, out, err);
+            return parse_path(s, out, err);
         }
     }
     if (is_yt_id(s, n)) {
@@ -803,7 +802,7 @@ m2p_code m2p_source_parse(const char *input, const m2p_config *cfg, bool allow_p
         return parse_url(full, cfg, out, err);
     }
     if (allow_paths) {
-        return parse_path(s, true, out, err);
+        return parse_path(s, out, err);
     }
     return m2p_error_set(err, M2P_E_URL_NOT_URL, "'%.60s'", s);
 }

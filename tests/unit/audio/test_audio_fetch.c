@@ -550,6 +550,15 @@ static void test_metadata_refusals_with_fake_ytdlp(void **state) {
     assert_non_null(strstr(dl, want_out));
     assert_null(strstr(log, "generic"));
     m2p_free(log);
+
+    /* A helper that outlives yt-dlp holding its stdout does not hang us. */
+    assert_int_equal(m2p_source_parse("https://youtu.be/aaaaaaaaaaa", &f->cfg, false, &src, &err), M2P_OK);
+    fake_setup(f, &cfg, "{\"id\":\"aaaaaaaaaaa\",\"title\":\"L\",\"duration\":10}");
+    setenv("FAKE_LINGER", "1", 1);
+    double t0 = m2p_now_monotonic();
+    assert_int_equal(m2p_fetch(&cfg, f->cache, &src, NULL, &t, &err), M2P_OK);
+    assert_true(m2p_now_monotonic() - t0 < 10.0);
+    unsetenv("FAKE_LINGER");
     unsetenv("FAKE_JSON");
     unsetenv("FAKE_LOG");
 }
