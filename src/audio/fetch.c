@@ -825,7 +825,7 @@ static m2p_code fetch_locked(fetch_ctx *fc, m2p_cache *cache, m2p_track *out, m2
         int secs = (int)(out->duration_s + 0.5);
         (void)snprintf(text, sizeof text, "Found: %.300s%s%.200s (%d:%02d)", out->title, out->uploader[0] ? " by " : "",
                        out->uploader, secs / 60, secs % 60);
-        m2p_progress_finding(fc->progress, M2P_STEP_FETCH, "title", text);
+        m2p_progress_finding(fc->progress, M2P_STEP_FETCH, "song", text);
     }
     rc = m2p_fs_write_atomic(info_path, info, info_len, err);
     m2p_free(info);

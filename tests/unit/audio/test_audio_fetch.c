@@ -186,7 +186,7 @@ static void on_report(void *ctx, m2p_step step, double done, double total, const
 static void on_finding(void *ctx, m2p_step step, const char *key, const char *text) {
     progress_log *l = ctx;
     (void)step;
-    if (strcmp(key, "title") == 0) {
+    if (strcmp(key, "song") == 0) {
         snprintf(l->finding, sizeof l->finding, "%s", text);
     }
 }
