@@ -61,7 +61,7 @@
     X(PATH_UNSAFE, 37, 400, 0, "unsafe file name", "use a plain file name without '..' or slashes") \
     /* fetch: 40.. */                                                                                \
     X(YTDLP_MISSING, 40, 503, 0, "yt-dlp was not found", "run `make run` (it installs a current yt-dlp into tools/) or `pip install -U yt-dlp`, or set MUS2PIC_YTDLP") \
-    X(YTDLP_OUTDATED, 41, 503, 0, "yt-dlp is too old", "install a current one: `pip install -U yt-dlp` or `make tools`") \
+    X(YTDLP_OUTDATED, 41, 503, 0, "yt-dlp is too old", "install a current one: `make run` (it installs one into tools/) or `pip install -U yt-dlp`") \
     X(FETCH_UNAVAILABLE, 42, 422, 0, "the video is unavailable", "check the link in a browser; pick another upload of the song") \
     X(FETCH_PRIVATE, 43, 422, 0, "the video is private", "ask the owner to make it public or use another upload") \
     X(FETCH_REMOVED, 44, 422, 0, "the video was removed", "use another upload of the song")       \
