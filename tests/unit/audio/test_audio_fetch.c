@@ -478,6 +478,8 @@ static void test_ytdlp_lookup_and_version(void **state) {
                      M2P_E_YTDLP_OUTDATED);
     assert_string_equal(version, "2023.03.04");
     assert_non_null(strstr(m2p_errhint(M2P_E_YTDLP_OUTDATED), "pip install -U yt-dlp"));
+    assert_non_null(strstr(m2p_errhint(M2P_E_YTDLP_OUTDATED), "make run"));
+    assert_non_null(strstr(m2p_errhint(M2P_E_YTDLP_MISSING), "make run"));
     /* m2p_fetch says so before any request. */
     int total0 = requests(NULL);
     m2p_source src;
