@@ -589,3 +589,33 @@ bool m2p_web_host_is_loopback(const char *host) {
     }
     return false;
 }
+
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+    if (ch >= 'A' && ch <= 'F') {
+        return ch - 'A' + 10;
+    }
+    return -1;
+}
+
+size_t m2p_web_unescape(char *s) {
+    char *out = s;
+    for (const char *in = s; *in != '\0'; in++) {
+        int hi = in[0] == '%' ? hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+        if (hi >= 0 && lo >= 0) {
+            int v = hi * 16 + lo;
+            *out++ = v == 0 ? '\x01' : (char)v;
+            in += 2;
+        } else {
+            *out++ = *in;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}

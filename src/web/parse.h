@@ -91,4 +91,10 @@ bool m2p_web_host_is_loopback(const char *host);
 bool m2p_web_parse_double(const char *s, double min, double max, double *out);
 bool m2p_web_parse_int(const char *s, long min, long max, long *out);
 
+/* Percent-decodes s in place and returns its new length. A decoded NUL would
+ * cut a C string short ("/index.html%00.png" → "/index.html"), so %00 becomes
+ * 0x01, which no route, id or file name accepts. Malformed escapes stay as
+ * they are. */
+size_t m2p_web_unescape(char *s);
+
 #endif

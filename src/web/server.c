@@ -750,37 +750,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-/* Percent-decoding of the path and query. A decoded NUL would cut the C string
- * short ("/index.html%00.png" → "/index.html"): it becomes 0x01 instead, which
- * no route, id or file name accepts. */
-static int hex_value(char ch) {
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    if (ch >= 'A' && ch <= 'F') {
-        return ch - 'A' + 10;
-    }
-    return -1;
-}
-
+/* Percent-decoding of the path and query (web/parse.c: NUL-safe). */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *s) {
-    char *out = s;
-    for (const char *in = s; *in != '\0'; in++) {
-        int hi = in[0] == '%' ? hex_value(in[1]) : -1;
-        int lo = hi >= 0 ? hex_value(in[2]) : -1;
-        if (hi >= 0 && lo >= 0) {
-            int v = hi * 16 + lo;
-            *out++ = v == 0 ? '\x01' : (char)v;
-            in += 2;
-        } else {
-            *out++ = *in;
-        }
-    }
-    *out = '\0';
-    return (size_t)(out - s);
+    return m2p_web_unescape(s);
 }
 
 /* ---- start / stop ----------------------------------------------------------------------------- */
