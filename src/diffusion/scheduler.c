@@ -187,6 +187,44 @@ m2p_code m2p_lcm_config_load(const char *path, m2p_lcm_config *cfg, m2p_error *e
     return rc;
 }
 
+m2p_code m2p_lcm_config_from_model(const m2p_nn_sched_config *mc, m2p_lcm_config *cfg, m2p_error *err) {
+    m2p_lcm_config_default(cfg);
+    cfg->num_train_timesteps = mc->num_train_timesteps;
+    cfg->beta_start = mc->beta_start;
+    cfg->beta_end = mc->beta_end;
+    cfg->original_inference_steps = mc->original_inference_steps > 0 ? mc->original_inference_steps : 50;
+    cfg->timestep_scaling = mc->timestep_scaling > 0 ? mc->timestep_scaling : 10.0;
+    cfg->set_alpha_to_one = mc->set_alpha_to_one;
+    if (mc->rescale_betas_zero_snr) {
+        return m2p_error_set(err, M2P_E_MODEL_CONFIG, "scheduler config: rescale_betas_zero_snr is not supported");
+    }
+    if (mc->beta_schedule[0] == '\0' || strcmp(mc->beta_schedule, "scaled_linear") == 0) {
+        cfg->beta_schedule = M2P_LCM_BETA_SCALED_LINEAR;
+    } else if (strcmp(mc->beta_schedule, "linear") == 0) {
+        cfg->beta_schedule = M2P_LCM_BETA_LINEAR;
+    } else {
+        return m2p_error_set(err, M2P_E_MODEL_CONFIG, "scheduler config: beta_schedule '%s' is not supported",
+                             mc->beta_schedule);
+    }
+    if (mc->prediction_type[0] == '\0' || strcmp(mc->prediction_type, "epsilon") == 0) {
+        cfg->prediction_type = M2P_LCM_PRED_EPSILON;
+    } else if (strcmp(mc->prediction_type, "sample") == 0) {
+        cfg->prediction_type = M2P_LCM_PRED_SAMPLE;
+    } else if (strcmp(mc->prediction_type, "v_prediction") == 0) {
+        cfg->prediction_type = M2P_LCM_PRED_V;
+    } else {
+        return m2p_error_set(err, M2P_E_MODEL_CONFIG, "scheduler config: prediction_type '%s' is not supported",
+                             mc->prediction_type);
+    }
+    if (cfg->num_train_timesteps < 2 || cfg->num_train_timesteps > M2P_LCM_MAX_TRAIN_STEPS ||
+        cfg->original_inference_steps > cfg->num_train_timesteps || !(cfg->beta_start > 0 && cfg->beta_start < 1) ||
+        !(cfg->beta_end > 0 && cfg->beta_end < 1)) {
+        return m2p_error_set(err, M2P_E_MODEL_CONFIG, "scheduler config: %d train steps, %d original steps, betas %g..%g",
+                             cfg->num_train_timesteps, cfg->original_inference_steps, cfg->beta_start, cfg->beta_end);
+    }
+    return M2P_OK;
+}
+
 /* torch.linspace(start, end, steps) in float32: the first half counts up from
  * start, the second half down from end (that is how PyTorch fills it). */
 static float linspace_f32(float start, float end, int steps, int i) {

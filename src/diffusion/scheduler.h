@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "diffusion/model.h"
 
 #define M2P_LCM_MAX_TRAIN_STEPS 10000
 #define M2P_LCM_MAX_STEPS 50
@@ -61,6 +62,11 @@ void m2p_lcm_config_default(m2p_lcm_config *cfg);
 m2p_code m2p_lcm_config_parse(const char *json, size_t len, m2p_lcm_config *cfg, m2p_error *err) M2P_WUR;
 /* Same from a file (capped at 1 MB). A missing file → M2P_E_MODEL_MISSING. */
 m2p_code m2p_lcm_config_load(const char *path, m2p_lcm_config *cfg, m2p_error *err) M2P_WUR;
+
+/* From the model folder's parsed scheduler_config.json (diffusion/model.h).
+ * Unsupported settings (rescale_betas_zero_snr, another beta_schedule or
+ * prediction type) → M2P_E_MODEL_CONFIG. */
+m2p_code m2p_lcm_config_from_model(const m2p_nn_sched_config *mc, m2p_lcm_config *cfg, m2p_error *err) M2P_WUR;
 
 typedef struct m2p_lcm_scheduler m2p_lcm_scheduler;
 

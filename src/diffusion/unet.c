@@ -534,6 +534,17 @@ static m2p_code conv_run(const conv *cv, const float *x, int n, int h, int w, in
     return M2P_OK;
 }
 
+/* y = x·wᵀ + b over n images of rows_per rows each, one sgemm per image: the
+ * result of an image then does not depend on the batch it is in (BLAS may pick
+ * a different kernel or blocking for a different row count). */
+static void linear_per_image(const float *x, int n, size_t rows_per, int in, const float *w, const float *b, int out,
+                             float *y, bool acc) {
+    for (int i = 0; i < n; i++) {
+        m2p_nn_linear(x + (size_t)i * rows_per * (size_t)in, (int)rows_per, in, w, b, out,
+                      y + (size_t)i * rows_per * (size_t)out, acc);
+    }
+}
+
 /* Per-forward shared inputs. */
 typedef struct fctx {
     int n;
@@ -561,7 +572,7 @@ static m2p_code resnet_run(const resnet *r, const fctx *f, const float *x, int h
     if ((rc = conv_run(&r->conv1, a, n, h, w, 1, b, err)) != M2P_OK) {
         goto done;
     }
-    m2p_nn_linear(f->temb_act, n, f->t_dim, r->temb.w, r->temb.b, r->cout, tv, false);
+    linear_per_image(f->temb_act, n, 1, f->t_dim, r->temb.w, r->temb.b, r->cout, tv, false);
     m2p_nn_add_channel(b, n, r->cout, (int)hw, tv);
     m2p_nn_group_norm(b, n, r->cout, (int)hw, f->groups, r->norm2.g, r->norm2.b, r->eps, true);
     if ((rc = conv_run(&r->conv2, b, n, h, w, 1, y, err)) != M2P_OK) {
@@ -636,29 +647,32 @@ static m2p_code tblock_run(const tblock *b, const fctx *f, float *t, int hw, int
     }
     /* Self-attention. */
     m2p_nn_layer_norm(t, (int)rows, c, b->n1.g, b->n1.b, 1e-5f, ln);
-    m2p_nn_linear(ln, (int)rows, c, b->a1.q.w, NULL, c, q, false);
-    m2p_nn_linear(ln, (int)rows, c, b->a1.k.w, NULL, c, k, false);
-    m2p_nn_linear(ln, (int)rows, c, b->a1.v.w, NULL, c, v, false);
+    linear_per_image(ln, n, (size_t)hw, c, b->a1.q.w, NULL, c, q, false);
+    linear_per_image(ln, n, (size_t)hw, c, b->a1.k.w, NULL, c, k, false);
+    linear_per_image(ln, n, (size_t)hw, c, b->a1.v.w, NULL, c, v, false);
     if ((rc = attention_run(&b->a1, q, k, v, n, hw, hw, false, o, err)) != M2P_OK) {
         goto done;
     }
-    m2p_nn_linear(o, (int)rows, c, b->a1.out.w, b->a1.out.b, c, t, true);
+    linear_per_image(o, n, (size_t)hw, c, b->a1.out.w, b->a1.out.b, c, t, true);
     /* Cross-attention to the text. */
     m2p_nn_layer_norm(t, (int)rows, c, b->n2.g, b->n2.b, 1e-5f, ln);
-    m2p_nn_linear(ln, (int)rows, c, b->a2.q.w, NULL, c, q, false);
-    m2p_nn_linear(f->context, (int)kv_rows, cross_dim, b->a2.k.w, NULL, c, k, false);
-    m2p_nn_linear(f->context, (int)kv_rows, cross_dim, b->a2.v.w, NULL, c, v, false);
+    linear_per_image(ln, n, (size_t)hw, c, b->a2.q.w, NULL, c, q, false);
+    linear_per_image(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.k.w, NULL, c, k, false);
+    linear_per_image(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.v.w, NULL, c, v, false);
     if ((rc = attention_run(&b->a2, q, k, v, n, hw, tk, f->context_n == 1 && n > 1, o, err)) != M2P_OK) {
         goto done;
     }
-    m2p_nn_linear(o, (int)rows, c, b->a2.out.w, b->a2.out.b, c, t, true);
+    linear_per_image(o, n, (size_t)hw, c, b->a2.out.w, b->a2.out.b, c, t, true);
     /* GEGLU feed-forward, in row chunks. */
     m2p_nn_layer_norm(t, (int)rows, c, b->n3.g, b->n3.b, 1e-5f, ln);
-    for (size_t r0 = 0; r0 < rows; r0 += (size_t)chunk) {
-        int m = (int)(rows - r0 < (size_t)chunk ? rows - r0 : (size_t)chunk);
-        m2p_nn_linear(ln + r0 * (size_t)c, m, c, b->ff1.w, b->ff1.b, 2 * b->ff_inner, g, false);
-        m2p_nn_geglu(g, m, b->ff_inner, gg);
-        m2p_nn_linear(gg, m, b->ff_inner, b->ff2.w, b->ff2.b, c, t + r0 * (size_t)c, true);
+    for (int i = 0; i < n; i++) {
+        for (int r0 = 0; r0 < hw; r0 += chunk) {
+            int m = hw - r0 < chunk ? hw - r0 : chunk;
+            size_t row = (size_t)i * (size_t)hw + (size_t)r0;
+            m2p_nn_linear(ln + row * (size_t)c, m, c, b->ff1.w, b->ff1.b, 2 * b->ff_inner, g, false);
+            m2p_nn_geglu(g, m, b->ff_inner, gg);
+            m2p_nn_linear(gg, m, b->ff_inner, b->ff2.w, b->ff2.b, c, t + row * (size_t)c, true);
+        }
     }
 done:
     m2p_free(ln);
@@ -694,7 +708,7 @@ static m2p_code transformer_run(const transformer *tr, const fctx *f, const floa
         m2p_nn_nchw_to_nhwc(y, n, c, (int)hw, t);
     } else {
         m2p_nn_nchw_to_nhwc(a, n, c, (int)hw, y);
-        m2p_nn_linear(y, (int)((size_t)n * hw), c, tr->pin_lin.w, tr->pin_lin.b, c, t, false);
+        linear_per_image(y, n, hw, c, tr->pin_lin.w, tr->pin_lin.b, c, t, false);
     }
     for (int l = 0; l < tr->n_layers; l++) {
         if ((rc = tblock_run(&tr->blocks[l], f, t, (int)hw, c, tr->cross_dim, err)) != M2P_OK) {
@@ -707,7 +721,7 @@ static m2p_code transformer_run(const transformer *tr, const fctx *f, const floa
             goto done;
         }
     } else {
-        m2p_nn_linear(t, (int)((size_t)n * hw), c, tr->pout_lin.w, tr->pout_lin.b, c, a, false);
+        linear_per_image(t, n, hw, c, tr->pout_lin.w, tr->pout_lin.b, c, a, false);
         m2p_nn_nhwc_to_nchw(a, n, c, (int)hw, y);
     }
     m2p_nn_add(y, x, total);
@@ -806,12 +820,12 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
                                     tsin + (size_t)i * (size_t)u->t_in);
     }
     if (u->t_cond.w != NULL && in->timestep_cond != NULL) {
-        m2p_nn_linear(in->timestep_cond, n, c->time_cond_proj_dim, u->t_cond.w, NULL, u->t_in, tsin, true);
+        linear_per_image(in->timestep_cond, n, 1, c->time_cond_proj_dim, u->t_cond.w, NULL, u->t_in, tsin, true);
     }
     float *t_hidden = temb + (size_t)n * (size_t)u->t_dim;
-    m2p_nn_linear(tsin, n, u->t_in, u->t_lin1.w, u->t_lin1.b, u->t_dim, t_hidden, false);
+    linear_per_image(tsin, n, 1, u->t_in, u->t_lin1.w, u->t_lin1.b, u->t_dim, t_hidden, false);
     m2p_nn_silu(t_hidden, (size_t)n * (size_t)u->t_dim);
-    m2p_nn_linear(t_hidden, n, u->t_dim, u->t_lin2.w, u->t_lin2.b, u->t_dim, temb, false);
+    linear_per_image(t_hidden, n, 1, u->t_dim, u->t_lin2.w, u->t_lin2.b, u->t_dim, temb, false);
     m2p_nn_silu(temb, (size_t)n * (size_t)u->t_dim); /* every resnet applies SiLU to temb first */
     fctx f = {n, temb, u->t_dim, in->context, in->context_n, in->context_len, c->norm_num_groups};
 
