@@ -525,6 +525,10 @@ m2p_code m2p_fetch_classify_error(const char *text) {
     if (has(s, "larger than max-filesize") || has(s, "File is larger than")) {
         return M2P_E_FETCH_TOO_LARGE;
     }
+    if (has(s, "Requested format is not available") && has(text, "JavaScript runtime")) {
+        /* Not the video's fault: YouTube needs a JS runtime (deno) beside yt-dlp. */
+        return M2P_E_FETCH_FAILED;
+    }
     if (has(s, "Video unavailable") || has(s, "is not available") || has(s, "HTTP Error 404") ||
         has(s, "does not exist") || has(s, "Requested format is not available") || has(s, "No video formats found") ||
         has(s, "Unsupported URL") || has(s, "Unable to extract") || has(s, "This track is not available") ||
@@ -607,6 +611,10 @@ static m2p_code failure(const run_result *r, const char *what, m2p_error *err) {
     m2p_code code = m2p_fetch_classify_error(r->err);
     if (r->saw_max_filesize) {
         code = M2P_E_FETCH_TOO_LARGE;
+    }
+    if (code == M2P_E_FETCH_FAILED && strstr(r->err, "JavaScript runtime") != NULL) {
+        return m2p_error_set(err, code, "yt-dlp needs a JavaScript runtime (deno) for this site: install deno; %s",
+                             line[0] != '\0' ? line : what);
     }
     return m2p_error_set(err, code, "%s", line[0] != '\0' ? line : what);
 }

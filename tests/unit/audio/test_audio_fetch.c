@@ -597,6 +597,10 @@ static void test_classify_errors(void **state) {
         {"WARNING: some formats are unavailable\nERROR: [generic] x: HTTP Error 429: Too Many Requests",
          M2P_E_FETCH_RATE_LIMITED},
         {"[download] File is larger than max-filesize (200 bytes > 100 bytes). Aborting.", M2P_E_FETCH_TOO_LARGE},
+        {"WARNING: [youtube] No supported JavaScript runtime could be found. Only deno is enabled by default\n"
+         "ERROR: [youtube] abc: Requested format is not available. Use --list-formats",
+         M2P_E_FETCH_FAILED},
+        {"ERROR: [youtube] abc: Requested format is not available. Use --list-formats", M2P_E_FETCH_UNAVAILABLE},
         {"ERROR: something nobody expected", M2P_E_FETCH_FAILED},
         {"", M2P_E_FETCH_FAILED},
     };
