@@ -5,13 +5,15 @@
  * and noise come from the engine's own per-seed generator, so the C pipeline
  * must reproduce it from the seeds alone): prompt text → final latents → image;
  * the same from given text embeddings; batch-vs-single reproducibility;
- * progress reports; cancel between steps; bad requests; a missing model.
+ * progress reports; cancel between steps; bad requests; a missing model;
+ * the `lcm` renderer backend built on it (config → folder → images).
  */
 #include "nn_fixture.h"
 
 #include <stdatomic.h>
 
 #include "diffusion/sd_pipeline.h"
+#include "render/backend.h"
 
 #define PROMPT "a neon city at night, synthwave poster"
 #define SIZE 64
@@ -208,6 +210,75 @@ static void test_missing_model(void **state) {
     assert_null(sd);
 }
 
+/* The lcm renderer: weights found through the config, images with their seeds,
+ * pixels as diffusers made them for seed 42. */
+static void test_backend(void **state) {
+    (void)state;
+    m2p_config cfg;
+    m2p_config_defaults(&cfg);
+    (void)snprintf(cfg.model, sizeof cfg.model, "%s/tests/fixtures/nn/tiny-lcm", m2p_test_source_dir());
+    char path[M2P_PATH_MAX];
+    assert_true(m2p_lcm_weights_present(&cfg, path, sizeof path));
+    assert_string_equal(path, cfg.model);
+    m2p_render_backend be;
+    m2p_error err;
+    m2p_code rc = m2p_lcm_backend_create(&cfg, &be, &err);
+    if (rc != M2P_OK) {
+        fail_msg("backend: %s", err.detail);
+    }
+    assert_string_equal(be.name, "lcm");
+    assert_int_equal(be.default_size, 512);
+    assert_string_equal(be.model(be.self), cfg.model);
+    m2p_prompt prompt;
+    memset(&prompt, 0, sizeof prompt);
+    prompt.positive = (char *)PROMPT;
+    m2p_features feats;
+    memset(&feats, 0, sizeof feats);
+    const uint32_t seeds[2] = {42, 7};
+    m2p_render_request req;
+    memset(&req, 0, sizeof req);
+    req.prompt = &prompt;
+    req.features = &feats;
+    req.n = 2;
+    req.width = SIZE;
+    req.height = SIZE;
+    req.seeds = seeds;
+    req.steps = 4;
+    req.guidance = 8.0;
+    req.section = -1;
+    m2p_image *imgs[2] = {NULL, NULL};
+    rc = be.render(be.self, &req, NULL, imgs, &err);
+    if (rc != M2P_OK) {
+        fail_msg("render: %s", err.detail);
+    }
+    m2p_nn_st *st = nnfx_open("unet/pipeline.safetensors");
+    float *want_u8 = nnfx_load(st, "image_u8", NULL);
+    for (int i = 0; i < 2; i++) {
+        assert_non_null(imgs[i]);
+        assert_int_equal(imgs[i]->width, SIZE);
+        assert_int_equal(imgs[i]->height, SIZE);
+        assert_int_equal(imgs[i]->seed, seeds[i]);
+        int worst = 0;
+        for (int y = 0; y < SIZE; y++) {
+            for (int x = 0; x < SIZE * 3; x++) {
+                int got = imgs[i]->pixels[(size_t)y * imgs[i]->stride + (size_t)x];
+                int want = (int)want_u8[((size_t)i * SIZE + (size_t)y) * SIZE * 3 + (size_t)x];
+                worst = abs(got - want) > worst ? abs(got - want) : worst;
+            }
+        }
+        assert_true(worst <= 1);
+        m2p_image_free(imgs[i]);
+    }
+    m2p_free(want_u8);
+    m2p_nn_st_close(st);
+    be.destroy(be.self);
+
+    /* No weights: not present, and creating says MODEL_MISSING. */
+    (void)snprintf(cfg.model, sizeof cfg.model, "/nonexistent/m2p-model");
+    assert_false(m2p_lcm_weights_present(&cfg, path, sizeof path));
+    assert_int_equal(m2p_lcm_backend_create(&cfg, &be, &err), M2P_E_MODEL_MISSING);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prompt_vs_diffusers),
@@ -217,6 +288,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_between_steps),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_missing_model),
+        cmocka_unit_test(test_backend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
