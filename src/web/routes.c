@@ -1177,9 +1177,6 @@ static m2p_code metrics_route(web_ctx *c, m2p_error *err) {
     tb_printf(&t, "# HELP m2p_request_dedup_total Job requests answered from stored results.\n"
                   "# TYPE m2p_request_dedup_total counter\nm2p_request_dedup_total %llu\n",
               (unsigned long long)atomic_load(&w->dedup_hits));
-    tb_printf(&t, "# HELP m2p_model_loads_total Renderer/model loads (created once per process).\n"
-                  "# TYPE m2p_model_loads_total counter\nm2p_model_loads_total %d\n",
-              0);
     tb_printf(&t, "# TYPE m2p_http_requests_total counter\nm2p_http_requests_total %llu\n",
               (unsigned long long)atomic_load(&w->requests));
     tb_printf(&t, "# TYPE m2p_http_responses_total counter\nm2p_http_responses_total{class=\"4xx\"} %llu\n"
