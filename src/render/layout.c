@@ -147,11 +147,16 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
         pango_layout_set_width(tl, (int)(box_w * PANGO_SCALE));
         pango_layout_set_wrap(tl, PANGO_WRAP_WORD_CHAR);
         pango_layout_set_alignment(tl, ts.centred ? PANGO_ALIGN_CENTER : PANGO_ALIGN_LEFT);
+        /* Room for title + details between text_top and the bottom margin. */
+        double room = cinematic ? H * 0.13 * 0.6 : (H - m) - H * (c->text_top > 0.0 ? c->text_top : 0.72) - e * 0.06;
         for (;;) {
             set_font(tl, ts.title_font, size);
             set_attrs(tl, ts.upper, ts.upper ? size * 0.04 : -size * 0.01);
             pango_layout_set_spacing(tl, (int)(-size * 0.08 * PANGO_SCALE));
-            if (pango_layout_get_line_count(tl) <= max_lines || size <= min_size) {
+            int lw = 0;
+            int lh = 0;
+            pango_layout_get_pixel_size(tl, &lw, &lh);
+            if ((pango_layout_get_line_count(tl) <= max_lines && lh <= room) || size <= min_size) {
                 break;
             }
             size = fmax(min_size, size * 0.9);

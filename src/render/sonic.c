@@ -60,11 +60,13 @@ static m2p_code render_one(const m2p_render_request *req, const sn_song *song, c
     c.seed = req->seeds[index];
     c.style = style;
     c.song = song;
+    c.text_top = 0.72;
     sn_rng prng;
     sn_rng_seed(&prng, c.seed, 0x9a1e77eull);
     sn_palette_make(&c.pal, song, &prng);
     sn_rng_seed(&c.rng, c.seed, style_stream(style));
     cairo_set_antialias(cr, CAIRO_ANTIALIAS_GOOD);
+    cairo_set_tolerance(cr, 0.25); /* curve flattening: invisible at 0.25 px, fewer segments than 0.1 */
     paint(&c);
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS) {
         rc = m2p_error_set(err, M2P_E_RENDER_FAILED, "cairo: %s", cairo_status_to_string(cairo_status(cr)));

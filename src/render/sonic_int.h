@@ -54,6 +54,8 @@ typedef struct sn_song {
     const float *curve; /* whole-song energy curve, may be NULL */
     int n_curve;
     double t0, t1;      /* slice of the song drawn, fractions 0..1 */
+    double spec_gain;   /* lifts quiet spectrograms (1..3), from the slice's 95th percentile */
+    double curve_gain;  /* lifts quiet energy curves (1..3), from the slice's maximum */
     double duration_s;
     double tempo, energy, bright, perc, onset, valence, arousal, dance;
     double chroma[12];
@@ -113,6 +115,7 @@ typedef struct sn_ctx {
     double scanlines;
     /* where typography should sit: 0 bottom band, 1 top band (painters keep it calm there) */
     int text_at;
+    double text_top; /* fraction of the height where the text band may start (default 0.72) */
     bool text_dark; /* true: dark text reads better than light on this poster */
 } sn_ctx;
 

@@ -269,6 +269,40 @@ void sn_song_init(sn_song *s, const m2p_features *f, int section) {
             }
         }
     }
+    /* Quiet songs still fill the poster: partial normalisation (power 0.7,
+     * so loud songs stay visibly louder than quiet ones). */
+    s->spec_gain = 1.0;
+    s->curve_gain = 1.0;
+    if (s->spec != NULL) {
+        int hist[101] = {0};
+        int total = 0;
+        for (int k = 0; k < 64; k++) {
+            for (int b = 0; b < 16; b++) {
+                double v = sn_spec(s, (b + 0.5) / 16.0, (k + 0.5) / 64.0);
+                hist[(int)(v * 100.0)]++;
+                total++;
+            }
+        }
+        int acc = 0;
+        int p95 = 100;
+        for (int i = 0; i <= 100; i++) {
+            acc += hist[i];
+            if (acc >= total * 95 / 100) {
+                p95 = i;
+                break;
+            }
+        }
+        double g = pow(0.9 / fmax(p95 / 100.0, 0.05), 0.7);
+        s->spec_gain = clampd(g, 1.0, 3.0, 1.0);
+    }
+    if (s->curve != NULL) {
+        double mx = 0.0;
+        for (int k = 0; k <= 128; k++) {
+            mx = fmax(mx, sn_energy(s, k / 128.0));
+        }
+        double g = pow(0.95 / fmax(mx, 0.05), 0.7);
+        s->curve_gain = clampd(g, 1.0, 3.0, 1.0);
+    }
     if (s->n_beats == 0) {
         double secs = span > 0.0 ? span : 180.0;
         int nb = (int)(secs * s->tempo / 60.0);
@@ -285,11 +319,12 @@ double sn_energy(const sn_song *s, double t) {
     if (s->curve != NULL) {
         double x = tt * (s->n_curve - 1);
         int i = (int)x;
+        double g = s->curve_gain > 0.0 ? s->curve_gain : 1.0;
         if (i >= s->n_curve - 1) {
-            return clamp01(s->curve[s->n_curve - 1]);
+            return clamp01(s->curve[s->n_curve - 1] * g);
         }
         double fr = x - i;
-        return clamp01(s->curve[i] + (s->curve[i + 1] - s->curve[i]) * fr);
+        return clamp01((s->curve[i] + (s->curve[i + 1] - s->curve[i]) * fr) * g);
     }
     if (s->spec != NULL) {
         double sum = 0.0;
@@ -322,7 +357,7 @@ double sn_spec(const sn_song *s, double b, double t) {
     const float *r1 = r0 + s->frames;
     double v0 = r0[x0] + (r0[x0 + 1] - r0[x0]) * ax;
     double v1 = r1[x0] + (r1[x0 + 1] - r1[x0]) * ax;
-    double v = v0 + (v1 - v0) * ay;
+    double v = (v0 + (v1 - v0) * ay) * (s->spec_gain > 0.0 ? s->spec_gain : 1.0);
     return isfinite(v) ? clamp01(v) : 0.0;
 }
 

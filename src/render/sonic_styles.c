@@ -38,15 +38,20 @@ static void fill_all(sn_ctx *c, sn_col col) {
     cairo_paint(c->cr);
 }
 
-static void fill_vertical(sn_ctx *c, double y0, double y1, const sn_col *cols, const double *offs, int n) {
+static void fill_vertical_on(cairo_t *cr, double w, double y0, double y1, const sn_col *cols, const double *offs,
+                             int n) {
     cairo_pattern_t *p = cairo_pattern_create_linear(0, y0, 0, y1);
     for (int i = 0; i < n; i++) {
         sn_stop(p, offs[i], cols[i], 1.0);
     }
-    cairo_set_source(c->cr, p);
-    cairo_rectangle(c->cr, 0, y0, c->w, y1 - y0);
-    cairo_fill(c->cr);
+    cairo_set_source(cr, p);
+    cairo_rectangle(cr, 0, y0, w, y1 - y0);
+    cairo_fill(cr);
     cairo_pattern_destroy(p);
+}
+
+static void fill_vertical(sn_ctx *c, double y0, double y1, const sn_col *cols, const double *offs, int n) {
+    fill_vertical_on(c->cr, c->w, y0, y1, cols, offs, n);
 }
 
 static void glow(cairo_t *cr, double x, double y, double r, sn_col col, double alpha) {
@@ -58,6 +63,51 @@ static void glow(cairo_t *cr, double x, double y, double r, sn_col col, double a
     cairo_arc(cr, x, y, r, 0, TAU);
     cairo_fill(cr);
     cairo_pattern_destroy(p);
+}
+
+/* A soft layer: smooth things (sky gradients, glows, colour fields, washes)
+ * are drawn at 1/f resolution and scaled up bilinearly in one composite,
+ * which costs a fraction of drawing wide gradients at full size and is
+ * invisible in content that has no edges. Painters draw in full-size
+ * coordinates on the returned context. If the layer cannot be made, the
+ * main context is returned and drawing happens at full size. */
+typedef struct soft {
+    cairo_surface_t *surf;
+    cairo_t *cr;
+    double f;
+} soft;
+
+static cairo_t *soft_begin(sn_ctx *c, soft *sl, double f) {
+    sl->f = f;
+    sl->cr = NULL;
+    sl->surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)(c->w / f) + 2, (int)(c->h / f) + 2);
+    if (cairo_surface_status(sl->surf) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(sl->surf);
+        sl->surf = NULL;
+        return c->cr;
+    }
+    sl->cr = cairo_create(sl->surf);
+    cairo_scale(sl->cr, 1.0 / f, 1.0 / f);
+    cairo_set_tolerance(sl->cr, 0.5);
+    return sl->cr;
+}
+
+static void soft_end(sn_ctx *c, soft *sl, cairo_operator_t op) {
+    if (sl->surf == NULL) {
+        return;
+    }
+    cairo_destroy(sl->cr);
+    cairo_t *cr = c->cr;
+    cairo_save(cr);
+    cairo_scale(cr, sl->f, sl->f);
+    cairo_set_source_surface(cr, sl->surf, 0, 0);
+    cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_BILINEAR);
+    cairo_set_operator(cr, op);
+    cairo_rectangle(cr, 0, 0, c->w / sl->f, c->h / sl->f);
+    cairo_fill(cr);
+    cairo_restore(cr);
+    cairo_surface_destroy(sl->surf);
+    sl->surf = NULL;
 }
 
 /* Smooth curve through n points (Catmull-Rom as Bezier segments); appends to the path. */
@@ -81,13 +131,19 @@ static void curve_through(cairo_t *cr, const double *xs, const double *ys, int n
     }
 }
 
-/* Mountain ridge: y at x-fraction xf from the spectrogram's band range over time. */
+/* Mountain ridge: y at x-fraction xf from the spectrogram's band range over
+ * time (smoothed over a short window), with ridged fbm for rock-like peaks. */
 static double ridge_y(const sn_ctx *c, double base, double amp, double b0, double b1, double xf, double rough,
                       uint32_t seed) {
     const sn_song *s = c->song;
-    double v = sn_spec_band(s, b0, b1, xf);
-    double n = sn_fbm(xf * 6.0, 0.5, seed) * rough;
-    return base - amp * (0.25 + 0.75 * v) - amp * 0.35 * n;
+    double v = 0.0;
+    for (int k = -2; k <= 2; k++) {
+        v += sn_spec_band(s, b0, b1, xf + k * 0.012);
+    }
+    v /= 5.0;
+    double n = sn_fbm(xf * 5.0, 0.5, seed);
+    double ridged = 1.0 - fabs(sn_noise2(xf * 9.0, 1.5, seed + 3u));
+    return base - amp * (0.2 + 0.8 * v) - amp * rough * (0.3 * n + 0.35 * ridged * ridged);
 }
 
 /* Fills a silhouette under a ridge from x=0 to x=w down to y_bottom. */
@@ -163,21 +219,27 @@ static void paint_abstract(sn_ctx *c) {
     double fx;
     double fy;
     focal(c, &fx, &fy);
+    double R = fmin(W, H) * sn_range(&c->rng, 0.20, 0.27);
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 4.0);
     cairo_pattern_t *bg = cairo_pattern_create_radial(fx, fy, 0, fx, fy, 0.85 * hypot(W, H));
     sn_stop(bg, 0.0, p->mid, 1.0);
     sn_stop(bg, 0.6, p->deep, 1.0);
     sn_stop(bg, 1.0, sn_mix(p->deep, p->ink, 0.5), 1.0);
-    cairo_set_source(cr, bg);
-    cairo_paint(cr);
+    cairo_set_source(sc, bg);
+    cairo_paint(sc);
     cairo_pattern_destroy(bg);
-    /* Colour fields. */
-    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    /* Colour fields, and the halo of the focal point. */
+    cairo_set_operator(sc, CAIRO_OPERATOR_SCREEN);
     int nf = 4 + sn_int(&c->rng, 3);
     for (int i = 0; i < nf; i++) {
         double x = W * sn_range(&c->rng, -0.1, 1.1);
         double y = H * sn_range(&c->rng, -0.1, 0.9);
-        glow(cr, x, y, W * sn_range(&c->rng, 0.25, 0.55), p->acc[(i + 1) % 5], 0.18 + 0.22 * s->energy);
+        glow(sc, x, y, W * sn_range(&c->rng, 0.25, 0.55), p->acc[(i + 1) % 5], 0.18 + 0.22 * s->energy);
     }
+    glow(sc, fx, fy, R * 1.9, p->glow, 0.22 + 0.2 * s->bright);
+    soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
+    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
     /* Ribbons from the energy curve and band groups. */
     int nr = 3 + (int)lround(s->arousal * 4.0);
     double phase = sn_range(&c->rng, 0, TAU);
@@ -195,11 +257,15 @@ static void paint_abstract(sn_ctx *c) {
         double freq = sn_range(&c->rng, 1.0, 2.5);
         for (int i = 0; i < NP; i++) {
             double t = (double)i / (NP - 1);
-            double e = sn_energy(s, t);
-            double v = sn_spec_band(s, b0, b1, t);
+            double e = 0.0;
+            double v = 0.0;
+            for (int k = -2; k <= 2; k++) { /* a short window: ribbons flow, they do not step */
+                e += sn_energy(s, t + k * 0.012) * 0.2;
+                v += sn_spec_band(s, b0, b1, t + k * 0.012) * 0.2;
+            }
             double wob = sin(t * TAU * freq + phase + r * 0.9) * H * 0.035;
             double y = base - amp * e + wob + tilt * (t - 0.5) * H;
-            double thick = H * (0.006 + 0.05 * v * v);
+            double thick = H * (0.012 + 0.085 * v * v);
             tx[i] = bx[NP - 1 - i] = -10 + t * (W + 20);
             ty[i] = y;
             by[NP - 1 - i] = y + thick;
@@ -220,9 +286,7 @@ static void paint_abstract(sn_ctx *c) {
         cairo_pattern_destroy(g);
     }
     /* Polar sunburst: rays over time (spectrum energy), chroma petals. */
-    double R = fmin(W, H) * sn_range(&c->rng, 0.20, 0.27);
     double rot = sn_range(&c->rng, 0, TAU);
-    glow(cr, fx, fy, R * 1.9, p->glow, 0.22 + 0.2 * s->bright);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
     int nrays = 180;
     for (int i = 0; i < nrays; i++) {
@@ -238,29 +302,26 @@ static void paint_abstract(sn_ctx *c) {
         cairo_stroke(cr);
     }
     cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    /* The core: a lit disc, and the twelve pitch classes as beads on a ring
+     * (bead size = how much the song uses that note). */
+    cairo_pattern_t *core = cairo_pattern_create_radial(fx - R * 0.1, fy - R * 0.1, 0, fx, fy, R * 0.4);
+    sn_stop(core, 0.0, sn_mix(p->glow, (sn_col){1, 1, 1}, 0.5), 1.0);
+    sn_stop(core, 0.7, p->acc[0], 1.0);
+    sn_stop(core, 1.0, sn_mix(p->acc[0], p->deep, 0.4), 1.0);
+    cairo_set_source(cr, core);
+    cairo_arc(cr, fx, fy, R * 0.38, 0, TAU);
+    cairo_fill(cr);
+    cairo_pattern_destroy(core);
     for (int k = 0; k < 12; k++) {
-        double a = rot + k * TAU / 12.0;
-        double len = R * (0.12 + 0.28 * s->chroma[k]);
-        sn_col col = sn_oklch(p->light + 0.05, p->chroma, sn_key_hue(k) * 0.3 + p->hue * 0.7);
-        cairo_save(cr);
-        cairo_translate(cr, fx, fy);
-        cairo_rotate(cr, a);
-        cairo_move_to(cr, R * 0.14, 0);
-        cairo_curve_to(cr, R * 0.2, -len * 0.28, R * 0.14 + len, -len * 0.12, R * 0.16 + len, 0);
-        cairo_curve_to(cr, R * 0.14 + len, len * 0.12, R * 0.2, len * 0.28, R * 0.14, 0);
-        cairo_restore(cr);
-        sn_source(cr, col, 0.85);
+        double a = -M_PI / 2 + (k - s->key) * TAU / 12.0;
+        double rr = R * 1.22;
+        sn_source(cr, k == s->key ? p->glow : sn_mix(p->acc[(k % 4) + 1], p->glow, 0.3), 0.9);
+        cairo_arc(cr, fx + cos(a) * rr, fy + sin(a) * rr, u * (1.5 + 6.0 * s->chroma[k]), 0, TAU);
         cairo_fill(cr);
     }
-    sn_source(cr, p->deep, 1.0);
-    cairo_arc(cr, fx, fy, R * 0.13, 0, TAU);
-    cairo_fill(cr);
-    sn_source(cr, p->glow, 0.8);
-    cairo_set_line_width(cr, 1.2 * u);
-    cairo_arc(cr, fx, fy, R * 0.13, 0, TAU);
-    cairo_stroke(cr);
-    cairo_arc(cr, fx, fy, R * 1.22, 0, TAU);
     sn_source(cr, p->glow, 0.25);
+    cairo_set_line_width(cr, 1.0 * u);
+    cairo_arc(cr, fx, fy, R * 1.22, 0, TAU);
     cairo_stroke(cr);
     c->grain = 0.045;
     c->vignette = 0.45;
@@ -283,7 +344,7 @@ static void paint_album(sn_ctx *c) {
     double bottom = H * 0.72;
     int n = 38 + (int)lround(fmin(s->onset, 8.0) / 8.0 * 30.0);
     double gap = (bottom - top) / (n - 1);
-    double lift = gap * (3.0 + 4.5 * s->energy);
+    double lift = gap * (5.0 + 6.0 * s->energy);
     double off = sn_range(&c->rng, -0.12, 0.12);
     double sharp = 1.2 + 0.8 * s->perc;
     uint32_t nseed = c->seed * 31u + 7u;
@@ -291,11 +352,17 @@ static void paint_album(sn_ctx *c) {
     double xs[NP];
     double ys[NP];
     /* A disc behind the lines, the single accent of the cover. */
-    double dr = W * sn_range(&c->rng, 0.10, 0.16);
-    double dx = W * sn_range(&c->rng, 0.3, 0.7);
-    glow(cr, dx, top + gap * 3, dr * 2.6, p->acc[1], 0.35);
-    sn_source(cr, p->acc[1], 0.9);
-    cairo_arc(cr, dx, top + gap * 3, dr, 0, TAU);
+    double dr = W * sn_range(&c->rng, 0.13, 0.19);
+    double dx = W * sn_range(&c->rng, 0.35, 0.65);
+    double dy = top + dr * sn_range(&c->rng, -0.1, 0.35);
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 4.0);
+    sn_source(sc, ground, 1.0);
+    cairo_paint(sc);
+    glow(sc, dx, dy, dr * 2.8, p->acc[1], light ? 0.2 : 0.35);
+    soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
+    sn_source(cr, p->acc[1], 0.95);
+    cairo_arc(cr, dx, dy, dr, 0, TAU);
     cairo_fill(cr);
     cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
     for (int i = 0; i < n; i++) {
@@ -304,9 +371,10 @@ static void paint_album(sn_ctx *c) {
         for (int k = 0; k < NP; k++) {
             double xf = (double)k / (NP - 1);
             double xn = xf * 2.0 - 1.0;
-            double b = fabs(xn - off) * 0.9;
-            double env = pow(clamp01(1.0 - xn * xn), 1.6);
-            double v = pow(sn_spec(s, b, t), sharp);
+            double b = fabs(xn - off) * 0.8;
+            double env = pow(clamp01(1.0 - xn * xn), 2.2);
+            double v = pow(0.5 * sn_spec(s, b, t) + 0.25 * sn_spec(s, b, t - 0.006) + 0.25 * sn_spec(s, b, t + 0.006),
+                           sharp);
             double jitter = 0.35 + 0.65 * (0.5 + 0.5 * sn_noise2(xf * 14.0, i * 0.8, nseed));
             xs[k] = mx + xf * (W - 2 * mx);
             ys[k] = y0 - lift * v * env * jitter;
@@ -325,7 +393,7 @@ static void paint_album(sn_ctx *c) {
             col = sn_mix(col, p->glow, 0.25);
         }
         sn_source(cr, col, 0.95);
-        cairo_set_line_width(cr, (1.3 + 0.8 * s->energy) * u);
+        cairo_set_line_width(cr, (1.6 + 1.0 * s->energy) * u);
         cairo_stroke(cr);
     }
     c->grain = 0.05;
@@ -372,7 +440,11 @@ static void paint_minimalist(sn_ctx *c) {
     for (int i = 0; i < NP; i++) {
         double t = (double)i / (NP - 1);
         xs[i] = x0 + t * (x1 - x0);
-        ys[i] = base - sn_energy(s, t) * H * 0.07;
+        double e = 0.0;
+        for (int k = -3; k <= 3; k++) {
+            e += sn_energy(s, t + k * 0.006);
+        }
+        ys[i] = base - e / 7.0 * H * 0.07;
     }
     curve_through(cr, xs, ys, NP, true);
     sn_source(cr, ink, 0.9);
@@ -454,14 +526,18 @@ static void paint_synthwave(sn_ctx *c) {
     sn_col sky[4] = {sn_oklch(0.12, 0.06, hs - 40), sn_oklch(0.28, 0.14, hs), sn_oklch(0.55, 0.2, hs + 40),
                      sn_oklch(0.75, 0.16, hs + 95)};
     double offs[4] = {0.0, 0.45, 0.85, 1.0};
-    fill_vertical(c, 0, horizon, sky, offs, 4);
-    stars(c, 140, horizon * 0.7, (sn_col){1.0, 0.95, 1.0});
     double sx = W * (0.5 + sn_range(&c->rng, -0.12, 0.12));
     double sr = W * (0.17 + 0.08 * s->energy);
     double sy = horizon - sr * sn_range(&c->rng, 0.15, 0.55);
-    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
-    glow(cr, sx, sy, sr * 2.4, sn_oklch(0.65, 0.2, hs + 30), 0.6);
-    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 4.0);
+    sn_source(sc, sky[3], 1.0);
+    cairo_paint(sc);
+    fill_vertical_on(sc, W, 0, horizon, sky, offs, 4);
+    cairo_set_operator(sc, CAIRO_OPERATOR_SCREEN);
+    glow(sc, sx, sy, sr * 2.4, sn_oklch(0.65, 0.2, hs + 30), 0.6);
+    soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
+    stars(c, 140, horizon * 0.7, (sn_col){1.0, 0.95, 1.0});
     sun_with_slits(c, sx, sy, sr, sn_oklch(0.92, 0.16, 95), sn_oklch(0.62, 0.24, hs + 35),
                    5 + (int)(s->tempo / 40.0), 1.0);
     /* Spectrogram mountains on the horizon with neon rims. */
@@ -555,7 +631,16 @@ static void paint_vaporwave(sn_ctx *c) {
     sn_col sky[4] = {sn_oklch(0.74, 0.10, 290 + tw), sn_oklch(0.82, 0.11, 345 + tw),
                      sn_oklch(0.88, 0.08, 40 + tw), sn_oklch(0.9, 0.07, 200 + tw)};
     double offs[4] = {0.0, 0.45, 0.8, 1.0};
-    fill_vertical(c, 0, horizon, sky, offs, 4);
+    double sx = W * sn_range(&c->rng, 0.38, 0.62);
+    double sr = W * (0.16 + 0.06 * s->energy);
+    double sy = horizon - sr * sn_range(&c->rng, 0.45, 0.9);
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 4.0);
+    sn_source(sc, sky[3], 1.0);
+    cairo_paint(sc);
+    fill_vertical_on(sc, W, 0, horizon, sky, offs, 4);
+    glow(sc, sx, sy, sr * 2.0, sn_oklch(0.93, 0.09, 20 + tw), 0.5);
+    soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
     /* Spectrogram scanlines across the sky, faint. */
     int nl = 22;
     cairo_set_line_width(cr, 1.0 * u);
@@ -573,19 +658,18 @@ static void paint_vaporwave(sn_ctx *c) {
     }
     sn_source(cr, (sn_col){1, 1, 1}, 0.28);
     cairo_stroke(cr);
-    double sx = W * sn_range(&c->rng, 0.38, 0.62);
-    double sr = W * (0.16 + 0.06 * s->energy);
-    double sy = horizon - sr * sn_range(&c->rng, 0.45, 0.9);
-    glow(cr, sx, sy, sr * 2.0, sn_oklch(0.93, 0.09, 20 + tw), 0.5);
     sun_with_slits(c, sx, sy, sr, sn_oklch(0.93, 0.12, 95 + tw), sn_oklch(0.72, 0.17, 350 + tw), 6, 0.8);
     /* Checkerboard floor in perspective. */
     sn_col ca = sn_oklch(0.70, 0.13, 200 + tw);
     sn_col cb = sn_oklch(0.86, 0.08, 330 + tw);
     double f = H - horizon;
+    sn_source(cr, sn_mix(sky[3], cb, 0.3), 1.0);
+    cairo_rectangle(cr, 0, horizon, W, H - horizon);
+    cairo_fill(cr);
     int rows = 14;
     int cols = 24;
     double zn = 1.0;
-    double zf = 12.0;
+    double zf = 40.0;
     for (int j = 0; j < rows; j++) {
         double z0 = zn * pow(zf / zn, (double)j / rows);
         double z1 = zn * pow(zf / zn, (double)(j + 1) / rows);
@@ -610,8 +694,18 @@ static void paint_vaporwave(sn_ctx *c) {
     sn_col ps = sn_oklch(0.72, 0.06, 300 + tw);
     double pw = W * 0.07;
     double side = sn_range(&c->rng, 0.1, 0.18);
-    pillar(c, W * side, H * 0.93, pw, H * (0.42 + 0.12 * s->sec_energy[0]), pl, ps);
-    pillar(c, W * (1 - side), H * 0.93, pw, H * (0.42 + 0.12 * s->sec_energy[s->n_secs - 1]), pl, ps);
+    double pb = horizon + (H - horizon) * 0.55;
+    pillar(c, W * side, pb, pw, H * (0.32 + 0.12 * s->sec_energy[0]), pl, ps);
+    pillar(c, W * (1 - side), pb, pw, H * (0.32 + 0.12 * s->sec_energy[s->n_secs - 1]), pl, ps);
+    /* Pastel haze over the near floor: the calm band for the title. */
+    cairo_pattern_t *fog = cairo_pattern_create_linear(0, H * 0.7, 0, H);
+    sn_stop(fog, 0.0, sky[1], 0.0);
+    sn_stop(fog, 0.6, sky[1], 0.75);
+    sn_stop(fog, 1.0, sky[0], 0.9);
+    cairo_set_source(cr, fog);
+    cairo_rectangle(cr, 0, H * 0.7, W, H * 0.3);
+    cairo_fill(cr);
+    cairo_pattern_destroy(fog);
     c->grain = 0.025;
     c->scanlines = 0.04;
     c->vignette = 0.15;
@@ -667,17 +761,20 @@ static void paint_watercolor(sn_ctx *c) {
     }
     double *svar = shape + WC_MAX;
     int nb = s->n_secs < 3 ? 5 : (s->n_secs > 8 ? 8 : s->n_secs + 1);
-    cairo_set_operator(cr, CAIRO_OPERATOR_MULTIPLY);
+    /* Pigment at half resolution: softer edges (paint bleeds) and a quarter of the fill cost. */
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 2.0);
     double ang = sn_range(&c->rng, 0, TAU);
     for (int bI = 0; bI < nb; bI++) {
         int k = bI % s->n_secs;
         double e = s->sec_energy[k];
-        double R = fmin(W, H) * (0.13 + 0.16 * e) * sn_range(&c->rng, 0.8, 1.2);
+        double R = fmin(W, H) * (0.11 + 0.12 * e) * sn_range(&c->rng, 0.8, 1.2);
         /* Blotches arranged along a loose arc so the composition has a centre of weight. */
         double a = ang + bI * TAU / nb * 0.8;
-        double cx = W * 0.5 + cos(a) * W * sn_range(&c->rng, 0.05, 0.26);
-        double cy = H * 0.42 + sin(a) * H * sn_range(&c->rng, 0.05, 0.22);
-        sn_col col = sn_mix(section_col(c, k), p->acc[0], 0.2);
+        double cx = W * 0.5 + cos(a) * W * sn_range(&c->rng, 0.12, 0.28);
+        double cy = H * 0.40 + sin(a) * H * sn_range(&c->rng, 0.08, 0.22);
+        double hue = c->pal.hue + ((c->song->sec_label[k] * 2 + 1) % 5) * 47.0 * (c->pal.scheme + 1) * 0.5;
+        sn_col col = sn_oklch(0.70 + 0.1 * c->song->sec_bright[k], 0.10 + 0.06 * e, hue);
         int n0 = 10;
         for (int i = 0; i < n0; i++) {
             double t = TAU * i / n0;
@@ -694,7 +791,7 @@ static void paint_watercolor(sn_ctx *c) {
         }
         memcpy(shape, bufa, sizeof(double) * 2 * (size_t)n);
         memcpy(svar, va, sizeof(double) * (size_t)n);
-        int layers = 14;
+        int layers = 12;
         for (int l = 0; l < layers; l++) {
             memcpy(bufa, shape, sizeof(double) * 2 * (size_t)n);
             memcpy(va, svar, sizeof(double) * (size_t)n);
@@ -704,18 +801,19 @@ static void paint_watercolor(sn_ctx *c) {
                 memcpy(bufa, bufb, sizeof(double) * 2 * (size_t)m);
                 memcpy(va, vb, sizeof(double) * (size_t)m);
             }
-            cairo_move_to(cr, bufa[0], bufa[1]);
+            cairo_move_to(sc, bufa[0], bufa[1]);
             for (int i = 1; i < m; i++) {
-                cairo_line_to(cr, bufa[2 * i], bufa[2 * i + 1]);
+                cairo_line_to(sc, bufa[2 * i], bufa[2 * i + 1]);
             }
-            cairo_close_path(cr);
-            sn_source(cr, col, 0.055 + 0.03 * e);
-            cairo_fill(cr);
+            cairo_close_path(sc);
+            sn_source(sc, col, 0.045 + 0.025 * e);
+            cairo_fill(sc);
         }
     }
     m2p_free(shape);
     m2p_free(bufa);
-    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    cairo_set_operator(sc, CAIRO_OPERATOR_OVER);
+    soft_end(c, &sl, CAIRO_OPERATOR_MULTIPLY);
     /* A graphite line of the energy curve and a few splashes. */
     enum { NP = 140 };
     double xs[NP];
@@ -854,16 +952,20 @@ static void landscape(sn_ctx *c, bool with_stars) {
     sn_col low = night ? sn_oklch(0.48, 0.09, hh + 20) : sn_oklch(0.88, 0.09, hh + 30);
     sn_col sky[3] = {top, mid, low};
     double offs[3] = {0.0, 0.6, 1.0};
-    fill_vertical(c, 0, horizon + H * 0.1, sky, offs, 3);
-    if (night && with_stars) {
-        stars(c, 220, horizon * 0.85, (sn_col){1, 1, 0.96});
-    }
     double sx = W * sn_range(&c->rng, 0.25, 0.75);
     double sy = horizon - H * sn_range(&c->rng, 0.06, 0.22);
     double sr = W * (night ? 0.045 : 0.06);
-    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
-    glow(cr, sx, sy, W * 0.45, p->glow, night ? 0.25 : 0.55);
-    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 4.0);
+    sn_source(sc, low, 1.0);
+    cairo_paint(sc);
+    fill_vertical_on(sc, W, 0, horizon + H * 0.1, sky, offs, 3);
+    cairo_set_operator(sc, CAIRO_OPERATOR_SCREEN);
+    glow(sc, sx, sy, W * 0.45, p->glow, night ? 0.25 : 0.55);
+    soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
+    if (night && with_stars) {
+        stars(c, 220, horizon * 0.85, (sn_col){1, 1, 0.96});
+    }
     sn_source(cr, night ? sn_oklch(0.95, 0.02, 90) : sn_oklch(0.97, 0.06, 90), 1.0);
     cairo_arc(cr, sx, sy, sr, 0, TAU);
     cairo_fill(cr);
@@ -914,7 +1016,7 @@ static void paint_oil(sn_ctx *c) {
         return;
     }
     memcpy(copy, cairo_image_surface_get_data(c->surf), bytes);
-    int n = (int)(2400.0 * (W * H) / (1024.0 * 1024.0));
+    int n = (int)(3000.0 * (W * H) / (1024.0 * 1024.0));
     n = n < 300 ? 300 : (n > 9000 ? 9000 : n);
     uint32_t fs = c->seed * 5u + 9u;
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
@@ -932,31 +1034,33 @@ static void paint_oil(sn_ctx *c) {
         col.r = clamp01(col.r + jit);
         col.g = clamp01(col.g + jit);
         col.b = clamp01(col.b + jit);
-        double a = sn_noise2(x * 0.004, y * 0.004, fs) * M_PI * 0.9 +
-                   (y < H * 0.5 ? 0.0 : 0.3 * sin(x * 0.01)) + (sn_energy(s, x / W) - 0.5) * 0.6;
-        double len = u * (10.0 + 26.0 * big) * sn_range(&c->rng, 0.7, 1.2);
-        double wd = u * (4.0 + 9.0 * big);
+        double a = sn_noise2(x * 0.003, y * 0.003, fs) * M_PI * 0.35 + (sn_energy(s, x / W) - 0.5) * 0.5 +
+                   (sn_unif(&c->rng) - 0.5) * 0.4;
+        double len = u * (20.0 + 40.0 * big) * sn_range(&c->rng, 0.7, 1.2);
+        double wd = u * (7.0 + 14.0 * big);
         double dx = cos(a) * len * 0.5;
         double dy = sin(a) * len * 0.5;
         double nx = -sin(a);
         double ny = cos(a);
-        cairo_move_to(cr, x - dx, y - dy);
-        cairo_curve_to(cr, x - dx * 0.3 + nx * wd * 0.3, y - dy * 0.3 + ny * wd * 0.3, x + dx * 0.3 + nx * wd * 0.3,
-                       y + dy * 0.3 + ny * wd * 0.3, x + dx, y + dy);
+        /* The dab: a hexagon tapered at both ends (a fill is much cheaper than a round-capped stroke). */
+        double hw = wd * 0.5;
+        cairo_move_to(cr, x - dx * 1.15, y - dy * 1.15);
+        cairo_line_to(cr, x - dx * 0.7 + nx * hw, y - dy * 0.7 + ny * hw);
+        cairo_line_to(cr, x + dx * 0.75 + nx * hw * 0.9, y + dy * 0.75 + ny * hw * 0.9);
+        cairo_line_to(cr, x + dx * 1.1, y + dy * 1.1);
+        cairo_line_to(cr, x + dx * 0.75 - nx * hw * 0.9, y + dy * 0.75 - ny * hw * 0.9);
+        cairo_line_to(cr, x - dx * 0.7 - nx * hw, y - dy * 0.7 - ny * hw);
+        cairo_close_path(cr);
         sn_source(cr, col, 0.92);
-        cairo_set_line_width(cr, wd);
-        cairo_stroke(cr);
-        /* Impasto: a lit ridge on one side, shadow on the other. */
-        cairo_move_to(cr, x - dx * 0.8 - nx * wd * 0.28, y - dy * 0.8 - ny * wd * 0.28);
-        cairo_line_to(cr, x + dx * 0.8 - nx * wd * 0.28, y + dy * 0.8 - ny * wd * 0.28);
-        sn_source(cr, sn_mix(col, (sn_col){1, 1, 1}, 0.35), 0.35);
-        cairo_set_line_width(cr, wd * 0.22);
-        cairo_stroke(cr);
-        cairo_move_to(cr, x - dx * 0.8 + nx * wd * 0.36, y - dy * 0.8 + ny * wd * 0.36);
-        cairo_line_to(cr, x + dx * 0.8 + nx * wd * 0.36, y + dy * 0.8 + ny * wd * 0.36);
-        sn_source(cr, sn_mix(col, (sn_col){0, 0, 0}, 0.4), 0.25);
-        cairo_set_line_width(cr, wd * 0.18);
-        cairo_stroke(cr);
+        cairo_fill(cr);
+        if (big > 0.45) {
+            /* Impasto: a lit ridge along one side of the larger dabs. */
+            cairo_move_to(cr, x - dx * 0.7 - nx * hw * 0.55, y - dy * 0.7 - ny * hw * 0.55);
+            cairo_line_to(cr, x + dx * 0.7 - nx * hw * 0.55, y + dy * 0.7 - ny * hw * 0.55);
+            sn_source(cr, sn_mix(col, (sn_col){1, 1, 1}, 0.3), 0.22);
+            cairo_set_line_width(cr, wd * 0.2);
+            cairo_stroke(cr);
+        }
     }
     m2p_free(copy);
     c->grain = 0.03;
@@ -980,51 +1084,89 @@ static void paint_cinematic(sn_ctx *c) {
     /* Teal and orange, turned by the key. */
     double warm = fmod(p->hue * 0.3 + 45.0 * 0.7, 360.0);
     double cool = fmod(warm + 170.0, 360.0);
-    double horizon = y0 + ih * sn_range(&c->rng, 0.56, 0.66);
+    double horizon = y0 + ih * sn_range(&c->rng, 0.68, 0.76);
     sn_col sky[3] = {sn_oklch(0.18, 0.05, cool), sn_oklch(0.42, 0.08, cool + 10), sn_oklch(0.78, 0.11, warm)};
     double offs[3] = {0.0, 0.6, 1.0};
-    fill_vertical(c, y0, horizon + 2, sky, offs, 3);
+    fill_all(c, (sn_col){0.015, 0.015, 0.02});
+    double lx = W * sn_range(&c->rng, 0.3, 0.7);
+    double ly = horizon - ih * 0.02;
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 4.0);
+    fill_vertical_on(sc, W, y0, horizon + 2, sky, offs, 3);
     /* Wide translucent bands, one per section, heights by duration, strength by energy. */
-    cairo_set_operator(cr, CAIRO_OPERATOR_SOFT_LIGHT);
+    cairo_set_operator(sc, CAIRO_OPERATOR_SOFT_LIGHT);
     for (int k = 0; k < s->n_secs; k++) {
         double a = y0 + (horizon - y0) * s->sec_start[k];
         double b = y0 + (horizon - y0) * s->sec_end[k];
-        sn_source(cr, section_col(c, k), 0.25 + 0.5 * s->sec_energy[k]);
-        cairo_rectangle(cr, 0, a, W, b - a);
-        cairo_fill(cr);
+        sn_source(sc, section_col(c, k), 0.25 + 0.5 * s->sec_energy[k]);
+        cairo_rectangle(sc, 0, a, W, b - a);
+        cairo_fill(sc);
     }
-    cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
-    double lx = W * sn_range(&c->rng, 0.3, 0.7);
-    double ly = horizon - ih * 0.02;
-    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    cairo_set_operator(sc, CAIRO_OPERATOR_OVER);
+    cairo_set_operator(sc, CAIRO_OPERATOR_SCREEN);
     /* God rays. */
     int nr = 14;
     for (int i = 0; i < nr; i++) {
         double a = -M_PI + M_PI * (i + 0.5) / nr + sn_range(&c->rng, -0.05, 0.05);
         double spread = 0.025 + 0.02 * sn_unif(&c->rng);
-        cairo_move_to(cr, lx, ly);
-        cairo_line_to(cr, lx + cos(a - spread) * W * 1.5, ly + sin(a - spread) * W * 1.5);
-        cairo_line_to(cr, lx + cos(a + spread) * W * 1.5, ly + sin(a + spread) * W * 1.5);
-        cairo_close_path(cr);
-        sn_source(cr, sn_oklch(0.9, 0.08, warm), 0.05 + 0.04 * s->energy);
+        cairo_move_to(sc, lx, ly);
+        cairo_line_to(sc, lx + cos(a - spread) * W * 1.5, ly + sin(a - spread) * W * 1.5);
+        cairo_line_to(sc, lx + cos(a + spread) * W * 1.5, ly + sin(a + spread) * W * 1.5);
+        cairo_close_path(sc);
+        sn_source(sc, sn_oklch(0.9, 0.08, warm), 0.025 + 0.03 * s->energy);
+        cairo_fill(sc);
+    }
+    glow(sc, lx, ly, W * 0.35, sn_oklch(0.88, 0.12, warm), 0.75);
+    glow(sc, lx, ly, W * 0.08, (sn_col){1, 1, 0.95}, 0.95);
+    /* Anamorphic streak. */
+    cairo_save(sc);
+    cairo_translate(sc, lx, ly);
+    cairo_scale(sc, 1.0, 0.025);
+    glow(sc, 0, 0, W * 0.9, sn_oklch(0.85, 0.1, cool + 20), 0.9);
+    cairo_restore(sc);
+    cairo_set_operator(sc, CAIRO_OPERATOR_OVER);
+    /* Water below the horizon with the light's reflection. */
+    sn_col water[2] = {sn_oklch(0.30, 0.06, cool), sn_oklch(0.10, 0.03, cool)};
+    double woffs[2] = {0.0, 1.0};
+    fill_vertical_on(sc, W, horizon, y1, water, woffs, 2);
+    cairo_set_operator(sc, CAIRO_OPERATOR_SCREEN);
+    cairo_save(sc);
+    cairo_translate(sc, lx, horizon);
+    cairo_scale(sc, 0.12, 1.0);
+    glow(sc, 0, 0, (y1 - horizon) * 1.1, sn_oklch(0.85, 0.11, warm), 0.7);
+    cairo_restore(sc);
+    soft_end(c, &sl, CAIRO_OPERATOR_OVER);
+    cairo_set_operator(cr, CAIRO_OPERATOR_SCREEN);
+    /* Glitter: beats as sparks on the water. */
+    for (int i = 0; i < s->n_beats; i += (s->n_beats > 200 ? 2 : 1)) {
+        double t = s->beat[i];
+        double yy = horizon + (y1 - horizon) * pow(sn_unif(&c->rng), 1.6);
+        double spread = (yy - horizon) / (y1 - horizon);
+        double xx = lx + (t - 0.5) * W * (0.1 + 0.5 * spread);
+        sn_source(cr, sn_oklch(0.92, 0.08, warm), 0.25 + 0.35 * sn_energy(s, t));
+        cairo_rectangle(cr, xx, yy, u * (2.0 + 6.0 * spread), u * 0.8);
         cairo_fill(cr);
     }
-    glow(cr, lx, ly, W * 0.35, sn_oklch(0.88, 0.12, warm), 0.75);
-    glow(cr, lx, ly, W * 0.08, (sn_col){1, 1, 0.95}, 0.95);
-    /* Anamorphic streak. */
-    cairo_save(cr);
-    cairo_translate(cr, lx, ly);
-    cairo_scale(cr, 1.0, 0.025);
-    glow(cr, 0, 0, W * 0.9, sn_oklch(0.85, 0.1, cool + 20), 0.9);
-    cairo_restore(cr);
     cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
-    /* Silhouettes. */
+    /* Silhouettes: headlands rising away from the light, from the spectrogram. */
     uint32_t ms = c->seed * 19u + 2u;
-    for (int l = 0; l < 3; l++) {
-        double base = horizon + ih * 0.05 * l;
-        double amp = ih * (0.14 - 0.03 * l) * (0.6 + 0.6 * s->energy);
-        ridge_fill(c, base, amp, 0.0 + 0.15 * l, 0.4 + 0.15 * l, 0.5, ms + (uint32_t)l, y1 + 2, 160);
-        sn_source(cr, sn_oklch(0.12 + 0.06 * (2 - l), 0.04, cool), 1.0);
+    for (int l = 0; l < 2; l++) {
+        double amp = ih * (0.20 - 0.06 * l) * (0.6 + 0.6 * s->energy);
+        enum { NP = 160 };
+        double xs[NP];
+        double ys[NP];
+        for (int i = 0; i < NP; i++) {
+            double xf = (double)i / (NP - 1);
+            double env = smooth(0.06, 0.4 + 0.1 * l, fabs(xf - lx / W));
+            xs[i] = -4.0 + xf * (W + 8.0);
+            ys[i] = horizon + 1 - (horizon + 1 - ridge_y(c, horizon + 1, amp, 0.2 * l, 0.4 + 0.2 * l, xf, 0.6,
+                                                         ms + (uint32_t)l)) * env;
+        }
+        curve_through(cr, xs, ys, NP, true);
+        cairo_line_to(cr, W + 4, horizon + 2);
+        cairo_line_to(cr, -4, horizon + 2);
+        cairo_close_path(cr);
+        sn_source(cr, sn_oklch(0.12 + 0.07 * (1 - l), 0.04, cool), 1.0);
         cairo_fill(cr);
     }
     /* Letterbox. */
@@ -1056,7 +1198,7 @@ static void paint_retro(sn_ctx *c) {
     double px0 = m;
     double py0 = m;
     double pw = W - 2 * m;
-    double ph = H * 0.78 - m;
+    double ph = H * 0.74 - m;
     cairo_save(cr);
     cairo_rectangle(cr, px0, py0, pw, ph);
     cairo_clip(cr);
@@ -1095,7 +1237,7 @@ static void paint_retro(sn_ctx *c) {
         cairo_rectangle(mc, px0, py0, pw, ph);
         cairo_clip(mc);
         cairo_pattern_t *g = cairo_pattern_create_linear(0, py0, 0, py0 + ph * 0.5);
-        cairo_pattern_add_color_stop_rgba(g, 0.0, 0, 0, 0, 0.55);
+        cairo_pattern_add_color_stop_rgba(g, 0.0, 0, 0, 0, 0.32);
         cairo_pattern_add_color_stop_rgba(g, 1.0, 0, 0, 0, 0.0);
         cairo_set_source(mc, g);
         cairo_paint(mc);
@@ -1111,6 +1253,7 @@ static void paint_retro(sn_ctx *c) {
     c->grain = 0.035;
     c->paper = 0.7;
     c->text_dark = true;
+    c->text_top = 0.76;
 }
 
 /* ------------------------------------------------------------- geometric */
@@ -1146,7 +1289,7 @@ static void paint_geometric(sn_ctx *c) {
             double sz = cell - gap;
             sn_col col = cols5[(h >> 8) % 6];
             sn_col col2 = cols5[(h >> 12) % 6];
-            int shape = v < 0.15 ? 6 : (int)((h >> 4) % 6);
+            int shape = v < 0.08 ? 6 : (int)((h >> 4) % 6);
             int rot = (int)(h % 4);
             cairo_save(cr);
             cairo_translate(cr, x + sz / 2, y + sz / 2);

@@ -168,15 +168,15 @@ static inline m2p_features *fix_make(fix_kind kind) {
                 }
                 v = se * (0.55 * tilt * swell + harm * (0.7 + 0.3 * sin(t * 0.8)));
             } else if (kind == FIX_ELECTRO) {
-                double kick = bf < 0.12 ? 0.9 * (0.7 + 0.3 * fix_rand(&rs)) : 0.0;
-                double hats = bf > 0.65 ? 0.45 * fix_rand(&rs) * se : 0.0;
+                double kick = 0.9 * exp(-bf / 0.07) * (0.6 + 0.4 * fix_rand(&rs));
+                double hats = 0.45 * fix_rand(&rs) * se / (1.0 + exp(-(bf - 0.7) / 0.04));
                 double pad = 0.5 * exp(-(bf - 0.35) * (bf - 0.35) / 0.02);
-                double drop = se > 0.9 ? 1.0 : (se > 0.5 ? 0.6 : 0.2);
+                double drop = se * se;
                 v = se * (kick * drop + pad * tilt + hats) + 0.1 * fix_rand(&rs) * se;
             } else {
                 double strings = 0.6 * exp(-(bf - 0.3) * (bf - 0.3) / 0.05);
                 double brass = se > 0.6 ? 0.5 * exp(-(bf - 0.5) * (bf - 0.5) / 0.01) : 0.0;
-                double timp = (se > 0.8 && fmod(t, 2.5) < 0.6 && bf < 0.1) ? 0.8 : 0.0;
+                double timp = 0.8 * se * se * exp(-bf / 0.05) * (0.5 + 0.5 * sin(t * 2.5));
                 v = se * (0.5 * tilt + strings + brass) + timp * se + 0.05 * fix_rand(&rs);
             }
             v = v < 0 ? 0 : (v > 1 ? 1 : v);
