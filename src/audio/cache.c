@@ -16,6 +16,8 @@
  *    else (orphan audio, orphan sidecar, temp files) belongs to a writer that
  *    holds the key's lock, or is garbage from a dead one and is removed by
  *    m2p_cache_open when the key's lock is free.
+ *  - Lock files are removed on unlock when the key has no entry (failed
+ *    downloads leave nothing) and with their entry on eviction/expiry.
  *  - Files of an entry are only created or removed while holding its key lock
  *    (put's caller holds it; eviction and expiry take it without blocking and
  *    skip busy keys). Lock files are unlinked only while held; lock_key checks
@@ -61,6 +63,8 @@ struct m2p_cache {
 
 struct m2p_cache_lock {
     int fd;
+    char lock_path[M2P_PATH_MAX + 96];
+    char json_path[M2P_PATH_MAX + 96];
 };
 
 /* ---- names --------------------------------------------------------------------------------- */
@@ -133,6 +137,10 @@ static m2p_code lock_stem(m2p_cache *c, const char *stem, bool block, m2p_cache_
                 return m2p_error_set(err, M2P_E_NOMEM, "cache lock");
             }
             l->fd = fd;
+            memcpy(l->lock_path, path, sizeof l->lock_path);
+            if (entry_path(c, stem, ".json", l->json_path, sizeof l->json_path, NULL) != M2P_OK) {
+                l->json_path[0] = '\0';
+            }
             *out = l;
             return M2P_OK;
         }
@@ -154,6 +162,14 @@ m2p_code m2p_cache_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out,
 void m2p_cache_unlock(m2p_cache_lock *l) {
     if (l == NULL) {
         return;
+    }
+    /* No entry for this key (a failed or refused download): drop the lock file
+     * too, while still holding it, so failures leave nothing behind. Waiters
+     * that opened it re-check the inode after locking and start over. */
+    struct stat st, mine, at_path;
+    if (l->json_path[0] != '\0' && stat(l->json_path, &st) != 0 && errno == ENOENT && fstat(l->fd, &mine) == 0 &&
+        stat(l->lock_path, &at_path) == 0 && mine.st_ino == at_path.st_ino && mine.st_dev == at_path.st_dev) {
+        (void)unlink(l->lock_path); /* only holders unlink, so the path is still ours */
     }
     (void)close(l->fd); /* releases the flock */
     m2p_free(l);

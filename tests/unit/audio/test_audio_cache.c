@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -355,6 +356,54 @@ static void test_damaged_entry_removed(void **state) {
     m2p_cache_close(c);
 }
 
+/* Lock files come and go (unlock removes them when the key has no entry):
+ * mutual exclusion must hold through that. */
+typedef struct lock_stress {
+    m2p_cache *cache;
+    atomic_int inside;
+    atomic_int overlaps;
+} lock_stress;
+
+static void *lock_loop(void *arg) {
+    lock_stress *ls = arg;
+    for (int i = 0; i < 150; i++) {
+        m2p_cache_lock *l = NULL;
+        if (m2p_cache_lock_key(ls->cache, "contended", &l, NULL) != M2P_OK) {
+            atomic_fetch_add(&ls->overlaps, 1000);
+            return NULL;
+        }
+        if (atomic_fetch_add(&ls->inside, 1) != 0) {
+            atomic_fetch_add(&ls->overlaps, 1);
+        }
+        sched_yield();
+        atomic_fetch_sub(&ls->inside, 1);
+        m2p_cache_unlock(l);
+    }
+    return NULL;
+}
+
+static void test_lock_exclusion_while_lock_files_vanish(void **state) {
+    fixture *f = *state;
+    lock_stress ls;
+    memset(&ls, 0, sizeof ls);
+    assert_int_equal(m2p_cache_open(&f->cfg, &ls.cache, NULL), M2P_OK);
+    atomic_init(&ls.inside, 0);
+    atomic_init(&ls.overlaps, 0);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, lock_loop, &ls), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    }
+    assert_int_equal(atomic_load(&ls.overlaps), 0);
+    /* No entry was stored: the lock file is gone too. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s/audio')\"", f->dir);
+    assert_int_equal(system(cmd), 0);
+    m2p_cache_close(ls.cache);
+}
+
 static void test_upload_stored_once(void **state) {
     fixture *f = *state;
     m2p_cache *c = NULL;
@@ -385,6 +434,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_two_processes_one_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aborted_download_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_entry_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_exclusion_while_lock_files_vanish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_stored_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
