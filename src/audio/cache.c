@@ -23,7 +23,8 @@
  *    skip busy keys). Lock files are unlinked only while held; lock_key checks
  *    that the file it locked is still the one at the path, and retries.
  *  - TTL counts from when the entry was stored; eviction is least recently
- *    used first (sidecar mtime) until the total is under cache_max_mb.
+ *    used first (sidecar mtime) until the total is under cache_max_mb, never
+ *    touching an entry used in the last 5 s (its reader may be opening it).
  * Thread-safe: the struct is read-only after open except the counters (mutex).
  */
 #define _GNU_SOURCE
@@ -51,6 +52,7 @@
 #define STEM_MAX 72
 #define SIDECAR_MAX (64 * 1024)
 #define KEY_MAX 256
+#define EVICT_GRACE_S 5.0 /* entries used this recently are not evicted */
 
 struct m2p_cache {
     char dir[M2P_PATH_MAX];
@@ -393,7 +395,8 @@ bool m2p_cache_get(m2p_cache *c, const char *key, m2p_track *track) {
 
 typedef struct entry_info {
     char stem[STEM_MAX];
-    double last_use;
+    double last_use; /* -1 when expired (sorts first) */
+    bool recent;     /* used within EVICT_GRACE_S: a reader may be opening it */
     uint64_t size;
 } entry_info;
 
@@ -440,6 +443,7 @@ static m2p_code list_entries(m2p_cache *c, entry_info **out, size_t *count_out, 
         }
         memcpy(v[n].stem, stem, sizeof stem);
         v[n].last_use = (double)js.st_mtim.tv_sec + (double)js.st_mtim.tv_nsec * 1e-9;
+        v[n].recent = m2p_now_wall() - v[n].last_use < EVICT_GRACE_S;
         v[n].size = (uint64_t)as.st_size;
         /* Expired entries sort first: they go before any fresh one. */
         double stored = (double)as.st_mtim.tv_sec + (double)as.st_mtim.tv_nsec * 1e-9;
@@ -459,7 +463,10 @@ static m2p_code list_entries(m2p_cache *c, entry_info **out, size_t *count_out, 
 }
 
 /* Removes expired entries, then least recently used ones until the total is
- * under the cap. keep_stem (just stored) and busy entries are never removed. */
+ * under the cap. keep_stem (just stored), busy entries (locked) and entries
+ * used in the last EVICT_GRACE_S seconds (get() just handed their path to a
+ * reader that is about to open it) are never removed; the total may then stay
+ * over the cap until the next put. */
 static void evict(m2p_cache *c, const char *keep_stem) {
     entry_info *v = NULL;
     size_t n = 0;
@@ -476,7 +483,7 @@ static void evict(m2p_cache *c, const char *keep_stem) {
         if (!expired && total <= c->max_bytes) {
             break;
         }
-        if (strcmp(v[i].stem, keep_stem) == 0) {
+        if (strcmp(v[i].stem, keep_stem) == 0 || v[i].recent) {
             continue;
         }
         if (try_remove_entry(c, v[i].stem)) {

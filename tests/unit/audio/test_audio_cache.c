@@ -175,7 +175,7 @@ static void test_lru_eviction(void **state) {
     char side_c[1100];
     sidecar_of(t.path, side_c, sizeof side_c);
     set_age(side_c, 10);
-    assert_true(m2p_cache_get(c, "key-A", &t)); /* order now: C, A */
+    set_age(side_a, 6); /* order now: C, A (both outside the 5 s grace) */
     m2p_cache_lock *l = NULL;
     assert_int_equal(m2p_cache_lock_key(c, "key-C", &l, NULL), M2P_OK);
     store(c, "key-D", sz, "D");
@@ -183,6 +183,12 @@ static void test_lru_eviction(void **state) {
     assert_true(m2p_cache_get(c, "key-C", &t));
     assert_false(m2p_cache_get(c, "key-A", &t));
     assert_true(m2p_cache_get(c, "key-D", &t));
+    /* Entries just handed to a reader (used < 5 s ago) are not evicted, even
+     * over the cap: C and D were both just used, E is the one just stored. */
+    store(c, "key-E", sz, "E");
+    assert_true(m2p_cache_get(c, "key-C", &t));
+    assert_true(m2p_cache_get(c, "key-D", &t));
+    assert_true(m2p_cache_get(c, "key-E", &t));
     m2p_cache_close(c);
 }
 
