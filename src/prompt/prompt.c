@@ -480,9 +480,11 @@ static m2p_code buf_add(buf *b, const char *s, size_t n) {
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
-/* Tidies a filled template in place: ASCII whitespace runs → one space, empty
- * comma-separated items dropped (", ," and leading/trailing commas), trimmed. */
-static void tidy(char *s) {
+/* Tidies a filled template from s into out: ASCII whitespace runs → one
+ * space, empty comma-separated items dropped (", ," and leading/trailing
+ * commas), items joined by ", ", trimmed. out must hold 2 * strlen(s) + 1
+ * bytes (each ',' may become ", "). */
+static void tidy(const char *s, char *out) {
     size_t n = strlen(s);
     size_t o = 0;
     size_t i = 0;
@@ -503,8 +505,8 @@ static void tidy(char *s) {
         }
         if (b > a) {
             if (!first_item) {
-                s[o++] = ',';
-                s[o++] = ' ';
+                out[o++] = ',';
+                out[o++] = ' ';
             }
             bool space = false;
             for (size_t k = a; k < b; k++) {
@@ -513,16 +515,16 @@ static void tidy(char *s) {
                     continue;
                 }
                 if (space) {
-                    s[o++] = ' ';
+                    out[o++] = ' ';
                     space = false;
                 }
-                s[o++] = s[k];
+                out[o++] = s[k];
             }
             first_item = false;
         }
         i = j + 1;
     }
-    s[o] = '\0';
+    out[o] = '\0';
 }
 
 /* The text for the current kept flags; *out owned by the caller. */
@@ -546,8 +548,18 @@ static m2p_code fill(const m2p_template *t, const frag *frags, const bool *kept,
         m2p_free(b.p);
         return rc;
     }
-    tidy(b.p);
-    *out = b.p;
+    size_t cap;
+    char *text = NULL;
+    if (m2p_size_mul(b.n, 2, &cap) && m2p_size_add(cap, 1, &cap)) {
+        text = m2p_malloc(cap);
+    }
+    if (text == NULL) {
+        m2p_free(b.p);
+        return M2P_E_NOMEM;
+    }
+    tidy(b.p, text);
+    m2p_free(b.p);
+    *out = text;
     return M2P_OK;
 }
 

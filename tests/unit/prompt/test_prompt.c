@@ -328,6 +328,11 @@ static void test_template_literals_and_names(void **state) {
     assert_false(p->shortened);
     assert_int_equal(p->n_fragments, 3); /* no title given: no {title} fragment */
     m2p_prompt_free(p);
+    /* Commas are tidied: items joined by ", ", empty items dropped (output longer than input). */
+    p = build(fx, &f, NULL, "a,b,,c ,\t, {title},d,e,f,g,h,i,j,k,l,m,n,o,p", &err);
+    assert_non_null(p);
+    assert_string_equal(p->positive, "a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p");
+    m2p_prompt_free(p);
     /* Title and artist are cleaned: control characters and invalid UTF-8. */
     m2p_prompt_input in = {0};
     in.features = &f;
