@@ -49,10 +49,9 @@ static bool parse_u32(const char *s, uint32_t *out) {
     return true;
 }
 
-/* Prints the usage error already set in err, and the usage. */
+/* Prints the usage error already set in err: one line (`--help` shows the usage). */
 static int usage_fail(const m2p_error *err) {
     m2p_cli_print_error(err);
-    (void)fputs(k_usage, stderr);
     return M2P_EXIT_USAGE;
 }
 #define USAGE_ERROR(...) usage_fail((m2p_error_set(&uerr, M2P_E_USAGE, __VA_ARGS__), &uerr))
@@ -76,6 +75,15 @@ int m2p_cmd_demo_song(m2p_config *cfg, int argc, char **argv) {
             continue;
         }
         if (a[0] == '-' && a[1] == '-') {
+            static const char *const k_known[] = {"--tempo", "--key",    "--mode", "--seconds",
+                                                  "--seed",  "--style", "--energy", "--rate"};
+            bool known = false;
+            for (size_t k = 0; k < sizeof k_known / sizeof k_known[0]; k++) {
+                known = known || strcmp(a, k_known[k]) == 0;
+            }
+            if (!known) {
+                return USAGE_ERROR("unknown option '%s' (see mus2pic demo-song --help)", a);
+            }
             if (i + 1 >= argc) {
                 return USAGE_ERROR("%s needs a value", a);
             }
