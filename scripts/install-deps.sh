@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake ninja-build pkg-config
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
-      libcairo2-dev libpango1.0-dev fonts-dejavu-core
+      libcairo2-dev libpango1.0-dev fonts-dejavu-core fonts-droid-fallback
       libopenblas-openmp-dev libsqlite3-dev libpq-dev libhiredis-dev
       libcurl4-openssl-dev libmicrohttpd-dev libwslay-dev libjansson-dev
       libpng-dev libwebp-dev zlib1g-dev libcmocka-dev
