@@ -22,6 +22,7 @@
  */
 #include "prompt/prompt.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -311,6 +312,51 @@ static void frag_arc(const m2p_features *f, frag *o) {
     set3(o, "steady, unwavering atmosphere", "a single section");
 }
 
+/* The arc fragment of one section (per-section prompts): where it sits in
+ * the song's energy. f->sections has n_sections > section. */
+static void frag_section_arc(const m2p_features *f, size_t section, frag *o) {
+    const m2p_section *sec = f->sections;
+    size_t n = f->n_sections;
+    size_t s = section;
+    size_t imax = 0;
+    double lo = unit(sec[0].energy);
+    for (size_t i = 1; i < n; i++) {
+        if (unit(sec[i].energy) > unit(sec[imax].energy)) {
+            imax = i;
+        }
+        lo = unit(sec[i].energy) < lo ? unit(sec[i].energy) : lo;
+    }
+    double e = unit(sec[s].energy);
+    double before = s > 0 ? unit(sec[s - 1].energy) : e;
+    double after = s + 1 < n ? unit(sec[s + 1].energy) : e;
+    o->priority = 88; /* what makes this section's image differ: kept early */
+    (void)snprintf(o->feature, sizeof o->feature, "section %zu/%zu (%.0f-%.0f s): energy=%.2f, brightness=%.2f", s + 1,
+                   n, nonneg(sec[s].start_s, 1e6), nonneg(sec[s].end_s, 1e6), e, unit(sec[s].brightness));
+    if (s == imax && e - lo >= 0.3) {
+        if (unit(sec[s].brightness) >= 0.5) {
+            set3(o, "at its peak, a blazing climax", "the loudest section, bright");
+        } else {
+            set3(o, "at its peak, a powerful climax", "the loudest section");
+        }
+    } else if (s == 0) {
+        if (after > e + 0.15) {
+            set3(o, "an opening, gathering momentum", "first section, energy rises next");
+        } else {
+            set3(o, "a quiet opening, slowly unfolding", "first section");
+        }
+    } else if (s + 1 == n && e < before - 0.15) {
+        set3(o, "a fading finale", "last section, energy falls");
+    } else if (s + 1 == n) {
+        set3(o, "a closing resolution", "last section");
+    } else if (e > before + 0.15) {
+        set3(o, "rising, gathering intensity", "energy rises from the previous section");
+    } else if (e < before - 0.15) {
+        set3(o, "receding into calm", "energy falls from the previous section");
+    } else {
+        set3(o, "a sustained passage", "energy close to the previous section");
+    }
+}
+
 static void frag_tempo(const m2p_features *f, frag *o) {
     double t = nonneg(f->tempo_bpm, 400.0);
     o->priority = 40;
@@ -426,11 +472,16 @@ static bool frag_user(const char *value, int var, frag *o) {
     return true;
 }
 
-/* Fills o for variable var; false when the variable has no text (no title). */
-static bool make_fragment(const m2p_prompt_input *in, int var, frag *o) {
+/* Fills o for variable var; false when the variable has no text (no title).
+ * f: the features (per-section: with the section's energy and brightness);
+ * section: the section index, or -1 for the whole song. */
+static bool make_fragment(const m2p_prompt_input *in, const m2p_features *f, long section, int var, frag *o) {
     memset(o, 0, sizeof *o);
     o->var = var;
-    const m2p_features *f = in->features;
+    if (var == M2P_VAR_ARC && section >= 0) {
+        frag_section_arc(f, (size_t)section, o);
+        return true;
+    }
     switch (var) {
     case M2P_VAR_MOOD: frag_mood(f, o); return true;
     case M2P_VAR_PALETTE: frag_palette(f, o); return true;
@@ -441,7 +492,7 @@ static bool make_fragment(const m2p_prompt_input *in, int var, frag *o) {
     case M2P_VAR_ARC: frag_arc(f, o); return true;
     case M2P_VAR_TEMPO: frag_tempo(f, o); return true;
     case M2P_VAR_KEY: frag_key(f, o); return true;
-    case M2P_VAR_GENRE_HINT: frag_genre(f, o); return true;
+    case M2P_VAR_GENRE_HINT: frag_genre(in->features, o); return true; /* the whole song's */
     case M2P_VAR_TITLE: return frag_user(in->title, var, o);
     case M2P_VAR_ARTIST: return frag_user(in->artist, var, o);
     default: return false;
@@ -626,10 +677,20 @@ void m2p_prompt_free(m2p_prompt *p) {
     m2p_free(p);
 }
 
-m2p_code m2p_prompt_build(const m2p_prompt_input *in, m2p_prompt **out, m2p_error *err) {
+static m2p_code build(const m2p_prompt_input *in, long section, m2p_prompt **out, m2p_error *err) {
     *out = NULL;
     if (in == NULL || in->features == NULL) {
         return m2p_error_set(err, M2P_E_INVALID_ARG, "no features given to the prompt builder");
+    }
+    /* Per section: the song's features with the section's energy and brightness. */
+    m2p_features fs = *in->features;
+    if (section >= 0) {
+        if (fs.sections == NULL || (size_t)section >= fs.n_sections) {
+            return m2p_error_set(err, M2P_E_INVALID_ARG, "section %ld of a song with %zu sections", section,
+                                 fs.n_sections);
+        }
+        fs.energy = fs.sections[section].energy;
+        fs.brightness = fs.sections[section].brightness;
     }
     m2p_code rc = M2P_OK;
     m2p_presets *own_presets = NULL;
@@ -676,7 +737,7 @@ m2p_code m2p_prompt_build(const m2p_prompt_input *in, m2p_prompt **out, m2p_erro
         for (size_t k = 0; k < n_frags; k++) {
             seen = seen || frags[k].var == var;
         }
-        if (!seen && make_fragment(in, var, &frags[n_frags])) {
+        if (!seen && make_fragment(in, &fs, section, var, &frags[n_frags])) {
             kept[n_frags] = true;
             n_frags++;
         }
@@ -754,6 +815,18 @@ fail:
     m2p_clip_tokenizer_free(own_tok);
     m2p_presets_free(own_presets);
     return rc;
+}
+
+m2p_code m2p_prompt_build(const m2p_prompt_input *in, m2p_prompt **out, m2p_error *err) {
+    return build(in, -1, out, err);
+}
+
+m2p_code m2p_prompt_build_section(const m2p_prompt_input *in, size_t section, m2p_prompt **out, m2p_error *err) {
+    if (section > (size_t)LONG_MAX) {
+        *out = NULL;
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "section %zu", section);
+    }
+    return build(in, (long)section, out, err);
 }
 
 m2p_code m2p_prompt_to_json(const m2p_prompt *p, json_t **out) {

@@ -64,6 +64,14 @@ typedef struct m2p_prompt_input {
 m2p_code m2p_prompt_build(const m2p_prompt_input *in, m2p_prompt **out, m2p_error *err) M2P_WUR;
 void m2p_prompt_free(m2p_prompt *p);
 
+/* The prompt for one section of the song (for one image per section): the
+ * song's features with that section's energy and brightness, and {arc}
+ * describing the section's place ("an opening, gathering momentum", "at its
+ * peak, a blazing climax", "a fading finale"). section must be below
+ * features->n_sections, else M2P_E_INVALID_ARG. */
+m2p_code m2p_prompt_build_section(const m2p_prompt_input *in, size_t section, m2p_prompt **out,
+                                  m2p_error *err) M2P_WUR;
+
 /* {"positive", "negative", "style", "n_tokens", "shortened", "fragments":
  * [{"variable", "text", "feature", "reason", "priority", "kept"}]};
  * *out is a new reference. */

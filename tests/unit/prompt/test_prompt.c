@@ -431,6 +431,58 @@ static void test_deterministic(void **state) {
     m2p_prompt_free(d);
 }
 
+static m2p_prompt *build_section(fixture *fx, const m2p_features *f, size_t section) {
+    m2p_prompt_input in = {0};
+    in.features = f;
+    in.style = "cinematic";
+    in.presets = fx->presets;
+    in.tokenizer = fx->tok;
+    m2p_prompt *p = NULL;
+    m2p_error err;
+    m2p_error_clear(&err);
+    if (m2p_prompt_build_section(&in, section, &p, &err) != M2P_OK) {
+        fail_msg("section %zu: %s", section, err.detail);
+    }
+    assert_true(p->n_tokens <= 77);
+    return p;
+}
+
+static void test_section_prompts(void **state) {
+    fixture *fx = *state;
+    m2p_features f = fast_electronic();
+    m2p_prompt *s0 = build_section(fx, &f, 0);
+    m2p_prompt *s1 = build_section(fx, &f, 1);
+    m2p_prompt *s3 = build_section(fx, &f, 3);
+    print_message("section 1: %s\nsection 4: %s\n", s0->positive, s3->positive);
+    expect_frag(s0, "arc", "an opening, gathering momentum");
+    expect_frag(s1, "arc", "rising, gathering intensity");
+    expect_frag(s3, "arc", "at its peak, a blazing climax");
+    assert_non_null(strstr(find_frag(s3, "arc")->feature, "section 4/4"));
+    /* The section's own energy, not the song's. */
+    expect_frag(s0, "energy", "quiet, intimate hush");
+    expect_frag(s3, "energy", "explosive, high energy");
+    assert_string_not_equal(s0->positive, s3->positive);
+    expect_frag(s0, "genre_hint", "electronic dance music"); /* genre is the whole song's */
+    m2p_prompt_free(s0);
+    m2p_prompt_free(s1);
+    m2p_prompt_free(s3);
+    m2p_features o = orchestral();
+    m2p_prompt *last = build_section(fx, &o, 2);
+    expect_frag(last, "arc", "a fading finale");
+    m2p_prompt_free(last);
+    /* Out of range, and a song without sections. */
+    m2p_prompt_input in = {0};
+    in.features = &o;
+    in.presets = fx->presets;
+    in.tokenizer = fx->tok;
+    m2p_prompt *p = NULL;
+    assert_int_equal(m2p_prompt_build_section(&in, 3, &p, NULL), M2P_E_INVALID_ARG);
+    assert_null(p);
+    o.n_sections = 0;
+    o.sections = NULL;
+    assert_int_equal(m2p_prompt_build_section(&in, 0, &p, NULL), M2P_E_INVALID_ARG);
+}
+
 static void test_odd_features(void **state) {
     fixture *fx = *state;
     m2p_features f = {0};
@@ -547,6 +599,7 @@ int main(void) {
         cmocka_unit_test(test_template_literals_and_names),
         cmocka_unit_test(test_overlong_template_shortened),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_section_prompts),
         cmocka_unit_test(test_odd_features),
         cmocka_unit_test(test_presets_file_checks),
         cmocka_unit_test(test_variables_documented),
