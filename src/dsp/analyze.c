@@ -207,10 +207,9 @@ static m2p_code backend(const m2p_dsp_frames *fr, const m2p_progress *p, m2p_fea
 #pragma omp section
         rc_tempo = m2p_dsp_tempo_beats(onset, low, n, fr->fps, &tempo);
 #pragma omp section
-        {
-            rc_key = m2p_dsp_key_estimate(fr, chroma, &key);
-            perc = m2p_dsp_percussive_share(fr);
-        }
+        rc_key = m2p_dsp_key_estimate(fr, chroma, &key);
+#pragma omp section
+        perc = m2p_dsp_percussive_share(fr);
     }
     if (rc_tempo != M2P_OK || rc_key != M2P_OK) {
         rc = rc_tempo != M2P_OK ? rc_tempo : rc_key;

@@ -47,6 +47,7 @@ typedef struct m2p_dsp_frames {
     float *rms;           /* [cap] frame RMS (linear) */
     float *centroid;      /* [cap] spectral centroid, Hz (0 for silent frames) */
     float *mel;           /* [cap][M2P_DSP_MEL] power */
+    float *logmel;        /* [cap][M2P_DSP_MEL] 10*log10(power + 1e-10), dB */
     float *pitch;         /* [cap][M2P_DSP_PITCH] peak amplitude per 1/3-semitone bin */
     double tuning[M2P_DSP_TUNING_BINS]; /* peak-amplitude weighted cents histogram */
     float mel_hz[M2P_DSP_MEL];          /* centre frequency of each mel band */

@@ -104,6 +104,7 @@ void m2p_dsp_frontend_free(m2p_dsp_frontend *fe) {
     m2p_free(fe->fr.rms);
     m2p_free(fe->fr.centroid);
     m2p_free(fe->fr.mel);
+    m2p_free(fe->fr.logmel);
     m2p_free(fe->fr.pitch);
     m2p_free(fe);
 }
@@ -249,6 +250,11 @@ static m2p_code grow_rows(m2p_dsp_frames *fr, size_t need) {
         return M2P_E_NOMEM;
     }
     fr->mel = p;
+    p = m2p_realloc(fr->logmel, mel_bytes);
+    if (p == NULL) {
+        return M2P_E_NOMEM;
+    }
+    fr->logmel = p;
     p = m2p_realloc(fr->pitch, pitch_bytes);
     if (p == NULL) {
         return M2P_E_NOMEM;
@@ -262,37 +268,71 @@ static m2p_code grow_rows(m2p_dsp_frames *fr, size_t need) {
 static void compute_frame(m2p_dsp_frontend *fe, fe_work *w, const float *src, size_t i, double *tun) {
     m2p_dsp_frames *fr = &fe->fr;
     int n_fft = fr->n_fft, nb = fe->n_bins;
+    /* 8 independent float lanes so the compiler vectorises the reductions (n_fft % 8 == 0). */
+    float acc[8] = {0};
+    for (int k = 0; k < n_fft; k += 8) {
+        for (int j = 0; j < 8; j++) {
+            float v = src[k + j];
+            acc[j] += v * v;
+            w->in[k + j] = v * fe->window[k + j];
+        }
+    }
     double ss = 0;
-    for (int k = 0; k < n_fft; k++) {
-        ss += (double)src[k] * src[k];
-        w->in[k] = src[k] * fe->window[k];
+    for (int j = 0; j < 8; j++) {
+        ss += acc[j];
     }
     fr->rms[i] = (float)sqrt(ss / n_fft);
     w->fn(w->tx, w->out, w->in, sizeof(float));
-    double num = 0, den = 0;
-    float pmax = 0;
-    double bin_hz = (double)fr->rate / n_fft;
+    float bin_hz = (float)fr->rate / (float)n_fft;
+    float sc2 = fe->amp_scale * fe->amp_scale;
     for (int k = 0; k < nb; k++) {
-        float re = w->out[k].re * fe->amp_scale, im = w->out[k].im * fe->amp_scale;
-        float pw = re * re + im * im;
-        float a = sqrtf(pw);
-        w->mag[k] = pw; /* power for now; amplitude below */
-        num += k * bin_hz * a;
-        den += a;
-        if (pw > pmax && k >= fe->pitch_k0 && k <= fe->pitch_k1) {
-            pmax = pw;
+        float re = w->out[k].re, im = w->out[k].im;
+        w->mag[k] = (re * re + im * im) * sc2;
+    }
+    float nacc[8] = {0}, dacc[8] = {0};
+    int k8 = nb & ~7;
+    for (int k = 0; k < k8; k += 8) {
+        for (int j = 0; j < 8; j++) {
+            float a = sqrtf(w->mag[k + j]);
+            nacc[j] += (float)(k + j) * a;
+            dacc[j] += a;
         }
+    }
+    double num = 0, den = 0;
+    for (int j = 0; j < 8; j++) {
+        num += nacc[j];
+        den += dacc[j];
+    }
+    for (int k = k8; k < nb; k++) {
+        float a = sqrtf(w->mag[k]);
+        num += (double)k * a;
+        den += a;
+    }
+    num *= bin_hz;
+    float pmax = 0;
+    for (int k = fe->pitch_k0; k <= fe->pitch_k1; k++) {
+        pmax = w->mag[k] > pmax ? w->mag[k] : pmax;
     }
     fr->centroid[i] = den > 1e-9 ? (float)(num / den) : 0.0f;
     float *mel = fr->mel + i * M2P_DSP_MEL;
     for (int b = 0; b < M2P_DSP_MEL; b++) {
         const float *wt = fe->mel_w + fe->mel_off[b];
         const float *pw = w->mag + fe->mel_lo[b];
-        float s = 0;
-        for (int j = 0; j < fe->mel_len[b]; j++) {
-            s += wt[j] * pw[j];
+        float s4[4] = {0};
+        int len = fe->mel_len[b], j = 0;
+        for (; j + 4 <= len; j += 4) {
+            for (int q = 0; q < 4; q++) {
+                s4[q] += wt[j + q] * pw[j + q];
+            }
         }
-        mel[b] = s;
+        for (; j < len; j++) {
+            s4[0] += wt[j] * pw[j];
+        }
+        mel[b] = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+    }
+    float *logmel = fr->logmel + i * M2P_DSP_MEL;
+    for (int b = 0; b < M2P_DSP_MEL; b++) {
+        logmel[b] = 10.0f * log10f(mel[b] + 1e-10f);
     }
     /* Pitch bins from interpolated spectral peaks (≥ -50 dB below the frame's loudest, ≥ -100 dBFS). */
     float *pitch = fr->pitch + i * M2P_DSP_PITCH;
@@ -301,15 +341,14 @@ static void compute_frame(m2p_dsp_frontend *fe, fe_work *w, const float *src, si
     if (pmax <= 1e-10f) {
         return;
     }
-    for (int k = fe->pitch_k0 - 1; k <= fe->pitch_k1 + 1; k++) {
-        w->db[k] = 10.0f * log10f(w->mag[k] + 1e-12f);
-    }
     for (int k = fe->pitch_k0; k <= fe->pitch_k1; k++) {
         float pw = w->mag[k];
         if (pw < thr || pw <= w->mag[k - 1] || pw < w->mag[k + 1]) {
             continue;
         }
-        float al = w->db[k - 1], be = w->db[k], ga = w->db[k + 1];
+        /* parabolic interpolation on the dB magnitudes of the peak and its neighbours */
+        float al = 10.0f * log10f(w->mag[k - 1] + 1e-12f), be = 10.0f * log10f(pw + 1e-12f);
+        float ga = 10.0f * log10f(w->mag[k + 1] + 1e-12f);
         float d = al - 2 * be + ga;
         float off = d < -1e-6f ? 0.5f * (al - ga) / d : 0.0f;
         if (off > 0.5f) {

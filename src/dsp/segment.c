@@ -92,7 +92,7 @@ m2p_code m2p_dsp_segment(const m2p_dsp_frames *fr, const float *chroma, const do
                 v[i] += chroma[t * 12 + i];
             }
             for (int m = 0; m < M2P_DSP_MEL; m++) {
-                lm[m] += log10(fr->mel[t * M2P_DSP_MEL + m] + 1e-10);
+                lm[m] += fr->logmel[t * M2P_DSP_MEL + m] / 10.0;
             }
             rms += (double)fr->rms[t] * fr->rms[t];
         }

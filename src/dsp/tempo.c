@@ -30,38 +30,45 @@
 #define TEMPO_MAX 240.0
 #define TEMPO_PRIOR_BPM 120.0
 #define TEMPO_PRIOR_OCT 1.0
+/* Metrical-level rules (accents measured on the floor-subtracted envelopes):
+ * down (halve) when alternate pulses are much weaker, or when nothing happens
+ * between pulses and alternate pulses are clearly weaker;
+ * up (double) when the midpoints are nearly as strong as the pulses, or
+ * fairly strong while the quarter points carry events too (the pulse found
+ * is every other beat of a song with eighth-note hats). */
 #define LEVEL_DOWN_RATIO 0.45
-#define LEVEL_UP_RATIO 0.64
-/* halve also when the level below the pulse is empty and alternate pulses differ */
-#define LEVEL_DOWN_EMPTY_MID 0.08
-#define LEVEL_DOWN_RATIO_EMPTY 0.62
+#define LEVEL_DOWN_EMPTY_MID 0.1
+#define LEVEL_DOWN_RATIO_EMPTY 0.7
+#define LEVEL_UP_RATIO 0.9
+#define LEVEL_UP_MID 0.45
+#define LEVEL_UP_QUARTER 0.22
 
 void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out, float *low) {
     size_t n = fr->n;
     if (n == 0) {
         return;
     }
-    float mx = 1e-10f;
+    float mx = -100.0f;
     for (size_t i = 0; i < n * M2P_DSP_MEL; i++) {
-        mx = fr->mel[i] > mx ? fr->mel[i] : mx;
+        mx = fr->logmel[i] > mx ? fr->logmel[i] : mx;
     }
     int n_low = 0;
     while (n_low < M2P_DSP_MEL && fr->mel_hz[n_low] < 3000.0f) {
         n_low++;
     }
-    float floor_db = 10.0f * log10f(mx) - 80.0f;
+    float floor_db = mx - 80.0f;
     out[0] = 0.0f;
     if (low != NULL) {
         low[0] = 0.0f;
     }
 #pragma omp parallel for schedule(static) if (n > 4096)
     for (size_t t = 1; t < n; t++) {
-        const float *a = fr->mel + (t - 1) * M2P_DSP_MEL;
-        const float *b = fr->mel + t * M2P_DSP_MEL;
+        const float *a = fr->logmel + (t - 1) * M2P_DSP_MEL;
+        const float *b = fr->logmel + t * M2P_DSP_MEL;
         float s = 0, sl = 0;
         for (int m = 0; m < M2P_DSP_MEL; m++) {
-            float da = fmaxf(10.0f * log10f(a[m] + 1e-10f), floor_db);
-            float db = fmaxf(10.0f * log10f(b[m] + 1e-10f), floor_db);
+            float da = fmaxf(a[m], floor_db);
+            float db = fmaxf(b[m], floor_db);
             float d = db > da ? db - da : 0.0f;
             s += d;
             if (m < n_low) {
@@ -232,13 +239,23 @@ static double strength_at(const float *o, size_t n, long f) {
     return best;
 }
 
-/* Accent ratios of a beat sequence: r_mid (midpoints / beats) and r_alt (weaker parity / stronger). */
-static void accent_ratios(const float *o, size_t n, const int *beats, size_t nb, double *r_mid, double *r_alt) {
+/* Accent ratios of a beat sequence on envelope o: r_mid (midpoints / beats), r_alt (weaker
+ * parity / stronger); on envelope q: r_q (quarter points between beats / beats). */
+static void accent_ratios(const float *o, const float *q, size_t n, const int *beats, size_t nb, double *r_mid,
+                          double *r_alt, double *r_q) {
     *r_mid = 0;
     *r_alt = 1;
+    *r_q = 0;
     if (nb < 4) {
         return;
     }
+    double qb = 0, qq = 0;
+    for (size_t i = 0; i + 1 < nb; i++) {
+        long a = beats[i], b = beats[i + 1];
+        qb += strength_at(q, n, a);
+        qq += 0.5 * (strength_at(q, n, a + (b - a + 2) / 4) + strength_at(q, n, a + (3 * (b - a) + 2) / 4));
+    }
+    *r_q = qb > 1e-12 ? qq / qb : 0.0;
     double sb = 0, sm = 0, se = 0, so = 0;
     size_t ne = 0, no = 0;
     for (size_t i = 0; i < nb; i++) {
@@ -275,6 +292,7 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
     m2p_code rc = M2P_E_NOMEM;
     float *x = m2p_malloc_array(n, sizeof *x);
     float *fl = m2p_malloc_array(n, sizeof *fl);
+    float *fh = m2p_malloc_array(n, sizeof *fh);
     float *ls = m2p_malloc_array(n, sizeof *ls);
     double *cum = m2p_malloc_array(n, sizeof *cum);
     int *back = m2p_malloc_array(n, sizeof *back);
@@ -284,7 +302,7 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         na = n / 2;
     }
     double *ac = m2p_malloc_array(na + 1, sizeof *ac);
-    if (x == NULL || fl == NULL || ls == NULL || cum == NULL || back == NULL || beats == NULL || ac == NULL) {
+    if (x == NULL || fl == NULL || fh == NULL || ls == NULL || cum == NULL || back == NULL || beats == NULL || ac == NULL) {
         goto done;
     }
     rc = M2P_OK;
@@ -321,6 +339,19 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         double floorv = lown > 0 ? lowsum / (double)lown : 0;
         for (size_t t = 0; t < n; t++) {
             fl[t] = (float)fmax(0.0, low[t] - floorv);
+        }
+        /* the full-band envelope minus its floor, for the quarter-beat points */
+        double hsum = 0;
+        size_t hn = 0;
+        for (size_t t = 0; t < n; t++) {
+            if (onset[t] <= mean) {
+                hsum += onset[t];
+                hn++;
+            }
+        }
+        double hfloor = hn > 0 ? hsum / (double)hn : 0;
+        for (size_t t = 0; t < n; t++) {
+            fh[t] = (float)fmax(0.0, onset[t] - hfloor);
         }
     }
 
@@ -417,15 +448,16 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         if (pass == 2) {
             break;
         }
-        double r_mid, r_alt;
-        accent_ratios(fl, n, beats, nb, &r_mid, &r_alt);
+        double r_mid, r_alt, r_q;
+        accent_ratios(fl, fh, n, beats, nb, &r_mid, &r_alt, &r_q);
 #ifdef M2P_DSP_DEBUG
-        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f nb %zu\n", pass, bpm, r_mid, r_alt, nb);
+        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f r_q %.2f nb %zu\n", pass, bpm, r_mid, r_alt, r_q, nb);
 #endif
         bool down = r_alt < LEVEL_DOWN_RATIO || (r_mid < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
+        bool up = r_mid > LEVEL_UP_RATIO || (r_mid > LEVEL_UP_MID && r_q > LEVEL_UP_QUARTER);
         if (down && bpm / 2 >= TEMPO_MIN) {
             bpm /= 2;
-        } else if (r_mid > LEVEL_UP_RATIO && bpm * 2 <= TEMPO_MAX) {
+        } else if (up && bpm * 2 <= TEMPO_MAX) {
             bpm *= 2;
         } else {
             break;
@@ -464,6 +496,7 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
 done:
     m2p_free(x);
     m2p_free(fl);
+    m2p_free(fh);
     m2p_free(ls);
     m2p_free(cum);
     m2p_free(back);
