@@ -28,6 +28,7 @@ static const command k_commands[] = {
     {"demo-song", m2p_cmd_demo_song, "demo-song OUT.wav [--tempo BPM] [--key K] [--mode M] [--seconds N] [--seed N]"},
     {"doctor", m2p_cmd_doctor, "doctor                                       check yt-dlp, the model, the database"},
     {"config", m2p_cmd_config, "config [--markdown]                          print the settings in force"},
+    {"model", m2p_cmd_model, "model pull [ID] [--fp16] [--retries N] | model info   download / describe the diffusion model"},
     {"serve", m2p_cmd_serve, "serve [--host H] [--port P] [--warmup]      the web app, API and job queue"},
 };
 
