@@ -18,6 +18,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
 if [[ "${1:-}" == "--test" ]]; then
   PKGS+=(clang libclang-rt-14-dev clang-format clang-tidy valgrind ffmpeg
          redis-server postgresql)
+  # the held-out GM song corpus of the accuracy benchmark (tools/songs/make_corpus.py)
+  PKGS+=(fluidsynth musescore-general-soundfont-small)
 fi
 
 missing=()
