@@ -563,6 +563,9 @@ static m2p_code receive_frames(dec *d) {
         if (ret < 0) {
             d->bad_in_row++;
             d->bad_total++;
+            if (ret == AVERROR(ENOMEM)) {
+                return m2p_error_set(d->err, M2P_E_NOMEM, "decoder");
+            }
             if (ret != AVERROR_INVALIDDATA && ret != AVERROR(EINVAL)) {
                 char b[128];
                 return m2p_error_set(d->err, M2P_E_DECODE_FAILED, "decoder: %s", av_err(ret, b, sizeof b));
@@ -779,6 +782,14 @@ static m2p_code decode_loop(dec *d) {
             continue;
         }
         ret = avcodec_send_packet(d->cc, d->pkt);
+        if (ret == AVERROR(EAGAIN)) { /* the decoder wants its frames taken first; then the same packet */
+            m2p_code rc = receive_frames(d);
+            if (rc != M2P_OK) {
+                av_packet_unref(d->pkt);
+                return rc;
+            }
+            ret = avcodec_send_packet(d->cc, d->pkt);
+        }
         av_packet_unref(d->pkt);
         if (ret < 0 && ret != AVERROR(EAGAIN)) {
             if (ret != AVERROR_INVALIDDATA && ret != AVERROR(EINVAL)) {
