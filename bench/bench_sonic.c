@@ -81,6 +81,23 @@ static double time_render(const m2p_features *f, const char *style, int size, in
     return t[runs / 2];
 }
 
+/* Renders req (one image) and writes it to path with its metadata; 0 on success. */
+static int write_one(const m2p_render_backend *be, const m2p_render_request *req, const char *path) {
+    m2p_image *img = NULL;
+    m2p_png_meta *meta = NULL;
+    m2p_error err;
+    int bad = 0;
+    if (be->render(be->self, req, NULL, &img, &err) != M2P_OK || m2p_png_meta_create(&meta) != M2P_OK ||
+        m2p_png_meta_add_render(meta, req, 0, "sonic", "procedural", "bench_sonic fixture", &err) != M2P_OK ||
+        m2p_png_write(path, img, meta, &err) != M2P_OK) {
+        fprintf(stderr, "%s: %s\n", path, err.detail);
+        bad = 1;
+    }
+    m2p_png_meta_free(meta);
+    m2p_image_free(img);
+    return bad;
+}
+
 static int write_samples(const char *dir) {
     if (m2p_fs_mkdirs(dir, NULL) != M2P_OK) {
         return 1;
@@ -100,43 +117,33 @@ static int write_samples(const char *dir) {
         return 1;
     }
     int fails = 0;
+    /* Every style once, with typography, the three songs in turn. */
     for (int si = 0; sn_style_names[si] != NULL; si++) {
-        for (int k = 0; k < 3; k++) {
-            /* Each style once per fixture, rotating which one gets the typography. */
-            uint32_t seed = 7u + (uint32_t)si * 3u + (uint32_t)k;
-            m2p_prompt prompt = g_prompt_template;
-            m2p_render_request req = {&prompt, fx[k], sn_style_names[si], 1, 512, 512, &seed, 0, 0,
-                                      titles[k], artists[k], k == si % 3, -1};
-            m2p_image *img = NULL;
-            m2p_error err;
-            if (be.render(be.self, &req, NULL, &img, &err) != M2P_OK) {
-                fails++;
-                continue;
-            }
-            m2p_png_meta *meta = NULL;
-            char path[1200];
-            (void)snprintf(path, sizeof path, "%s/%s-%s.png", dir, sn_style_names[si], fix_names[k]);
-            if (m2p_png_meta_create(&meta) != M2P_OK ||
-                m2p_png_meta_add_render(meta, &req, 0, "sonic", "procedural", "bench_sonic fixture", &err) != M2P_OK ||
-                m2p_png_write(path, img, meta, &err) != M2P_OK) {
-                fails++;
-            }
-            m2p_png_meta_free(meta);
-            m2p_image_free(img);
-        }
+        int k = (si + si / 3) % 3;
+        uint32_t seed = 7u + (uint32_t)si;
+        m2p_prompt prompt = g_prompt_template;
+        m2p_render_request req = {&prompt, fx[k], sn_style_names[si], 1, 512, 512, &seed, 0, 0,
+                                  titles[k], artists[k], true, -1};
+        char path[1200];
+        (void)snprintf(path, sizeof path, "%s/%s-%s.png", dir, sn_style_names[si], fix_names[k]);
+        fails += write_one(&be, &req, path);
+    }
+    /* Seeds: three variations of one song and style. */
+    for (uint32_t sd = 1; sd <= 3; sd++) {
+        m2p_prompt prompt = g_prompt_template;
+        m2p_render_request req = {&prompt, fx[0], "abstract", 1, 512, 512, &sd, 0, 0, NULL, NULL, false, -1};
+        char path[1200];
+        (void)snprintf(path, sizeof path, "%s/seed%u-abstract-calm-major.png", dir, sd);
+        fails += write_one(&be, &req, path);
     }
     /* A storyboard: one poster per section of the electronic fixture. */
     for (size_t sec = 0; sec < fx[1]->n_sections; sec++) {
         uint32_t seed = 42u;
         m2p_prompt prompt = g_prompt_template;
-        m2p_render_request req = {&prompt, fx[1], "album_cover", 1, 512, 512, &seed, 0, 0, NULL, NULL, false, (int)sec};
-        m2p_image *img = NULL;
+        m2p_render_request req = {&prompt, fx[1], "album-cover", 1, 512, 512, &seed, 0, 0, NULL, NULL, false, (int)sec};
         char path[1200];
         (void)snprintf(path, sizeof path, "%s/storyboard-section%zu.png", dir, sec);
-        if (be.render(be.self, &req, NULL, &img, NULL) != M2P_OK || m2p_png_write(path, img, NULL, NULL) != M2P_OK) {
-            fails++;
-        }
-        m2p_image_free(img);
+        fails += write_one(&be, &req, path);
     }
     be.destroy(be.self);
     for (int k = 0; k < 3; k++) {

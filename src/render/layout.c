@@ -2,12 +2,13 @@
  * render/layout.c — poster typography for --layout: a strong title, then one
  * line of small letter-spaced capitals (artist · BPM · key), set with pango
  * in DejaVu (fonts-dejavu-core, which the install guarantees; fontconfig
- * falls back to any installed font for scripts DejaVu lacks, such as CJK or
- * emoji, and pango draws a hex box when none has the glyph).
+ * falls back to other installed fonts for scripts DejaVu lacks: the install
+ * adds fonts-droid-fallback for CJK). Emoji that no installed font has are
+ * dropped from the line rather than drawn as hex boxes.
  *
  * Type choices per style: serif for the painterly styles (watercolor, ink,
  * oil painting, realistic, cinematic), condensed bold capitals for the
- * retro and synthwave posters, extra-light for minimalist, bold sans for the
+ * retro, synthwave and pixel-art posters, extra-light for minimalist, bold sans for the
  * rest. Long titles wrap to at most two lines and shrink (down to 3.2 % of
  * the short edge), then end with an ellipsis. Text sits in the calm bottom
  * band every painter leaves free; light text gets a soft scrim under it.
@@ -34,7 +35,7 @@ static type_spec type_for(const char *style) {
     if (style == NULL) {
         return t;
     }
-    if (strcmp(style, "watercolor") == 0 || strcmp(style, "ink") == 0 || strcmp(style, "oil_painting") == 0 ||
+    if (strcmp(style, "watercolor") == 0 || strcmp(style, "ink") == 0 || strcmp(style, "oil-painting") == 0 ||
         strcmp(style, "realistic") == 0) {
         t.title_font = "DejaVu Serif Bold";
     } else if (strcmp(style, "cinematic") == 0) {
@@ -42,7 +43,8 @@ static type_spec type_for(const char *style) {
         t.upper = true;
         t.centred = true;
         t.title_scale = 0.05;
-    } else if (strcmp(style, "retro_poster") == 0 || strcmp(style, "synthwave") == 0) {
+    } else if (strcmp(style, "retro-poster") == 0 || strcmp(style, "synthwave") == 0 ||
+               strcmp(style, "pixel-art") == 0) {
         t.title_font = "DejaVu Sans Condensed Bold";
         t.upper = true;
         t.centred = true;
@@ -54,6 +56,43 @@ static type_spec type_for(const char *style) {
         t.title_scale = 0.075;
     }
     return t;
+}
+
+/* True for code points that are pictographs or emoji plumbing (variation
+ * selectors, zero-width joiner, skin tones, keycaps): dropped from a line
+ * when no installed font has them, instead of drawing hex boxes. */
+static bool is_emoji(gunichar ch) {
+    return (ch >= 0x1F000 && ch <= 0x1FAFF) || (ch >= 0x2600 && ch <= 0x27BF) || (ch >= 0xFE00 && ch <= 0xFE0F) ||
+           ch == 0x200D || ch == 0x20E3 || (ch >= 0xE0020 && ch <= 0xE007F) || (ch >= 0x2B00 && ch <= 0x2BFF);
+}
+
+/* Removes emoji from buf in place, collapsing the spaces they leave. */
+static void drop_emoji(char *buf) {
+    char *w = buf;
+    const char *p = buf;
+    while (*p != 0) {
+        const char *next = g_utf8_next_char(p);
+        gunichar ch = g_utf8_get_char(p);
+        if (!is_emoji(ch) && !(ch == ' ' && (w == buf || w[-1] == ' '))) {
+            size_t cl = (size_t)(next - p);
+            memmove(w, p, cl);
+            w += cl;
+        }
+        p = next;
+    }
+    while (w > buf && w[-1] == ' ') {
+        w--;
+    }
+    *w = 0;
+}
+
+/* Sets text on lay; when some glyph is missing from every font, retries without emoji. */
+static void set_text_fallback(PangoLayout *lay, char *buf) {
+    pango_layout_set_text(lay, buf, -1);
+    if (pango_layout_get_unknown_glyphs_count(lay) > 0) {
+        drop_emoji(buf);
+        pango_layout_set_text(lay, buf, -1);
+    }
 }
 
 static void set_font(PangoLayout *lay, const char *desc, double px) {
@@ -143,7 +182,8 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
     int tw = 0;
     int th = 0;
     if (tbuf[0] != 0) {
-        pango_layout_set_text(tl, tbuf, -1);
+        set_font(tl, ts.title_font, size);
+        set_text_fallback(tl, tbuf);
         pango_layout_set_width(tl, (int)(box_w * PANGO_SCALE));
         pango_layout_set_wrap(tl, PANGO_WRAP_WORD_CHAR);
         pango_layout_set_alignment(tl, ts.centred ? PANGO_ALIGN_CENTER : PANGO_ALIGN_LEFT);
@@ -168,8 +208,8 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
         pango_layout_get_pixel_size(tl, &tw, &th);
     }
     double dsize = e * (cinematic ? 0.018 : 0.021);
-    pango_layout_set_text(dl, details, -1);
     set_font(dl, "DejaVu Sans", dsize);
+    set_text_fallback(dl, details);
     set_attrs(dl, true, dsize * 0.22);
     pango_layout_set_width(dl, (int)(box_w * PANGO_SCALE));
     pango_layout_set_ellipsize(dl, PANGO_ELLIPSIZE_END);

@@ -9,9 +9,10 @@
  *     (OKLCH hue: C red, G orange, D amber, A yellow-green ... F rose), so
  *     related keys get neighbouring hues;
  *   minor → hue turned 20 % toward blue (250°), lightness −0.07, darker grounds;
+ *   grounds (deep, mid) lean 50 % / 30 % toward blue: warm light, cool shade;
  *   energy → accent chroma 0.05..0.19 (and contrast of the painters);
  *   brightness → accent lightness 0.55..0.85 and ground lightness;
- *   seed → hue offset ±25° and the harmony scheme (analogous,
+ *   seed → hue offset ±35° and the harmony scheme (analogous,
  *     complementary, split complementary, triadic).
  */
 #include <math.h>
@@ -387,7 +388,7 @@ void sn_palette_make(sn_palette *p, const sn_song *s, sn_rng *r) {
     if (s->minor) {
         h = hue_toward(h, 250.0, 0.2);
     }
-    h = fmod(h + sn_range(r, -25.0, 25.0) + 360.0, 360.0);
+    h = fmod(h + sn_range(r, -35.0, 35.0) + 360.0, 360.0);
     p->hue = h;
     p->chroma = 0.05 + 0.14 * s->energy;
     p->light = 0.55 + 0.30 * s->bright - (s->minor ? 0.07 : 0.0);
@@ -404,9 +405,13 @@ void sn_palette_make(sn_palette *p, const sn_song *s, sn_rng *r) {
         double C = p->chroma * sn_range(r, 0.75, 1.1);
         p->acc[i + 1] = sn_oklch(L, C, h + offs[p->scheme][i]);
     }
+    /* Warm light, cool shade (the painters' rule): grounds lean toward blue,
+     * so dark tones of yellow keys read as dusk, not olive. */
     double dark = s->minor ? 0.11 : 0.15;
-    p->deep = sn_oklch(dark + 0.07 * s->bright, 0.025 + 0.03 * s->energy, h + 10.0);
-    p->mid = sn_oklch(0.30 + 0.14 * s->bright - (s->minor ? 0.05 : 0.0), 0.05 + 0.04 * s->energy, h);
+    double shade = hue_toward(h, 265.0, 0.5);
+    p->deep = sn_oklch(dark + 0.07 * s->bright, 0.03 + 0.03 * s->energy, shade);
+    p->mid = sn_oklch(0.30 + 0.14 * s->bright - (s->minor ? 0.05 : 0.0), 0.05 + 0.04 * s->energy,
+                      hue_toward(h, 265.0, 0.3));
     p->paper = sn_oklch(0.955 - 0.025 * (1.0 - s->bright), 0.014, hue_toward(h, 85.0, 0.7));
     p->ink = sn_oklch(0.19, 0.025, h);
     p->glow = sn_oklch(0.93, 0.07, hue_toward(h, 75.0, 0.5));
@@ -424,7 +429,7 @@ void sn_post(sn_ctx *c) {
     double cx = 0.5 * w;
     double cy = 0.5 * h;
     double inv_r2 = 1.0 / (cx * cx + cy * cy);
-    int gi = (int)(c->grain * 255.0);
+    int gi = (int)(c->grain * 150.0); /* grain 0.05 → about ±7 levels, triangular */
     double vig = c->vignette;
     double paper = c->paper;
     uint32_t seed = sn_hash32(c->seed ^ 0x5eedu);

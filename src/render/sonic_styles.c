@@ -244,6 +244,14 @@ static void paint_abstract(sn_ctx *c) {
     int nr = 3 + (int)lround(s->arousal * 4.0);
     double phase = sn_range(&c->rng, 0, TAU);
     double tilt = sn_range(&c->rng, -0.12, 0.12);
+    /* The seed turns and shifts the whole flow: a different composition each time. */
+    double turn = sn_range(&c->rng, -0.6, 0.6);
+    double shift = H * sn_range(&c->rng, -0.12, 0.08);
+    cairo_save(cr);
+    cairo_translate(cr, W * 0.5, H * 0.5 + shift);
+    cairo_rotate(cr, turn);
+    cairo_scale(cr, 1.35, 1.0);
+    cairo_translate(cr, -W * 0.5, -H * 0.5);
     enum { NP = 96 };
     double tx[NP];
     double ty[NP];
@@ -285,6 +293,7 @@ static void paint_abstract(sn_ctx *c) {
         cairo_stroke(cr);
         cairo_pattern_destroy(g);
     }
+    cairo_restore(cr);
     /* Polar sunburst: rays over time (spectrum energy), chroma petals. */
     double rot = sn_range(&c->rng, 0, TAU);
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
@@ -1358,6 +1367,216 @@ static void paint_geometric(sn_ctx *c) {
     c->text_dark = !dark;
 }
 
+/* ----------------------------------------------------------- psychedelic */
+
+/* Kaleidoscopic, domain-warped colour bands computed per pixel at half
+ * resolution (smooth by nature, so the bilinear upscale is invisible), then
+ * crisp rings and petals on top. Symmetry order from the seed, band count
+ * from the tempo, warp strength from the energy, the colour wheel from the key. */
+static void paint_psychedelic(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double W = c->w;
+    double H = c->h;
+    double u = c->u;
+    enum { LUT = 256 };
+    uint32_t lut[LUT];
+    double spin = sn_range(&c->rng, 0.0, 360.0);
+    for (int i = 0; i < LUT; i++) {
+        double t = (double)i / LUT;
+        /* A cyclic walk around the wheel from the key's hue, lightness breathing. */
+        sn_col col = sn_oklch(0.62 + 0.18 * sin(t * TAU * 2.0 + spin), 0.16 + 0.06 * s->energy, p->hue + t * 360.0);
+        lut[i] = 0xFF000000u | (uint32_t)(col.r * 255.0 + 0.5) << 16 | (uint32_t)(col.g * 255.0 + 0.5) << 8 |
+                 (uint32_t)(col.b * 255.0 + 0.5);
+    }
+    int order = 5 + sn_int(&c->rng, 4);
+    double bands = 1.2 + s->tempo / 70.0;
+    double warp = 0.5 + 1.1 * s->energy;
+    double cx = 0.5 + sn_range(&c->rng, -0.05, 0.05);
+    double cy = 0.45;
+    uint32_t ws = c->seed * 29u + 13u;
+    soft sl;
+    cairo_t *sc = soft_begin(c, &sl, 2.0);
+    if (sl.surf != NULL) {
+        cairo_surface_flush(sl.surf);
+        uint8_t *d = cairo_image_surface_get_data(sl.surf);
+        int st = cairo_image_surface_get_stride(sl.surf);
+        int sw = cairo_image_surface_get_width(sl.surf);
+        int sh = cairo_image_surface_get_height(sl.surf);
+        double inv = 1.0 / (sw < sh ? sw : sh);
+        for (int y = 0; y < sh; y++) {
+            uint32_t *row = (uint32_t *)(void *)(d + (size_t)y * (size_t)st);
+            for (int x = 0; x < sw; x++) {
+                double nx = (x - cx * sw) * inv;
+                double ny = (y - cy * sh) * inv;
+                double r = sqrt(nx * nx + ny * ny);
+                double a = atan2(ny, nx);
+                double wedge = TAU / order;
+                double fa = fmod(a + 10.0 * TAU, wedge);
+                fa = fa > wedge * 0.5 ? wedge - fa : fa; /* mirror: kaleidoscope */
+                double kx = r * cos(fa);
+                double ky = r * sin(fa);
+                double w1 = sn_fbm(kx * 3.0, ky * 3.0, ws);
+                double e = sn_energy(s, clamp01(r * 1.4));
+                double v = r * bands * (1.0 + 0.4 * e) + warp * w1 + 0.35 * sin(fa * order * 2.0);
+                double fr = v - floor(v);
+                row[x] = lut[(int)(fr * (LUT - 1))];
+            }
+        }
+        cairo_surface_mark_dirty(sl.surf);
+    }
+    soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
+    (void)sc;
+    /* Crisp on top: rings at radii set by the chroma, and petals of the spectrum. */
+    double fx = cx * W;
+    double fy = cy * H;
+    double R = fmin(W, H) * 0.28;
+    for (int k = 0; k < 12; k++) {
+        double rr = R * (0.25 + 0.06 * k);
+        sn_source(cr, k % 2 ? p->ink : (sn_col){1, 1, 1}, 0.25 + 0.5 * s->chroma[(k + s->key) % 12]);
+        cairo_set_line_width(cr, u * (0.8 + 2.0 * s->chroma[(k + s->key) % 12]));
+        cairo_arc(cr, fx, fy, rr, 0, TAU);
+        cairo_stroke(cr);
+    }
+    int petals = order * 2;
+    for (int i = 0; i < petals; i++) {
+        double a = TAU * i / petals;
+        double len = R * (0.45 + 0.5 * sn_spec_band(s, 0.0, 0.4, (double)i / petals));
+        cairo_save(cr);
+        cairo_translate(cr, fx, fy);
+        cairo_rotate(cr, a);
+        cairo_move_to(cr, R * 0.2, 0);
+        cairo_curve_to(cr, R * 0.3, -len * 0.22, len * 0.8, -len * 0.1, len, 0);
+        cairo_curve_to(cr, len * 0.8, len * 0.1, R * 0.3, len * 0.22, R * 0.2, 0);
+        cairo_restore(cr);
+        sn_source(cr, sn_oklch(0.85, 0.12, p->hue + 180.0 + i * 360.0 / petals * 0.25), 0.85);
+        cairo_fill_preserve(cr);
+        sn_source(cr, p->ink, 0.8);
+        cairo_set_line_width(cr, 1.2 * u);
+        cairo_stroke(cr);
+    }
+    sn_source(cr, p->ink, 1.0);
+    cairo_arc(cr, fx, fy, R * 0.17, 0, TAU);
+    cairo_fill(cr);
+    sn_source(cr, p->glow, 1.0);
+    cairo_arc(cr, fx, fy, R * 0.07, 0, TAU);
+    cairo_fill(cr);
+    c->grain = 0.012; /* the bands are texture enough */
+    c->vignette = 0.35;
+}
+
+/* ------------------------------------------------------------- pixel art */
+
+/* A game title screen: the scene is drawn without anti-aliasing on a small
+ * canvas (about 112 px on the short edge), quantised to an 8-colour palette
+ * with ordered (Bayer) dithering, and scaled up with nearest-neighbour. */
+static void paint_pixel(sn_ctx *c) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    const sn_palette *p = &c->pal;
+    double scale = fmax(2.0, floor(fmin(c->w, c->h) / 112.0));
+    int pw = (int)ceil(c->w / scale);
+    int ph = (int)ceil(c->h / scale);
+    cairo_surface_t *small = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, pw, ph);
+    if (cairo_surface_status(small) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(small);
+        fill_all(c, p->deep);
+        return;
+    }
+    cairo_t *sc = cairo_create(small);
+    cairo_set_antialias(sc, CAIRO_ANTIALIAS_NONE);
+    sn_col pal8[8] = {sn_mix(p->deep, p->ink, 0.5), p->deep, p->mid, p->acc[1], p->acc[0], p->acc[2], p->acc[3],
+                      p->glow};
+    double horizon = ph * sn_range(&c->rng, 0.55, 0.62);
+    sn_col sky[3] = {pal8[1], pal8[2], sn_mix(pal8[3], pal8[7], 0.3)};
+    double offs[3] = {0.0, 0.6, 1.0};
+    fill_vertical_on(sc, pw, 0, horizon, sky, offs, 3);
+    /* Stars, sun. */
+    for (int i = 0; i < 40; i++) {
+        sn_source(sc, pal8[7], 1.0);
+        cairo_rectangle(sc, floor(sn_unif(&c->rng) * pw), floor(sn_unif(&c->rng) * horizon * 0.6), 1, 1);
+        cairo_fill(sc);
+    }
+    double sx = pw * sn_range(&c->rng, 0.3, 0.7);
+    double sr = ph * (0.12 + 0.05 * s->energy);
+    sn_source(sc, pal8[7], 1.0);
+    cairo_arc(sc, sx, horizon - sr * 0.4, sr, 0, TAU);
+    cairo_fill(sc);
+    /* Mountains from the spectrogram, two layers. */
+    for (int l = 0; l < 2; l++) {
+        cairo_move_to(sc, 0, ph);
+        for (int x = 0; x <= pw; x++) {
+            double xf = (double)x / pw;
+            double v = sn_spec_band(s, 0.4 * (1 - l), 0.4 * (1 - l) + 0.5, xf);
+            double n = sn_noise2(xf * 8.0, l * 3.0, c->seed);
+            cairo_line_to(sc, x, floor(horizon - ph * (0.22 - 0.1 * l) * (0.3 + 0.7 * v) - n * ph * 0.03));
+        }
+        cairo_line_to(sc, pw, ph);
+        cairo_close_path(sc);
+        sn_source(sc, l == 0 ? pal8[2] : pal8[1], 1.0);
+        cairo_fill(sc);
+    }
+    /* Ground and an equaliser: one bar per column group, heights from the bands. */
+    sn_source(sc, pal8[0], 1.0);
+    cairo_rectangle(sc, 0, floor(horizon + ph * 0.06), pw, ph);
+    cairo_fill(sc);
+    int nbars = 12 + 2 * sn_int(&c->rng, 4);
+    double bw = (double)pw / nbars;
+    double t = sn_range(&c->rng, 0.3, 0.7);
+    double base = ph * 0.74;
+    for (int i = 0; i < nbars; i++) {
+        double v = sn_spec_band(s, (double)i / nbars, (double)(i + 1) / nbars, t);
+        int hgt = (int)(sqrt(v) * ph * 0.2) + 1;
+        for (int k = 0; k < hgt; k += 2) {
+            double f = (double)k / (ph * 0.2);
+            sn_source(sc, f > 0.75 ? pal8[6] : (f > 0.45 ? pal8[5] : pal8[4]), 1.0);
+            cairo_rectangle(sc, floor(i * bw) + 1, floor(base - k), floor(bw) - 1, 1);
+            cairo_fill(sc);
+        }
+    }
+    cairo_destroy(sc);
+    /* Quantise to the 8 colours with a 4x4 Bayer matrix. */
+    static const int bayer[4][4] = {{0, 8, 2, 10}, {12, 4, 14, 6}, {3, 11, 1, 9}, {15, 7, 13, 5}};
+    cairo_surface_flush(small);
+    uint8_t *d = cairo_image_surface_get_data(small);
+    int st = cairo_image_surface_get_stride(small);
+    for (int y = 0; y < ph; y++) {
+        uint32_t *row = (uint32_t *)(void *)(d + (size_t)y * (size_t)st);
+        for (int x = 0; x < pw; x++) {
+            uint32_t px = row[x];
+            double dth = (bayer[y & 3][x & 3] / 16.0 - 0.5) * 0.12;
+            double r = ((px >> 16) & 255) / 255.0 + dth;
+            double g = ((px >> 8) & 255) / 255.0 + dth;
+            double b = (px & 255) / 255.0 + dth;
+            int best = 0;
+            double bd = 1e9;
+            for (int k = 0; k < 8; k++) {
+                double dr = r - pal8[k].r;
+                double dg = g - pal8[k].g;
+                double db = b - pal8[k].b;
+                double dd = dr * dr * 0.3 + dg * dg * 0.59 + db * db * 0.11;
+                if (dd < bd) {
+                    bd = dd;
+                    best = k;
+                }
+            }
+            row[x] = 0xFF000000u | (uint32_t)(pal8[best].r * 255.0 + 0.5) << 16 |
+                     (uint32_t)(pal8[best].g * 255.0 + 0.5) << 8 | (uint32_t)(pal8[best].b * 255.0 + 0.5);
+        }
+    }
+    cairo_surface_mark_dirty(small);
+    cairo_save(cr);
+    cairo_scale(cr, scale, scale);
+    cairo_set_source_surface(cr, small, 0, 0);
+    cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
+    cairo_set_operator(cr, CAIRO_OPERATOR_SOURCE);
+    cairo_paint(cr);
+    cairo_restore(cr);
+    cairo_surface_destroy(small);
+    c->text_top = 0.78;
+}
+
 /* ------------------------------------------------------------- the table */
 
 typedef struct style_row {
@@ -1372,18 +1591,21 @@ static const style_row k_styles[] = {
     {"minimalist", "minimalist", paint_minimalist},
     {"synthwave", "synthwave", paint_synthwave},
     {"watercolor", "watercolor", paint_watercolor},
-    {"album_cover", "albumcover", paint_album},
+    {"album-cover", "albumcover", paint_album},
     {"ink", "ink", paint_ink},
-    {"oil_painting", "oilpainting", paint_oil},
+    {"oil-painting", "oilpainting", paint_oil},
     {"cinematic", "cinematic", paint_cinematic},
-    {"retro_poster", "retroposter", paint_retro},
+    {"retro-poster", "retroposter", paint_retro},
     {"geometric", "geometric", paint_geometric},
     {"vaporwave", "vaporwave", paint_vaporwave},
+    {"psychedelic", "psychedelic", paint_psychedelic},
+    {"pixel-art", "pixelart", paint_pixel},
 };
 
-const char *const sn_style_names[] = {"abstract",  "realistic", "minimalist",   "synthwave", "watercolor",
-                                      "album_cover", "ink",     "oil_painting", "cinematic", "retro_poster",
-                                      "geometric", "vaporwave", NULL};
+/* The names of data/presets.json, in its order. */
+const char *const sn_style_names[] = {"abstract",  "realistic",    "minimalist", "synthwave",    "watercolor",
+                                      "album-cover", "ink",        "oil-painting", "cinematic", "retro-poster",
+                                      "geometric", "vaporwave",    "psychedelic", "pixel-art",  NULL};
 
 sn_painter sn_style_find(const char *style, const char **canonical) {
     char key[48];
@@ -1403,6 +1625,8 @@ sn_painter sn_style_find(const char *style, const char **canonical) {
         (void)snprintf(key, sizeof key, "retroposter");
     } else if (strcmp(key, "album") == 0) {
         (void)snprintf(key, sizeof key, "albumcover");
+    } else if (strcmp(key, "pixel") == 0 || strcmp(key, "8bit") == 0) {
+        (void)snprintf(key, sizeof key, "pixelart");
     } else if (strcmp(key, "minimal") == 0) {
         (void)snprintf(key, sizeof key, "minimalist");
     }

@@ -124,7 +124,7 @@ static void test_long_titles_fit(void **state) {
     char word[300];
     memset(word, 'W', 250);
     word[250] = 0; /* one unbreakable word */
-    static const char *const styles[] = {"abstract", "retro_poster", "cinematic", "minimalist", "ink"};
+    static const char *const styles[] = {"abstract", "retro-poster", "cinematic", "minimalist", "ink"};
     for (size_t s = 0; s < sizeof styles / sizeof styles[0]; s++) {
         m2p_image *plain = poster(x, styles[s], NULL, NULL, false);
         m2p_image *shortp = poster(x, styles[s], "Blue", "A", true);
