@@ -525,6 +525,15 @@ m2p_code m2p_fetch_classify_error(const char *text) {
     if (has(s, "larger than max-filesize") || has(s, "File is larger than")) {
         return M2P_E_FETCH_TOO_LARGE;
     }
+    if (has(s, "does not pass filter") && has(s, "is_live")) {
+        return M2P_E_FETCH_LIVE;
+    }
+    if ((has(s, "does not pass filter") && has(s, "duration")) || has(s, "video is too long")) {
+        return M2P_E_FETCH_TOO_LONG;
+    }
+    if (has(s, "live event will begin") || has(s, "Premieres in") || has(s, "is a live stream")) {
+        return M2P_E_FETCH_LIVE;
+    }
     if (has(s, "Requested format is not available") && has(text, "JavaScript runtime")) {
         /* Not the video's fault: YouTube needs a JS runtime (deno) beside yt-dlp. */
         return M2P_E_FETCH_FAILED;

@@ -601,6 +601,9 @@ static void test_classify_errors(void **state) {
          "ERROR: [youtube] abc: Requested format is not available. Use --list-formats",
          M2P_E_FETCH_FAILED},
         {"ERROR: [youtube] abc: Requested format is not available. Use --list-formats", M2P_E_FETCH_UNAVAILABLE},
+        {"[download] Song does not pass filter (duration<900), skipping ..", M2P_E_FETCH_TOO_LONG},
+        {"[download] Stream does not pass filter (!is_live), skipping ..", M2P_E_FETCH_LIVE},
+        {"ERROR: [youtube] abc: This live event will begin in 3 hours.", M2P_E_FETCH_LIVE},
         {"ERROR: something nobody expected", M2P_E_FETCH_FAILED},
         {"", M2P_E_FETCH_FAILED},
     };
