@@ -288,6 +288,7 @@ typedef struct dec {
 } dec;
 
 /* FFmpeg's messages go to our log at debug level (the user sees our one-line error). */
+static void av_log_to_m2p(void *avcl, int level, const char *fmt, va_list vl) M2P_PRINTF(3, 0);
 static void av_log_to_m2p(void *avcl, int level, const char *fmt, va_list vl) {
     (void)avcl;
     if (level > AV_LOG_WARNING || m2p_log_get_level() > M2P_LOG_DEBUG) {
