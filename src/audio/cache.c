@@ -324,7 +324,7 @@ static void count(m2p_cache *c, uint64_t *counter) {
 }
 
 static m2p_source_kind kind_from_name(const char *name) {
-    static const m2p_source_kind k_kinds[] = {M2P_SOURCE_FILE, M2P_SOURCE_UPLOAD, M2P_SOURCE_YOUTUBE,
+    static const m2p_source_kind k_kinds[] = {M2P_SOURCE_FILE,       M2P_SOURCE_UPLOAD,   M2P_SOURCE_YOUTUBE,
                                               M2P_SOURCE_SOUNDCLOUD, M2P_SOURCE_BANDCAMP, M2P_SOURCE_TEST_LOOPBACK};
     for (size_t i = 0; i < sizeof k_kinds / sizeof k_kinds[0]; i++) {
         if (name != NULL && strcmp(name, m2p_source_kind_name(k_kinds[i])) == 0) {
@@ -337,7 +337,8 @@ static m2p_source_kind kind_from_name(const char *name) {
 bool m2p_cache_get(m2p_cache *c, const char *key, m2p_track *track) {
     char stem[STEM_MAX];
     char json_path[M2P_PATH_MAX + 96], audio_path[M2P_PATH_MAX + 96];
-    if (key_stem(key, stem, NULL) != M2P_OK || entry_path(c, stem, ".json", json_path, sizeof json_path, NULL) != M2P_OK ||
+    if (key_stem(key, stem, NULL) != M2P_OK ||
+        entry_path(c, stem, ".json", json_path, sizeof json_path, NULL) != M2P_OK ||
         entry_path(c, stem, ".audio", audio_path, sizeof audio_path, NULL) != M2P_OK) {
         count(c, &c->misses);
         return false;
@@ -381,8 +382,7 @@ bool m2p_cache_get(m2p_cache *c, const char *key, m2p_track *track) {
     copy_str(track->video_id, sizeof track->video_id, json_string_value(json_object_get(root, "video_id")));
     copy_str(track->title, sizeof track->title, json_string_value(json_object_get(root, "title")));
     copy_str(track->uploader, sizeof track->uploader, json_string_value(json_object_get(root, "uploader")));
-    copy_str(track->content_hash, sizeof track->content_hash,
-             json_string_value(json_object_get(root, "content_hash")));
+    copy_str(track->content_hash, sizeof track->content_hash, json_string_value(json_object_get(root, "content_hash")));
     track->duration_s = json_number_value(json_object_get(root, "duration_s"));
     copy_str(track->path, sizeof track->path, audio_path);
     track->cache_hit = true;
@@ -524,11 +524,11 @@ m2p_code m2p_cache_put(m2p_cache *c, const char *key, const char *tmp_path, m2p_
     if (rename(tmp_path, audio_path) != 0) {
         return m2p_error_set(err, M2P_E_IO, "cannot store %s: %s", audio_path, strerror(errno));
     }
-    json_t *root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:I, s:f}", "version", 1, "key", key,
-                             "kind", m2p_source_kind_name(track->kind), "source", track->source, "video_id",
-                             track->video_id, "title", track->title, "uploader", track->uploader, "duration_s",
-                             track->duration_s, "content_hash", track->content_hash, "size", (json_int_t)st.st_size,
-                             "created", m2p_now_wall());
+    json_t *root =
+        json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:I, s:f}", "version", 1, "key", key, "kind",
+                  m2p_source_kind_name(track->kind), "source", track->source, "video_id", track->video_id, "title",
+                  track->title, "uploader", track->uploader, "duration_s", track->duration_s, "content_hash",
+                  track->content_hash, "size", (json_int_t)st.st_size, "created", m2p_now_wall());
     char *text = root != NULL ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (text == NULL) {

@@ -64,25 +64,25 @@ extern char **environ;
 /* ---- running a program -------------------------------------------------------------------- */
 
 typedef struct run_opts {
-    size_t stdout_cap;        /* >0: capture stdout up to this many bytes */
-    const char *watch_path;   /* file whose size (and <path>.part) is counted; may be NULL */
-    uint64_t max_bytes;       /* kill past this many bytes in watch_path (0 = no limit) */
-    double timeout_s;         /* wall-clock limit */
+    size_t stdout_cap;      /* >0: capture stdout up to this many bytes */
+    const char *watch_path; /* file whose size (and <path>.part) is counted; may be NULL */
+    uint64_t max_bytes;     /* kill past this many bytes in watch_path (0 = no limit) */
+    double timeout_s;       /* wall-clock limit */
     const m2p_progress *progress;
 } run_opts;
 
 typedef struct run_result {
-    int exit_code;       /* -1 when killed by a signal */
-    bool too_large;      /* killed by us for size */
-    bool timed_out;      /* killed by us for time */
-    bool cancelled;      /* killed by us on cancel */
+    int exit_code;  /* -1 when killed by a signal */
+    bool too_large; /* killed by us for size */
+    bool timed_out; /* killed by us for time */
+    bool cancelled; /* killed by us on cancel */
     bool stdout_overflow;
     bool saw_max_filesize; /* yt-dlp said the file is larger than --max-filesize */
-    char *out;           /* captured stdout, NUL-terminated (m2p_free) */
+    char *out;             /* captured stdout, NUL-terminated (m2p_free) */
     size_t out_len;
     char err[ERR_TAIL + 1]; /* the last ERR_TAIL bytes of stderr */
     size_t err_len;
-    uint64_t bytes;      /* largest size seen of watch_path */
+    uint64_t bytes; /* largest size seen of watch_path */
 } run_result;
 
 static void result_free(run_result *r) {
@@ -421,8 +421,8 @@ static m2p_code probe_version(const char *path, char *version, size_t vcap, bool
     return M2P_OK;
 }
 
-m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version,
-                               size_t version_cap, m2p_error *err) {
+m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version, size_t version_cap,
+                               m2p_error *err) {
     char cand[8][M2P_PATH_MAX];
     int nc = 0;
     if (cfg->ytdlp[0] != '\0') {
@@ -512,9 +512,8 @@ m2p_code m2p_fetch_classify_error(const char *text) {
         has(s, "inappropriate for some users") || has(s, "age-gated")) {
         return M2P_E_FETCH_AGE_RESTRICTED;
     }
-    if (has(s, "available in your country") || has(s, "blocked it in your country") ||
-        has(s, "geo restriction") || has(s, "geo-restrict") || has(s, "not available in your region") ||
-        has(s, "from your location")) {
+    if (has(s, "available in your country") || has(s, "blocked it in your country") || has(s, "geo restriction") ||
+        has(s, "geo-restrict") || has(s, "not available in your region") || has(s, "from your location")) {
         return M2P_E_FETCH_REGION_BLOCKED;
     }
     if (has(s, "has been terminated") || has(s, "has been removed") || has(s, "removed by the uploader") ||
@@ -548,8 +547,8 @@ m2p_code m2p_fetch_classify_error(const char *text) {
         has(s, "Connection aborted") || has(s, "Temporary failure in name resolution") ||
         has(s, "Name or service not known") || has(s, "Network is unreachable") || has(s, "No route to host") ||
         has(s, "Remote end closed") || has(s, "IncompleteRead") || has(s, "urlopen error") ||
-        has(s, "HTTP Error 500") || has(s, "HTTP Error 502") || has(s, "HTTP Error 503") ||
-        has(s, "HTTP Error 504") || has(s, "SSL") || has(s, "Unable to download")) {
+        has(s, "HTTP Error 500") || has(s, "HTTP Error 502") || has(s, "HTTP Error 503") || has(s, "HTTP Error 504") ||
+        has(s, "SSL") || has(s, "Unable to download")) {
         return M2P_E_FETCH_NETWORK;
     }
     return M2P_E_FETCH_FAILED;
@@ -681,8 +680,9 @@ static m2p_code read_metadata(fetch_ctx *fc, m2p_track *out, char **info_json, s
     if (type != NULL && (strcmp(type, "playlist") == 0 || strcmp(type, "multi_video") == 0)) {
         rc = m2p_error_set(err, M2P_E_FETCH_PLAYLIST, "yt-dlp returned a %s", type);
     } else if (json_is_true(json_object_get(root, "is_live")) ||
-               (live_status != NULL && (strcmp(live_status, "is_live") == 0 || strcmp(live_status, "is_upcoming") == 0 ||
-                                        strcmp(live_status, "post_live") == 0))) {
+               (live_status != NULL &&
+                (strcmp(live_status, "is_live") == 0 || strcmp(live_status, "is_upcoming") == 0 ||
+                 strcmp(live_status, "post_live") == 0))) {
         rc = m2p_error_set(err, M2P_E_FETCH_LIVE, "live status: %s", live_status != NULL ? live_status : "is_live");
     } else if (!json_is_number(duration) || !(json_number_value(duration) > 0)) {
         rc = m2p_error_set(err, M2P_E_FETCH_DURATION_UNKNOWN, "the site gives no duration");
@@ -744,8 +744,8 @@ static m2p_code download(fetch_ctx *fc, const char *info_path, const char *tmp, 
     argv[a++] = (char *)"-o";
     argv[a++] = (char *)tmp;
     argv[a] = NULL;
-    run_opts o = {.watch_path = tmp, .max_bytes = fc->max_bytes, .timeout_s = DOWNLOAD_TIMEOUT_S,
-                  .progress = fc->progress};
+    run_opts o = {
+        .watch_path = tmp, .max_bytes = fc->max_bytes, .timeout_s = DOWNLOAD_TIMEOUT_S, .progress = fc->progress};
     run_result r;
     m2p_code rc = run_program(argv, &o, &r, err);
     if (rc == M2P_OK && (r.exit_code != 0 || r.cancelled || r.timed_out || r.too_large || r.saw_max_filesize)) {

@@ -29,8 +29,8 @@ m2p_code m2p_fetch(const m2p_config *cfg, m2p_cache *cache, const m2p_source *sr
  * binaries in build/tests/), $MUS2PIC_SOURCE_DIR/tools/bin/yt-dlp, then PATH;
  * the first current one wins. Runs `yt-dlp --version` (a process, no
  * network). path/version filled when found (also for YTDLP_OUTDATED). */
-m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version,
-                               size_t version_cap, m2p_error *err) M2P_WUR;
+m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version, size_t version_cap,
+                               m2p_error *err) M2P_WUR;
 
 /* The error code for yt-dlp's stderr text (its ERROR: line when there is
  * one): private, age-restricted, region-blocked, removed, unavailable, rate

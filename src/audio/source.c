@@ -38,8 +38,8 @@
 /* The parts of an absolute http(s) URL; pointers into one scratch buffer. */
 typedef struct url_parts {
     bool https;
-    char host[256];  /* lower case, trailing dot removed */
-    int port;        /* -1 when absent */
+    char host[256];                /* lower case, trailing dot removed */
+    int port;                      /* -1 when absent */
     char path[SRC_MAX_INPUT + 1];  /* starts with '/' ("/" when empty) */
     char query[SRC_MAX_INPUT + 1]; /* without '?'; "" when absent */
 } url_parts;
@@ -94,7 +94,7 @@ static addr_class classify_v4(uint32_t a) {
     if (b0 == 127) {
         return ADDR_LOOPBACK;
     }
-    if (b0 == 0 || b0 == 10 || b0 >= 224 ||                /* this-network, private, multicast, reserved */
+    if (b0 == 0 || b0 == 10 || b0 >= 224 ||                 /* this-network, private, multicast, reserved */
         (b0 == 169 && b1 == 254) ||                         /* link-local (cloud metadata) */
         (b0 == 172 && b1 >= 16 && b1 <= 31) ||              /* private */
         (b0 == 192 && b1 == 168) ||                         /* private */
@@ -120,10 +120,10 @@ static addr_class classify_v6(const unsigned char b[16]) {
         uint32_t a = ((uint32_t)b[12] << 24) | ((uint32_t)b[13] << 16) | ((uint32_t)b[14] << 8) | b[15];
         return classify_v4(a);
     }
-    if ((b[0] & 0xfe) == 0xfc ||                  /* fc00::/7 ULA */
-        (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
-        (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || /* fec0::/10 site-local */
-        b[0] == 0xff ||                            /* multicast */
+    if ((b[0] & 0xfe) == 0xfc ||                                          /* fc00::/7 ULA */
+        (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||                        /* fe80::/10 link-local */
+        (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) ||                        /* fec0::/10 site-local */
+        b[0] == 0xff ||                                                   /* multicast */
         (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) || /* documentation */
         (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) || /* NAT64 64:ff9b::/96 */
         (b[0] == 0x20 && b[1] == 0x02)) {                                 /* 6to4 embeds any v4 */
@@ -449,8 +449,8 @@ static m2p_code parse_youtube(const url_parts *u, bool short_host, m2p_source *o
         }
         return m2p_error_set(err, M2P_E_URL_NO_VIDEO, "watch link without v=");
     }
-    if (seg_is(seg, len, "shorts") || seg_is(seg, len, "embed") || seg_is(seg, len, "live") ||
-        seg_is(seg, len, "v") || seg_is(seg, len, "e")) {
+    if (seg_is(seg, len, "shorts") || seg_is(seg, len, "embed") || seg_is(seg, len, "live") || seg_is(seg, len, "v") ||
+        seg_is(seg, len, "e")) {
         const char *id = NULL;
         size_t idlen = 0;
         if (!path_seg(u->path, 1, &id, &idlen)) {
@@ -470,8 +470,7 @@ static m2p_code parse_youtube(const url_parts *u, bool short_host, m2p_source *o
     if (seg[0] == '@' || seg_is(seg, len, "channel") || seg_is(seg, len, "c") || seg_is(seg, len, "user")) {
         return m2p_error_set(err, M2P_E_URL_CHANNEL, "a YouTube channel page");
     }
-    return m2p_error_set(err, M2P_E_URL_NO_VIDEO, "YouTube page /%.*s is not a video", (int)(len > 40 ? 40 : len),
-                         seg);
+    return m2p_error_set(err, M2P_E_URL_NO_VIDEO, "YouTube page /%.*s is not a video", (int)(len > 40 ? 40 : len), seg);
 }
 
 /* SoundCloud and Bandcamp slugs: [A-Za-z0-9_-], 1..100, stored lower case. */
@@ -512,8 +511,9 @@ static m2p_code parse_soundcloud(const url_parts *u, m2p_source *out, m2p_error 
     if (seg_is(a, alen, "search")) {
         return m2p_error_set(err, M2P_E_URL_SEARCH, "a SoundCloud search page");
     }
-    static const char *k_not_artist[] = {"discover", "stream", "you", "charts", "upload", "feed", "messages",
-                                         "notifications", "settings", "pages", "terms-of-use", "mobile", "tags"};
+    static const char *k_not_artist[] = {"discover",     "stream",   "you",           "charts",   "upload",
+                                         "feed",         "messages", "notifications", "settings", "pages",
+                                         "terms-of-use", "mobile",   "tags"};
     for (size_t i = 0; i < sizeof k_not_artist / sizeof k_not_artist[0]; i++) {
         if (seg_is(a, alen, k_not_artist[i])) {
             return m2p_error_set(err, M2P_E_URL_NO_VIDEO, "SoundCloud page /%s is not a track", k_not_artist[i]);
@@ -526,8 +526,8 @@ static m2p_code parse_soundcloud(const url_parts *u, m2p_source *out, m2p_error 
     if (seg_is(t, tlen, "sets")) {
         return m2p_error_set(err, M2P_E_URL_PLAYLIST, "a SoundCloud set");
     }
-    static const char *k_user_pages[] = {"likes", "tracks", "albums", "reposts", "followers", "following",
-                                         "popular-tracks", "comments", "spotlight", "toptracks"};
+    static const char *k_user_pages[] = {"likes",     "tracks",         "albums",   "reposts",   "followers",
+                                         "following", "popular-tracks", "comments", "spotlight", "toptracks"};
     for (size_t i = 0; i < sizeof k_user_pages / sizeof k_user_pages[0]; i++) {
         if (seg_is(t, tlen, k_user_pages[i])) {
             return m2p_error_set(err, M2P_E_URL_CHANNEL, "a SoundCloud user's /%s page", k_user_pages[i]);
@@ -620,7 +620,8 @@ static m2p_code parse_url(const char *s, const m2p_config *cfg, m2p_source *out,
     }
     size_t plen = strlen(u.path);
     if (ends_with_ci(u.path, plen, ".m3u8") || ends_with_ci(u.path, plen, ".m3u") ||
-        ends_with_ci(u.path, plen, ".mpd") || ends_with_ci(u.path, plen, ".f4m") || ends_with_ci(u.path, plen, ".ism")) {
+        ends_with_ci(u.path, plen, ".mpd") || ends_with_ci(u.path, plen, ".f4m") ||
+        ends_with_ci(u.path, plen, ".ism")) {
         return m2p_error_set(err, M2P_E_URL_MANIFEST, "%.60s", u.path);
     }
     if (u.port >= 0 && u.port != 80 && u.port != 443) {
@@ -637,7 +638,8 @@ static m2p_code parse_url(const char *s, const m2p_config *cfg, m2p_source *out,
         }
         return parse_youtube(&u, strstr(h, "youtu.be") != NULL, out, err);
     }
-    if (strcmp(h, "soundcloud.com") == 0 || strcmp(h, "www.soundcloud.com") == 0 || strcmp(h, "m.soundcloud.com") == 0) {
+    if (strcmp(h, "soundcloud.com") == 0 || strcmp(h, "www.soundcloud.com") == 0 ||
+        strcmp(h, "m.soundcloud.com") == 0) {
         if ((allowed & M2P_SITE_SOUNDCLOUD) == 0) {
             return m2p_error_set(err, M2P_E_URL_SITE_DISABLED, "soundcloud is not in allowed_sites");
         }
@@ -679,10 +681,10 @@ static bool has_scheme(const char *s) {
     if (s[i + 1] == '/' && s[i + 2] == '/') {
         return true;
     }
-    static const char *k_schemes[] = {"http",  "https", "file",  "ftp",   "ftps",  "sftp",   "data", "javascript",
-                                      "vbscript", "mailto", "gopher", "dict", "ldap", "ldaps", "tftp", "telnet",
-                                      "ws",    "wss",   "rtmp",  "rtsp",  "mms",   "smb",    "blob", "about",
-                                      "jar",   "view-source", "chrome", "scp", "ssh", "git", "irc", "tel", "sms"};
+    static const char *k_schemes[] = {
+        "http", "https", "file",  "ftp",         "ftps",   "sftp", "data", "javascript", "vbscript", "mailto", "gopher",
+        "dict", "ldap",  "ldaps", "tftp",        "telnet", "ws",   "wss",  "rtmp",       "rtsp",     "mms",    "smb",
+        "blob", "about", "jar",   "view-source", "chrome", "scp",  "ssh",  "git",        "irc",      "tel",    "sms"};
     for (size_t k = 0; k < sizeof k_schemes / sizeof k_schemes[0]; k++) {
         if (strlen(k_schemes[k]) == i && strncasecmp(s, k_schemes[k], i) == 0) {
             return true;
@@ -720,8 +722,8 @@ static bool looks_like_host(const char *s) {
 }
 
 static bool looks_like_audio_file(const char *s) {
-    static const char *k_ext[] = {".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac",
-                                  ".webm", ".mka", ".aif", ".aiff", ".wma", ".mp4", ".mkv"};
+    static const char *k_ext[] = {".mp3",  ".wav", ".flac", ".ogg",  ".oga", ".opus", ".m4a", ".aac",
+                                  ".webm", ".mka", ".aif",  ".aiff", ".wma", ".mp4",  ".mkv"};
     size_t n = strlen(s);
     for (size_t i = 0; i < sizeof k_ext / sizeof k_ext[0]; i++) {
         if (ends_with_ci(s, n, k_ext[i])) {
@@ -748,8 +750,7 @@ static m2p_code parse_path(const char *s, m2p_source *out, m2p_error *err) {
     return M2P_OK;
 }
 
-m2p_code m2p_source_parse(const char *input, const m2p_config *cfg, bool allow_paths, m2p_source *out,
-                          m2p_error *err) {
+m2p_code m2p_source_parse(const char *input, const m2p_config *cfg, bool allow_paths, m2p_source *out, m2p_error *err) {
     memset(out, 0, sizeof *out);
     if (input == NULL) {
         return m2p_error_set(err, M2P_E_URL_EMPTY, NULL);

@@ -27,8 +27,8 @@
 #include "core/error.h"
 
 typedef enum m2p_source_kind {
-    M2P_SOURCE_FILE = 0,    /* local path given on the command line */
-    M2P_SOURCE_UPLOAD,      /* bytes uploaded to the server, stored by content hash */
+    M2P_SOURCE_FILE = 0, /* local path given on the command line */
+    M2P_SOURCE_UPLOAD,   /* bytes uploaded to the server, stored by content hash */
     M2P_SOURCE_YOUTUBE,
     M2P_SOURCE_SOUNDCLOUD,
     M2P_SOURCE_BANDCAMP,
@@ -37,8 +37,8 @@ typedef enum m2p_source_kind {
 
 typedef struct m2p_source {
     m2p_source_kind kind;
-    char id[128];    /* YouTube video id, "soundcloud:<artist>/<track>", upload hash, ... ("" for FILE) */
-    char url[1024];  /* canonical URL for yt-dlp ("" for FILE/UPLOAD) */
+    char id[128];            /* YouTube video id, "soundcloud:<artist>/<track>", upload hash, ... ("" for FILE) */
+    char url[1024];          /* canonical URL for yt-dlp ("" for FILE/UPLOAD) */
     char path[M2P_PATH_MAX]; /* FILE/UPLOAD: the file */
 } m2p_source;
 

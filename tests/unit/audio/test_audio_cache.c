@@ -158,8 +158,8 @@ static void test_lru_eviction(void **state) {
     char side_a[1100], side_b[1100];
     sidecar_of(ta.path, side_a, sizeof side_a);
     sidecar_of(tb.path, side_b, sizeof side_b);
-    set_age(side_a, 100); /* A used long ago */
-    set_age(side_b, 50);  /* B more recently */
+    set_age(side_a, 100);                        /* A used long ago */
+    set_age(side_b, 50);                         /* B more recently */
     assert_true(m2p_cache_get(c, "key-A", &ta)); /* now A is the most recent */
     store(c, "key-C", sz, "C");                  /* 1.2 MB > 1 MB: one must go */
     m2p_track t;

@@ -16,8 +16,8 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -226,7 +226,7 @@ static void test_download_then_cache_hit(void **state) {
     assert_string_equal(t.content_hash, hex);
     assert_int_equal(requests("/song") - page0, 1); /* metadata read once, reused for the download */
     assert_int_equal(requests("/media/song.wav") - media0, 1);
-    assert_int_equal(ytdlp_runs() - runs0, 3);      /* --version, -J, download */
+    assert_int_equal(ytdlp_runs() - runs0, 3); /* --version, -J, download */
     assert_true(log.last_done == 1.0 && log.last_total == 1.0);
     assert_non_null(strstr(log.finding, "Loopback Song"));
     assert_int_equal(leftover_files(f), 3); /* <stem>.audio, <stem>.json, <stem>.lock */
@@ -289,7 +289,7 @@ static void test_too_large_counted_while_downloading(void **state) {
     }
     assert_true(sent > 0);
     assert_true(sent < 24LL * 1024 * 1024);
-    assert_int_equal(leftover_files(f), 0);       /* the partial file is gone */
+    assert_int_equal(leftover_files(f), 0); /* the partial file is gone */
 }
 
 static void test_rate_limit_retried_then_fails(void **state) {
@@ -580,15 +580,13 @@ static void test_classify_errors(void **state) {
          M2P_E_FETCH_REGION_BLOCKED},
         {"ERROR: [youtube] abc: Video unavailable. This video is not available in your country",
          M2P_E_FETCH_REGION_BLOCKED},
-        {"ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader",
-         M2P_E_FETCH_REMOVED},
+        {"ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader", M2P_E_FETCH_REMOVED},
         {"ERROR: [youtube] abc: Video unavailable. This video is no longer available because the YouTube account "
          "associated with this video has been terminated.",
          M2P_E_FETCH_REMOVED},
         {"ERROR: [youtube] abc: Video unavailable", M2P_E_FETCH_UNAVAILABLE},
         {"ERROR: [generic] x: Unable to download webpage: HTTP Error 404: Not Found", M2P_E_FETCH_UNAVAILABLE},
-        {"ERROR: [generic] x: Unable to download webpage: HTTP Error 429: Too Many Requests",
-         M2P_E_FETCH_RATE_LIMITED},
+        {"ERROR: [generic] x: Unable to download webpage: HTTP Error 429: Too Many Requests", M2P_E_FETCH_RATE_LIMITED},
         {"ERROR: [youtube] abc: Sign in to confirm you're not a bot. Use --cookies", M2P_E_FETCH_RATE_LIMITED},
         {"ERROR: Unable to download webpage: <urlopen error [Errno -3] Temporary failure in name resolution>",
          M2P_E_FETCH_NETWORK},

@@ -20,8 +20,10 @@ typedef struct url_case {
 } url_case;
 
 #define YT "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
-#define OKYT(in) {in, M2P_OK, M2P_SOURCE_YOUTUBE, "dQw4w9WgXcQ", YT}
-#define BAD(in, c) {in, M2P_E_##c, 0, NULL, NULL}
+#define OKYT(in)                                                                                                       \
+    { in, M2P_OK, M2P_SOURCE_YOUTUBE, "dQw4w9WgXcQ", YT }
+#define BAD(in, c)                                                                                                     \
+    { in, M2P_E_##c, 0, NULL, NULL }
 
 /* Configuration: all three sites allowed (the site-disabled cases use the defaults). */
 static const url_case k_cases[] = {
@@ -246,8 +248,7 @@ static void test_loopback_only_when_enabled(void **state) {
     assert_int_equal(m2p_source_parse("http://2130706433:8123/song", &cfg, false, &s, NULL), M2P_E_URL_LOCALHOST);
     assert_int_equal(m2p_source_parse("http://10.0.0.1:8123/song", &cfg, false, &s, NULL), M2P_E_URL_PRIVATE);
     assert_int_equal(m2p_source_parse("http://127.0.0.1/song", &cfg, false, &s, NULL), M2P_E_URL_LOCALHOST);
-    assert_int_equal(m2p_source_parse("http://u:p@127.0.0.1:8123/song", &cfg, false, &s, NULL),
-                     M2P_E_URL_CREDENTIALS);
+    assert_int_equal(m2p_source_parse("http://u:p@127.0.0.1:8123/song", &cfg, false, &s, NULL), M2P_E_URL_CREDENTIALS);
 }
 
 static void test_paths(void **state) {
@@ -290,9 +291,9 @@ static void test_upload(void **state) {
     assert_string_equal(m2p_source_kind_name(s.kind), "upload");
     assert_false(m2p_source_is_remote(&s));
     assert_int_equal(m2p_source_upload("../etc", NULL, &s, NULL), M2P_E_INVALID_ARG);
-    assert_int_equal(m2p_source_upload("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", NULL, &s,
-                                       NULL),
-                     M2P_E_INVALID_ARG);
+    assert_int_equal(
+        m2p_source_upload("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", NULL, &s, NULL),
+        M2P_E_INVALID_ARG);
 }
 
 int main(void) {
