@@ -77,6 +77,7 @@ def main():
     print(f"{'open_clip SimpleTokenizer':34s} {oc_load*1e3:8.1f}ms {oc_enc*1e6:8.1f}us")
     print(f"ratio load   HF/C {hf_load / c_load:6.1f}x   open_clip/C {oc_load / c_load:6.1f}x")
     print(f"ratio encode HF/C {hf_enc / c_enc:6.1f}x   open_clip/C {oc_enc / c_enc:6.1f}x")
+    print(f"C load, CPU time of the process (not inflated by other load): {min(c1['load_cpu_ms'], c2['load_cpu_ms']):.1f}ms")
     print(f"C whole prompt build (presets + fragments + exact count): {c_build*1e6:.1f}us")
 
 

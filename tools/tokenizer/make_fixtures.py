@@ -77,6 +77,7 @@ CASES = [
     "124 BPM in A minor, 3.14159, 1,000,000 and 2nd 21st 90s",
     "café naïve résumé Ærøskøbing crème brûlée",
     "Straße ÉCOLE İstanbul ΑΘΗΝΑ",
+    "ΟΔΟΣ ΟΔΟΣ. final sigma",
     "emoji 🎵🎶🔥 and 👩‍🎤 star ✨",
     "日本語のテキスト 音楽 and 한국어 노래 中文",
     "tabs\tand\nnewlines   and    runs     of\u00a0spaces",
