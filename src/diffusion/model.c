@@ -626,10 +626,10 @@ size_t m2p_nn_model_converted_bytes(const m2p_nn_model *m) {
 /* --- the folder on disk -------------------------------------------------------------------------- */
 
 const char *m2p_nn_model_dir_for(const m2p_config *cfg, char *buf, size_t cap) {
-    if (cfg->model[0] != '\0') {
-        (void)snprintf(buf, cap, "%s", cfg->model);
-    } else {
-        (void)snprintf(buf, cap, "%s/models/%s", cfg->data_dir, cfg->model_id);
+    int n = cfg->model[0] != '\0' ? snprintf(buf, cap, "%s", cfg->model)
+                                   : snprintf(buf, cap, "%s/models/%s", cfg->data_dir, cfg->model_id);
+    if (n < 0 || (size_t)n >= cap) {
+        buf[0] = '\0'; /* never hand out a truncated path */
     }
     return buf;
 }
