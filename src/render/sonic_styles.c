@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -137,10 +138,13 @@ static double ridge_y(const sn_ctx *c, double base, double amp, double b0, doubl
                       uint32_t seed) {
     const sn_song *s = c->song;
     double v = 0.0;
-    for (int k = -2; k <= 2; k++) {
-        v += sn_spec_band(s, b0, b1, xf + k * 0.012);
+    double wsum = 0.0;
+    for (int k = -3; k <= 3; k++) { /* triangular window of ±3 % of the width */
+        double w = 4.0 - abs(k);
+        v += w * sn_spec_band(s, b0, b1, xf + k * 0.01);
+        wsum += w;
     }
-    v /= 5.0;
+    v /= wsum;
     double n = sn_fbm(xf * 5.0, 0.5, seed);
     double ridged = 1.0 - fabs(sn_noise2(xf * 9.0, 1.5, seed + 3u));
     return base - amp * (0.2 + 0.8 * v) - amp * rough * (0.3 * n + 0.35 * ridged * ridged);
@@ -267,9 +271,10 @@ static void paint_abstract(sn_ctx *c) {
             double t = (double)i / (NP - 1);
             double e = 0.0;
             double v = 0.0;
-            for (int k = -2; k <= 2; k++) { /* a short window: ribbons flow, they do not step */
-                e += sn_energy(s, t + k * 0.012) * 0.2;
-                v += sn_spec_band(s, b0, b1, t + k * 0.012) * 0.2;
+            for (int k = -3; k <= 3; k++) { /* a short window: ribbons flow, they do not step */
+                double w = (4.0 - abs(k)) / 16.0;
+                e += sn_energy(s, t + k * 0.012) * w;
+                v += sn_spec_band(s, b0, b1, t + k * 0.012) * w;
             }
             double wob = sin(t * TAU * freq + phase + r * 0.9) * H * 0.035;
             double y = base - amp * e + wob + tilt * (t - 0.5) * H;

@@ -12,13 +12,7 @@
 
 #define EDGE 256
 
-/* fontconfig leaks 256 bytes once while parsing its XML configuration (its
- * own bug, not growing with use); everything pango allocates per poster is
- * freed, which the rest of this file's leak check confirms. */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) {
-    return "leak:libfontconfig.so\n";
-}
+/* fontconfig's one-time 256-byte leak is suppressed by render/layout.c. */
 
 typedef struct fx {
     m2p_render_backend be;
