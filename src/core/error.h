@@ -91,7 +91,7 @@
     X(ANALYSIS_FAILED, 90, 500, 0, "the analysis failed", "please report this with the song")       \
     /* prompt: 100.. */                                                                              \
     X(STYLE_UNKNOWN, 100, 400, 0, "unknown style", "run `mus2pic styles` to list the styles")       \
-    X(TEMPLATE_VARIABLE, 101, 400, 0, "unknown template variable", "use one of {mood} {palette} {motion} {texture} {title} {artist} {tempo} {key} {energy} {genre_hint}") \
+    X(TEMPLATE_VARIABLE, 101, 400, 0, "unknown template variable", "use one of {mood} {palette} {color} {motion} {texture} {energy} {arc} {tempo} {key} {genre_hint} {title} {artist}") \
     X(TEMPLATE_SYNTAX, 102, 400, 0, "malformed template", "close every { with a }; write {{ and }} for literal braces") \
     X(TEMPLATE_EMPTY, 103, 400, 0, "the template is empty", "write a template with some text")     \
     X(PRESETS_INVALID, 104, 500, 0, "the style presets file is invalid", "fix the presets file named in the message") \
