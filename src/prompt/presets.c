@@ -288,5 +288,16 @@ m2p_code m2p_presets_find(const m2p_presets *p, const char *name, const m2p_pres
     if (best != NULL) {
         return m2p_error_set(err, M2P_E_STYLE_UNKNOWN, "unknown style '%s'; did you mean '%s'?", shown, best);
     }
-    return m2p_error_set(err, M2P_E_STYLE_UNKNOWN, "unknown style '%s'", shown);
+    /* No close match: name them all (bounded by the detail's size). */
+    char list[256];
+    size_t o2 = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < p->n; i++) {
+        int w = snprintf(list + o2, sizeof list - o2, "%s%s", i > 0 ? ", " : "", p->items[i].name);
+        if (w < 0 || (size_t)w >= sizeof list - o2) {
+            break;
+        }
+        o2 += (size_t)w;
+    }
+    return m2p_error_set(err, M2P_E_STYLE_UNKNOWN, "unknown style '%s'; the styles are %s", shown, list);
 }

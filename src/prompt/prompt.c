@@ -821,6 +821,13 @@ m2p_code m2p_prompt_build(const m2p_prompt_input *in, m2p_prompt **out, m2p_erro
     return build(in, -1, out, err);
 }
 
+m2p_code m2p_prompt_check_template(const char *template_text, m2p_error *err) {
+    m2p_template *t = NULL;
+    m2p_code rc = m2p_template_parse(template_text, &t, err);
+    m2p_template_free(t);
+    return rc;
+}
+
 m2p_code m2p_prompt_build_section(const m2p_prompt_input *in, size_t section, m2p_prompt **out, m2p_error *err) {
     if (section > (size_t)LONG_MAX) {
         *out = NULL;

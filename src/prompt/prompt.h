@@ -72,6 +72,11 @@ void m2p_prompt_free(m2p_prompt *p);
 m2p_code m2p_prompt_build_section(const m2p_prompt_input *in, size_t section, m2p_prompt **out,
                                   m2p_error *err) M2P_WUR;
 
+/* Checks a user template without features, so callers can refuse a bad one
+ * before any download or analysis: the same codes and details as
+ * m2p_prompt_build (template_variable / _syntax / _empty / _too_long). */
+m2p_code m2p_prompt_check_template(const char *template_text, m2p_error *err) M2P_WUR;
+
 /* {"positive", "negative", "style", "n_tokens", "shortened", "fragments":
  * [{"variable", "text", "feature", "reason", "priority", "kept"}]};
  * *out is a new reference. */

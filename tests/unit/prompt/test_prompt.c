@@ -305,12 +305,20 @@ static void test_template_errors(void **state) {
     expect_error(fx, NULL, "", M2P_E_TEMPLATE_EMPTY, NULL);
     expect_error(fx, NULL, " \t\n ", M2P_E_TEMPLATE_EMPTY, NULL);
     expect_error(fx, NULL, "bad \xff utf-8 {mood}", M2P_E_TEMPLATE_SYNTAX, "UTF-8");
-    expect_error(fx, "neon", NULL, M2P_E_STYLE_UNKNOWN, "unknown style 'neon'");
+    expect_error(fx, "neon", NULL, M2P_E_STYLE_UNKNOWN, "unknown style 'neon'; the styles are abstract, realistic");
     expect_error(fx, "synthwav", NULL, M2P_E_STYLE_UNKNOWN, "did you mean 'synthwave'?");
     char big[2100];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     expect_error(fx, NULL, big, M2P_E_TEMPLATE_TOO_LONG, NULL);
+    /* The same checks without features (to refuse before any work). */
+    m2p_error e2;
+    assert_int_equal(m2p_prompt_check_template("{moood}", &e2), M2P_E_TEMPLATE_VARIABLE);
+    assert_non_null(strstr(e2.detail, "did you mean {mood}?"));
+    assert_int_equal(m2p_prompt_check_template("{mood", NULL), M2P_E_TEMPLATE_SYNTAX);
+    assert_int_equal(m2p_prompt_check_template("", NULL), M2P_E_TEMPLATE_EMPTY);
+    assert_int_equal(m2p_prompt_check_template(NULL, NULL), M2P_E_TEMPLATE_EMPTY);
+    assert_int_equal(m2p_prompt_check_template("fine, {{ok}} {mood}", NULL), M2P_OK);
     /* No features at all. */
     m2p_prompt_input in = {0};
     m2p_prompt *p = NULL;
