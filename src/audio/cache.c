@@ -50,7 +50,7 @@
 #include "core/log.h"
 
 #define STEM_MAX 72
-#define SIDECAR_MAX (64 * 1024)
+#define SIDECAR_MAX ((size_t)64 * 1024)
 #define KEY_MAX 256
 #define EVICT_GRACE_S 5.0 /* entries used this recently are not evicted */
 

@@ -52,7 +52,7 @@
 
 extern char **environ;
 
-#define META_MAX_BYTES (32u * 1024u * 1024u) /* -J output cap */
+#define META_MAX_BYTES ((size_t)32 * 1024 * 1024) /* -J output cap */
 #define META_TIMEOUT_S 180.0
 #define DOWNLOAD_TIMEOUT_S 1800.0
 #define VERSION_TIMEOUT_S 30.0
@@ -276,7 +276,6 @@ static m2p_code run_program(char *const argv[], const run_opts *o, run_result *r
         int pr = poll(pfd, 2, POLL_MS);
         if (pr < 0 && errno != EINTR) {
             kill_group(pid, reaped);
-            killed = true;
             break;
         }
         char buf[16384];
