@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "audio/cache.h"
+#include "core/alloc.h"
 #include "core/config.h"
 #include "core/fs.h"
 
@@ -410,6 +411,39 @@ static void test_lock_exclusion_while_lock_files_vanish(void **state) {
     m2p_cache_close(ls.cache);
 }
 
+/* Every allocation that can fail does so cleanly (ASan reports any leak). */
+static void test_allocation_failures(void **state) {
+    fixture *f = *state;
+    const char data[] = "some uploaded audio bytes";
+    int failures = 0;
+    for (long n = 0; n < 40; n++) {
+        m2p_alloc_fail_after(n);
+        m2p_cache *c = NULL;
+        m2p_code rc = m2p_cache_open(&f->cfg, &c, NULL);
+        if (rc == M2P_OK) {
+            m2p_track t;
+            rc = m2p_cache_put_upload(c, data, sizeof data, "a.wav", &t, NULL);
+            if (rc == M2P_OK) {
+                (void)m2p_cache_get(c, t.video_id, &t);
+            }
+            m2p_cache_stats st;
+            m2p_cache_get_stats(c, &st);
+            m2p_cache_close(c);
+        }
+        m2p_alloc_fail_after(-1);
+        assert_true(rc == M2P_OK || rc == M2P_E_NOMEM || rc == M2P_E_CACHE_LOCK);
+        failures += rc != M2P_OK;
+    }
+    assert_true(failures > 0); /* the hook did reach the cache's allocations */
+    /* And afterwards everything still works. */
+    m2p_cache *c = NULL;
+    assert_int_equal(m2p_cache_open(&f->cfg, &c, NULL), M2P_OK);
+    m2p_track t;
+    assert_int_equal(m2p_cache_put_upload(c, data, sizeof data, "a.wav", &t, NULL), M2P_OK);
+    assert_true(m2p_cache_get(c, t.video_id, &t));
+    m2p_cache_close(c);
+}
+
 static void test_upload_stored_once(void **state) {
     fixture *f = *state;
     m2p_cache *c = NULL;
@@ -441,6 +475,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_aborted_download_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_entry_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_exclusion_while_lock_files_vanish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_stored_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
