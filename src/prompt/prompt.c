@@ -749,6 +749,11 @@ static m2p_code build(const m2p_prompt_input *in, long section, m2p_prompt **out
         goto fail;
     }
     rc = fill(tpl, frags, kept, n_frags, &p->positive);
+    if (rc == M2P_OK && p->positive[0] == '\0') {
+        rc = m2p_error_set(err, M2P_E_TEMPLATE_EMPTY,
+                           "the template gives no text for this song ({title} and {artist} are empty when unknown)");
+        goto fail;
+    }
     if (rc == M2P_OK) {
         rc = m2p_clip_count(tok, p->positive, &p->n_tokens, err);
     }

@@ -261,6 +261,8 @@ static void test_every_preset_fits(void **state) {
             assert_string_equal(p->negative, pr->negative);
             assert_true(p->n_tokens >= 2 && p->n_tokens <= 77);
             int count = 0;
+            assert_int_equal(m2p_clip_count(fx->tok, p->negative, &count, NULL), M2P_OK);
+            assert_true(count <= 77); /* the negative goes through CLIP too */
             assert_int_equal(m2p_clip_count(fx->tok, p->positive, &count, NULL), M2P_OK);
             assert_int_equal(count, p->n_tokens);
             assert_true(p->n_fragments >= 5);
@@ -304,6 +306,7 @@ static void test_template_errors(void **state) {
     expect_error(fx, NULL, "art, {mo{od}", M2P_E_TEMPLATE_SYNTAX, NULL);
     expect_error(fx, NULL, "", M2P_E_TEMPLATE_EMPTY, NULL);
     expect_error(fx, NULL, " \t\n ", M2P_E_TEMPLATE_EMPTY, NULL);
+    expect_error(fx, NULL, "{title}, {artist} ,", M2P_E_TEMPLATE_EMPTY, "no text for this song");
     expect_error(fx, NULL, "bad \xff utf-8 {mood}", M2P_E_TEMPLATE_SYNTAX, "UTF-8");
     expect_error(fx, "neon", NULL, M2P_E_STYLE_UNKNOWN, "unknown style 'neon'; the styles are abstract, realistic");
     expect_error(fx, "synthwav", NULL, M2P_E_STYLE_UNKNOWN, "did you mean 'synthwave'?");
