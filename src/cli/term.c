@@ -59,11 +59,12 @@ static void on_report(void *ctx, m2p_step step, double done, double total, const
         }
     }
     bool finished = total > 0 && done >= total;
-    /* Without a TTY, print only finished steps (one line each). */
-    if (t->tty || finished) {
+    bool already = t->step_done[step] >= 0;
+    /* Without a TTY, print each step once, when it finishes. */
+    if (t->tty ? !already || !finished : finished && !already) {
         draw(t, step, done, total, message, finished);
     }
-    if (finished) {
+    if (finished && !already) {
         t->step_done[step] = now - t->step_start[step];
     }
 }

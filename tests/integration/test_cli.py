@@ -19,6 +19,11 @@ def run(args, env, timeout=300):
     return p.returncode, p.stdout, p.stderr
 
 
+def read_bytes(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def error_line(stderr):
     lines = [l for l in stderr.splitlines() if l.startswith("mus2pic: error ")]
     return lines
@@ -146,15 +151,15 @@ class CliTest(unittest.TestCase):
             self.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"))
             self.assertIn(b"tEXt", data)
             self.assertTrue(os.path.exists(p[:-4] + ".json"))
-        first = open(paths[0], "rb").read()
-        self.assertNotEqual(first, open(paths[1], "rb").read())
+        first = read_bytes(paths[0])
+        self.assertNotEqual(first, read_bytes(paths[1]))
         # Same settings, same bytes.
         out_dir2 = os.path.join(self.tmp, "posters2")
         rc, out, err = run(["make", self.song, "-n", "1", "--seed", "7", "--size", "256x256",
                             "--renderer", "sonic", "--out", out_dir2, "--json"], self.env)
         self.assertEqual(rc, 0, err)
         again = json.loads(out)["images"][0]["path"]
-        self.assertEqual(open(again, "rb").read(), first)
+        self.assertEqual(read_bytes(again), first)
 
     def test_make_bad_options(self):
         self.expect_error(["make", self.song, "--size", "13x13"], "render_size")
