@@ -76,9 +76,19 @@ int main(int argc, char **argv) {
         return 1;
     }
     m2p_section secs[3] = {{0, 60, 0.3, 0.4, 0}, {60, 120, 0.8, 0.7, 1}, {120, 180, 0.5, 0.5, 0}};
-    m2p_features f = {.tempo_bpm = 128, .tempo_confidence = 0.9, .key = 9, .mode = M2P_MODE_MINOR,
-                      .key_confidence = 0.8, .energy = 0.7, .brightness = 0.6, .percussiveness = 0.6,
-                      .onset_density = 4, .valence = 0.4, .arousal = 0.7, .sections = secs, .n_sections = 3};
+    m2p_features f = {.tempo_bpm = 128,
+                      .tempo_confidence = 0.9,
+                      .key = 9,
+                      .mode = M2P_MODE_MINOR,
+                      .key_confidence = 0.8,
+                      .energy = 0.7,
+                      .brightness = 0.6,
+                      .percussiveness = 0.6,
+                      .onset_density = 4,
+                      .valence = 0.4,
+                      .arousal = 0.7,
+                      .sections = secs,
+                      .n_sections = 3};
     long builds = rounds * 5;
     t0 = m2p_now_monotonic();
     for (long r = 0; r < builds; r++) {
@@ -96,8 +106,8 @@ int main(int argc, char **argv) {
     }
     double per_build = (m2p_now_monotonic() - t0) / (double)builds;
     (void)printf("load_cpu_ms %.3f\n", best_load_cpu * 1e3);
-    (void)printf("texts %zu\nrounds %ld\nload_ms %.3f\ntokenize_us %.3f\nprompt_build_us %.3f\nchecksum %ld\n", n, rounds,
-                 best_load * 1e3, per_text * 1e6, per_build * 1e6, checksum);
+    (void)printf("texts %zu\nrounds %ld\nload_ms %.3f\ntokenize_us %.3f\nprompt_build_us %.3f\nchecksum %ld\n", n,
+                 rounds, best_load * 1e3, per_text * 1e6, per_build * 1e6, checksum);
     m2p_presets_free(ps);
     m2p_clip_tokenizer_free(t);
     json_decref(root);

@@ -57,7 +57,9 @@ struct m2p_clip_tokenizer {
 
 /* --- GPT-2/CLIP bytes_to_unicode ------------------------------------------------------------ */
 
-static bool byte_printable(unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174); }
+static bool byte_printable(unsigned b) {
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+}
 
 /* Code point standing for byte b, and b's position in the vocabulary order. */
 static void byte_maps(uint32_t cp_of[256], int order_of[256]) {
@@ -153,7 +155,9 @@ static int32_t str_map_get(const str_map *m, const char *s, size_t n) {
 
 /* --- the pair table --------------------------------------------------------------------------- */
 
-static uint64_t pair_key(int32_t a, int32_t b) { return (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1u; }
+static uint64_t pair_key(int32_t a, int32_t b) {
+    return (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1u;
+}
 
 static size_t pair_hash(uint64_t key, size_t cap) {
     key ^= key >> 33;
@@ -527,10 +531,18 @@ fail:
     return rc;
 }
 
-int32_t m2p_clip_bos_id(const m2p_clip_tokenizer *t) { return t->bos; }
-int32_t m2p_clip_eos_id(const m2p_clip_tokenizer *t) { return t->eos; }
-int32_t m2p_clip_pad_id(const m2p_clip_tokenizer *t) { return t->pad; }
-size_t m2p_clip_vocab_size(const m2p_clip_tokenizer *t) { return t->vocab_size; }
+int32_t m2p_clip_bos_id(const m2p_clip_tokenizer *t) {
+    return t->bos;
+}
+int32_t m2p_clip_eos_id(const m2p_clip_tokenizer *t) {
+    return t->eos;
+}
+int32_t m2p_clip_pad_id(const m2p_clip_tokenizer *t) {
+    return t->pad;
+}
+size_t m2p_clip_vocab_size(const m2p_clip_tokenizer *t) {
+    return t->vocab_size;
+}
 
 /* --- encoding ----------------------------------------------------------------------------------- */
 
@@ -555,7 +567,7 @@ typedef struct bpe_work {
     int32_t *prev; /* previous live position, -1 at the start */
     struct cand {
         int32_t rank, pos, left, right;
-    } *heap; /* candidate merges, a min-heap by (rank, pos) */
+    } * heap; /* candidate merges, a min-heap by (rank, pos) */
     size_t n_heap;
 } bpe_work;
 
@@ -651,8 +663,12 @@ static void bpe_piece(const m2p_clip_tokenizer *t, const uint8_t *bytes, size_t 
     }
 }
 
-static bool is_letter(ucs4_t c) { return uc_is_general_category(c, UC_CATEGORY_L); }
-static bool is_number(ucs4_t c) { return uc_is_general_category(c, UC_CATEGORY_N); }
+static bool is_letter(ucs4_t c) {
+    return uc_is_general_category(c, UC_CATEGORY_L);
+}
+static bool is_number(ucs4_t c) {
+    return uc_is_general_category(c, UC_CATEGORY_N);
+}
 
 /* Length of a contraction ('s 't 're 've 'm 'll 'd) at cp[i], or 0. */
 static size_t contraction(const uint32_t *cp, size_t n, size_t i) {

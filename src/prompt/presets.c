@@ -36,7 +36,9 @@ void m2p_presets_free(m2p_presets *p) {
     m2p_free(p);
 }
 
-size_t m2p_presets_count(const m2p_presets *p) { return p != NULL ? p->n : 0; }
+size_t m2p_presets_count(const m2p_presets *p) {
+    return p != NULL ? p->n : 0;
+}
 
 const m2p_preset *m2p_presets_at(const m2p_presets *p, size_t i) {
     if (p == NULL || i >= p->n) {
@@ -64,8 +66,7 @@ static m2p_code get_string(json_t *obj, const char *key, const char *name, bool 
     return M2P_OK;
 }
 
-static m2p_code get_unit(json_t *obj, const char *key, const char *name, double fallback, double *out,
-                         m2p_error *err) {
+static m2p_code get_unit(json_t *obj, const char *key, const char *name, double fallback, double *out, m2p_error *err) {
     json_t *v = obj != NULL ? json_object_get(obj, key) : NULL;
     if (v == NULL) {
         *out = fallback;

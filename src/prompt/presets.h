@@ -25,11 +25,11 @@ typedef struct m2p_preset_visual {
     const char *palette_bias; /* natural | warm | cool | neon | pastel | mono | earth | vintage */
     double saturation;
     double contrast;
-    double grain;             /* film/paper grain */
-    double softness;          /* 0 hard edges .. 1 soft washes */
+    double grain;    /* film/paper grain */
+    double softness; /* 0 hard edges .. 1 soft washes */
     double line_weight;
-    const char *background;   /* dark | light | gradient */
-    const char *text;         /* none | title | title_artist: what to letter on the poster */
+    const char *background; /* dark | light | gradient */
+    const char *text;       /* none | title | title_artist: what to letter on the poster */
 } m2p_preset_visual;
 
 typedef struct m2p_preset {
@@ -37,8 +37,8 @@ typedef struct m2p_preset {
     const char *description;   /* one line */
     const char *template_text; /* "album cover art, {title}, {mood}, ..." */
     const char *negative;
-    int steps;                 /* suggested sampler steps */
-    double guidance;           /* suggested guidance scale */
+    int steps;       /* suggested sampler steps */
+    double guidance; /* suggested guidance scale */
     m2p_preset_visual visual;
 } m2p_preset;
 

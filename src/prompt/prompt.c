@@ -92,7 +92,9 @@ static int level3(double x, double lo, double hi) {
     return x > hi ? 2 : 1;
 }
 
-static bool is_minor(const m2p_features *f) { return f->mode == M2P_MODE_MINOR; }
+static bool is_minor(const m2p_features *f) {
+    return f->mode == M2P_MODE_MINOR;
+}
 
 static bool key_known(const m2p_features *f) {
     return f->key >= 0 && f->key < 12 && unit(f->key_confidence) >= 0.15;
@@ -483,19 +485,42 @@ static bool make_fragment(const m2p_prompt_input *in, const m2p_features *f, lon
         return true;
     }
     switch (var) {
-    case M2P_VAR_MOOD: frag_mood(f, o); return true;
-    case M2P_VAR_PALETTE: frag_palette(f, o); return true;
-    case M2P_VAR_COLOR: frag_color(f, o); return true;
-    case M2P_VAR_MOTION: frag_motion(f, o); return true;
-    case M2P_VAR_TEXTURE: frag_texture(f, o); return true;
-    case M2P_VAR_ENERGY: frag_energy(f, o); return true;
-    case M2P_VAR_ARC: frag_arc(f, o); return true;
-    case M2P_VAR_TEMPO: frag_tempo(f, o); return true;
-    case M2P_VAR_KEY: frag_key(f, o); return true;
-    case M2P_VAR_GENRE_HINT: frag_genre(in->features, o); return true; /* the whole song's */
-    case M2P_VAR_TITLE: return frag_user(in->title, var, o);
-    case M2P_VAR_ARTIST: return frag_user(in->artist, var, o);
-    default: return false;
+    case M2P_VAR_MOOD:
+        frag_mood(f, o);
+        return true;
+    case M2P_VAR_PALETTE:
+        frag_palette(f, o);
+        return true;
+    case M2P_VAR_COLOR:
+        frag_color(f, o);
+        return true;
+    case M2P_VAR_MOTION:
+        frag_motion(f, o);
+        return true;
+    case M2P_VAR_TEXTURE:
+        frag_texture(f, o);
+        return true;
+    case M2P_VAR_ENERGY:
+        frag_energy(f, o);
+        return true;
+    case M2P_VAR_ARC:
+        frag_arc(f, o);
+        return true;
+    case M2P_VAR_TEMPO:
+        frag_tempo(f, o);
+        return true;
+    case M2P_VAR_KEY:
+        frag_key(f, o);
+        return true;
+    case M2P_VAR_GENRE_HINT:
+        frag_genre(in->features, o);
+        return true; /* the whole song's */
+    case M2P_VAR_TITLE:
+        return frag_user(in->title, var, o);
+    case M2P_VAR_ARTIST:
+        return frag_user(in->artist, var, o);
+    default:
+        return false;
     }
 }
 
@@ -529,7 +554,9 @@ static m2p_code buf_add(buf *b, const char *s, size_t n) {
     return M2P_OK;
 }
 
-static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static bool is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /* Tidies a filled template from s into out: ASCII whitespace runs → one
  * space, empty comma-separated items dropped (", ," and leading/trailing

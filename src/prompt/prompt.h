@@ -33,9 +33,9 @@ typedef struct m2p_fragment {
 } m2p_fragment;
 
 typedef struct m2p_prompt {
-    char *positive; /* owned */
-    char *negative; /* owned */
-    char *style;    /* preset name, owned */
+    char *positive;          /* owned */
+    char *negative;          /* owned */
+    char *style;             /* preset name, owned */
     m2p_fragment *fragments; /* owned, n_fragments */
     size_t n_fragments;
     int n_tokens;   /* CLIP tokens of positive, including start and end */
@@ -45,7 +45,7 @@ typedef struct m2p_prompt {
 /* Text the caller can give for the {title}/{artist} variables (may be NULL). */
 typedef struct m2p_prompt_input {
     const m2p_features *features;
-    const char *style;    /* preset name; NULL → "abstract" */
+    const char *style;         /* preset name; NULL → "abstract" */
     const char *template_text; /* user template or NULL for the preset's */
     const char *title;
     const char *artist;
@@ -69,8 +69,7 @@ void m2p_prompt_free(m2p_prompt *p);
  * describing the section's place ("an opening, gathering momentum", "at its
  * peak, a blazing climax", "a fading finale"). section must be below
  * features->n_sections, else M2P_E_INVALID_ARG. */
-m2p_code m2p_prompt_build_section(const m2p_prompt_input *in, size_t section, m2p_prompt **out,
-                                  m2p_error *err) M2P_WUR;
+m2p_code m2p_prompt_build_section(const m2p_prompt_input *in, size_t section, m2p_prompt **out, m2p_error *err) M2P_WUR;
 
 /* Checks a user template without features, so callers can refuse a bad one
  * before any download or analysis: the same codes and details as

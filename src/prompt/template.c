@@ -46,7 +46,9 @@ const char *m2p_prompt_variable(size_t i, const char **description) {
     return k_vars[i].name;
 }
 
-size_t m2p_template_n_variables(void) { return M2P_VAR_COUNT; }
+size_t m2p_template_n_variables(void) {
+    return M2P_VAR_COUNT;
+}
 
 int m2p_template_variable_index(const char *name, size_t len) {
     for (int i = 0; i < M2P_VAR_COUNT; i++) {
@@ -194,7 +196,8 @@ m2p_code m2p_template_parse(const char *text, m2p_template **out, m2p_error *err
             continue;
         }
         if (c == '}') {
-            rc = m2p_error_set(err, M2P_E_TEMPLATE_SYNTAX, "unmatched } at offset %zu; write }} for a literal brace", i);
+            rc =
+                m2p_error_set(err, M2P_E_TEMPLATE_SYNTAX, "unmatched } at offset %zu; write }} for a literal brace", i);
             goto fail;
         }
         if (c != '{') {

@@ -230,9 +230,9 @@ static void test_every_preset_fits(void **state) {
     fixture *fx = *state;
     size_t n = m2p_presets_count(fx->presets);
     assert_true(n >= 12);
-    static const char *required[] = {"abstract",     "realistic", "minimalist",   "synthwave", "watercolor",
-                                     "album-cover",  "ink",       "oil-painting", "cinematic", "retro-poster",
-                                     "geometric",    "vaporwave"};
+    static const char *required[] = {"abstract",   "realistic",    "minimalist", "synthwave",
+                                     "watercolor", "album-cover",  "ink",        "oil-painting",
+                                     "cinematic",  "retro-poster", "geometric",  "vaporwave"};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         const m2p_preset *pr = NULL;
         assert_int_equal(m2p_presets_find(fx->presets, required[i], &pr, NULL), M2P_OK);
@@ -361,10 +361,9 @@ static void test_template_literals_and_names(void **state) {
 static void test_overlong_template_shortened(void **state) {
     fixture *fx = *state;
     m2p_features f = orchestral();
-    const char *tpl =
-        "an enormous richly detailed panoramic oil painting of a vast imaginary concert hall at night, "
-        "{mood}, {palette}, {color}, {motion}, {texture}, {energy}, {arc}, {tempo}, {key}, {genre_hint}, "
-        "gilded balconies, velvet curtains, chandeliers";
+    const char *tpl = "an enormous richly detailed panoramic oil painting of a vast imaginary concert hall at night, "
+                      "{mood}, {palette}, {color}, {motion}, {texture}, {energy}, {arc}, {tempo}, {key}, {genre_hint}, "
+                      "gilded balconies, velvet curtains, chandeliers";
     m2p_error err;
     m2p_prompt *p = build(fx, &f, "oil painting", tpl, &err);
     assert_non_null(p);
