@@ -7,8 +7,9 @@
  * the same pixels and metadata give the same bytes on one machine.
  *
  * Untrusted input (reading): the whole file must be under M2P_PNG_MAX_FILE,
- * libpng's user limits cap the edges at 16384 and ancillary chunk memory at
- * 8 MiB, every libpng error longjmps back to one cleanup exit that returns
+ * every chunk length is checked against the bytes actually there before
+ * libpng sees them, libpng's user limits cap the edges at 16384 (and 64 Mpx in
+ * all) and ancillary chunk memory at 8 MiB, every libpng error longjmps back to one cleanup exit that returns
  * M2P_E_PNG_READ with libpng's message as the detail.
  */
 #include "render/png.h"
@@ -24,6 +25,7 @@
 #include "core/fs.h"
 
 #define MAX_EDGE 16384
+#define MAX_PIXELS (64ull * 1024ull * 1024ull) /* decoding cost cap (a small zlib stream can claim a lot) */
 #define ITXT_COMPRESS_OVER 1024
 
 /* ---------------------------------------------------------------- metadata list */
@@ -433,6 +435,26 @@ static m2p_code decode(const uint8_t *data, size_t len, m2p_image **img_out, m2p
         return m2p_error_set(err, M2P_E_PNG_READ, "file of %zu bytes is over the %u byte cap", len,
                              M2P_PNG_MAX_FILE);
     }
+    /* Chunk framing first, on the bytes we hold: every declared length must
+     * fit in the file (libpng would otherwise allocate what a header claims,
+     * e.g. a 1 GiB zTXt in a 100-byte file) and ancillary chunks stay under 8 MiB. */
+    size_t pos = 8;
+    while (pos < len) {
+        if (len - pos < 12) {
+            return m2p_error_set(err, M2P_E_PNG_READ, "truncated chunk header at byte %zu", pos);
+        }
+        const uint8_t *c = data + pos;
+        size_t clen = (size_t)c[0] << 24 | (size_t)c[1] << 16 | (size_t)c[2] << 8 | (size_t)c[3];
+        bool critical = (c[4] & 0x20) == 0;
+        if (clen > len - pos - 12 || (!critical && clen > 8u * 1024u * 1024u)) {
+            return m2p_error_set(err, M2P_E_PNG_READ, "chunk of %zu bytes at byte %zu does not fit the file", clen,
+                                 pos);
+        }
+        pos += 12 + clen;
+        if (memcmp(c + 4, "IEND", 4) == 0) {
+            break;
+        }
+    }
     png_io io;
     memset(&io, 0, sizeof io);
     io.in = data;
@@ -464,6 +486,9 @@ static m2p_code decode(const uint8_t *data, size_t len, m2p_image **img_out, m2p
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info);
     png_uint_32 h = png_get_image_height(png, info);
+    if ((uint64_t)w * h > MAX_PIXELS) {
+        png_error(png, "image has too many pixels");
+    }
     png_set_expand(png);
     png_set_strip_16(png);
     png_set_strip_alpha(png);
