@@ -408,7 +408,7 @@ m2p_code m2p_clip_tokenizer_default(m2p_clip_tokenizer **out, m2p_error *err) {
     }
     /* The vocabulary strings: 512 byte symbols (≤ 2 + 4 bytes each), one per merge, 2 specials. */
     size_t vocab_size = 256 + 256 + n_lines + 2;
-    size_t arena_cap = 512 * 8 + text_len + 64;
+    size_t arena_cap = (size_t)512 * 8 + text_len + 64;
     arena = m2p_malloc(arena_cap);
     if (arena == NULL || !str_map_init(&vocab, vocab_size)) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "tokenizer vocabulary");
