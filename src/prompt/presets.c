@@ -122,7 +122,11 @@ static m2p_code parse_one(json_t *o, size_t index, m2p_preset *p, m2p_error *err
     m2p_template *t = NULL;
     m2p_error terr;
     m2p_error_clear(&terr);
-    if (m2p_template_parse(p->template_text, &t, &terr) != M2P_OK) {
+    m2p_code trc = m2p_template_parse(p->template_text, &t, &terr);
+    if (trc == M2P_E_NOMEM) {
+        return m2p_error_set(err, trc, "preset '%s': template", nm);
+    }
+    if (trc != M2P_OK) {
         return m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset '%s': template: %s", nm, terr.detail);
     }
     m2p_template_free(t);

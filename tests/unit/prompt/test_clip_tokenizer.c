@@ -210,6 +210,50 @@ static void test_long_word(void **state) {
     m2p_clip_tokenizer_free(t);
 }
 
+/* Every allocation failure while loading or tokenizing is a clean NOMEM. */
+static void test_alloc_failures(void **state) {
+    (void)state;
+    char vocab[1024];
+    char merges[1024];
+    (void)snprintf(vocab, sizeof vocab, "%s/tests/fixtures/tokenizer/small/vocab.json", m2p_test_source_dir());
+    (void)snprintf(merges, sizeof merges, "%s/tests/fixtures/tokenizer/small/merges.txt", m2p_test_source_dir());
+    for (int which = 0; which < 2; which++) {
+        bool ok = false;
+        for (long n = 0; n < 200 && !ok; n++) {
+            m2p_clip_tokenizer *t = NULL;
+            m2p_alloc_fail_after(n);
+            m2p_code rc = which == 0 ? m2p_clip_tokenizer_default(&t, NULL)
+                                     : m2p_clip_tokenizer_load(vocab, merges, &t, NULL);
+            m2p_alloc_fail_after(-1);
+            if (rc == M2P_OK) {
+                ok = true;
+            } else {
+                assert_int_equal(rc, M2P_E_NOMEM);
+                assert_null(t);
+            }
+            m2p_clip_tokenizer_free(t);
+        }
+        assert_true(ok);
+    }
+    m2p_clip_tokenizer *t = NULL;
+    assert_int_equal(m2p_clip_tokenizer_default(&t, NULL), M2P_OK);
+    bool ok = false;
+    for (long n = 0; n < 200 && !ok; n++) {
+        int32_t ids[M2P_CLIP_MAX_TOKENS];
+        int n_real = 0;
+        m2p_alloc_fail_after(n);
+        m2p_code rc = m2p_clip_tokenize(t, "caf\xc3\xa9 <|endoftext|> hello, world!", ids, 77, &n_real, NULL);
+        m2p_alloc_fail_after(-1);
+        if (rc == M2P_OK) {
+            ok = true;
+        } else {
+            assert_int_equal(rc, M2P_E_NOMEM);
+        }
+    }
+    assert_true(ok);
+    m2p_clip_tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_matches_reference),
@@ -217,6 +261,7 @@ int main(void) {
         cmocka_unit_test(test_load_bad_files),
         cmocka_unit_test(test_truncation_and_padding),
         cmocka_unit_test(test_long_word),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

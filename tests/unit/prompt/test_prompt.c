@@ -551,6 +551,23 @@ static void test_presets_file_checks(void **state) {
     assert_int_equal(p0->steps, 4);
     assert_null(m2p_presets_at(ps, 1));
     m2p_presets_free(ps);
+    /* Allocation failures while loading the embedded set: clean NOMEM. */
+    bool ok = false;
+    for (long n = 0; n < 50 && !ok; n++) {
+        ps = NULL;
+        m2p_alloc_fail_after(n);
+        m2p_code rc = m2p_presets_load(&ps, NULL);
+        m2p_alloc_fail_after(-1);
+        if (rc == M2P_OK) {
+            ok = true;
+            assert_true(m2p_presets_count(ps) >= 12);
+        } else {
+            assert_int_equal(rc, M2P_E_NOMEM);
+            assert_null(ps);
+        }
+        m2p_presets_free(ps);
+    }
+    assert_true(ok);
 }
 
 static void test_variables_documented(void **state) {
