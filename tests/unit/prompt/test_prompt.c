@@ -553,7 +553,7 @@ static void test_presets_file_checks(void **state) {
     m2p_presets_free(ps);
     /* Allocation failures while loading the embedded set: clean NOMEM. */
     bool ok = false;
-    for (long n = 0; n < 50 && !ok; n++) {
+    for (long n = 0; n < 5000 && !ok; n++) {
         ps = NULL;
         m2p_alloc_fail_after(n);
         m2p_code rc = m2p_presets_load(&ps, NULL);
