@@ -105,15 +105,24 @@ static m2p_code lock_stem(m2p_cache *c, const char *stem, bool block, m2p_cache_
     if (busy != NULL) {
         *busy = false;
     }
-    char path[M2P_PATH_MAX + 96];
-    m2p_code rc = entry_path(c, stem, ".lock", path, sizeof path, err);
-    if (rc != M2P_OK) {
-        return rc;
+    /* Allocated first, so running out of memory leaves no lock file behind. */
+    m2p_cache_lock *l = m2p_malloc(sizeof *l);
+    if (l == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "cache lock");
     }
-    for (int attempt = 0; attempt < 100; attempt++) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    m2p_code rc = entry_path(c, stem, ".lock", l->lock_path, sizeof l->lock_path, err);
+    if (rc == M2P_OK && entry_path(c, stem, ".json", l->json_path, sizeof l->json_path, NULL) != M2P_OK) {
+        l->json_path[0] = '\0';
+    }
+    for (int attempt = 0; rc == M2P_OK; attempt++) {
+        if (attempt == 100) {
+            rc = m2p_error_set(err, M2P_E_CACHE_LOCK, "lock file %s keeps changing", l->lock_path);
+            break;
+        }
+        int fd = open(l->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
-            return m2p_error_set(err, M2P_E_CACHE_LOCK, "cannot open %s: %s", path, strerror(errno));
+            rc = m2p_error_set(err, M2P_E_CACHE_LOCK, "cannot open %s: %s", l->lock_path, strerror(errno));
+            break;
         }
         int r;
         do {
@@ -126,29 +135,23 @@ static m2p_code lock_stem(m2p_cache *c, const char *stem, bool block, m2p_cache_
                 if (busy != NULL) {
                     *busy = true;
                 }
-                return M2P_E_CACHE_LOCK;
+                rc = M2P_E_CACHE_LOCK;
+            } else {
+                rc = m2p_error_set(err, M2P_E_CACHE_LOCK, "flock %s: %s", l->lock_path, strerror(e));
             }
-            return m2p_error_set(err, M2P_E_CACHE_LOCK, "flock %s: %s", path, strerror(e));
+            break;
         }
         /* The file may have been unlinked (and recreated) by whoever held it. */
         struct stat a, b;
-        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
-            m2p_cache_lock *l = m2p_malloc(sizeof *l);
-            if (l == NULL) {
-                (void)close(fd);
-                return m2p_error_set(err, M2P_E_NOMEM, "cache lock");
-            }
+        if (fstat(fd, &a) == 0 && stat(l->lock_path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
             l->fd = fd;
-            memcpy(l->lock_path, path, sizeof l->lock_path);
-            if (entry_path(c, stem, ".json", l->json_path, sizeof l->json_path, NULL) != M2P_OK) {
-                l->json_path[0] = '\0';
-            }
             *out = l;
             return M2P_OK;
         }
         (void)close(fd);
     }
-    return m2p_error_set(err, M2P_E_CACHE_LOCK, "lock file %s keeps changing", path);
+    m2p_free(l);
+    return rc;
 }
 
 m2p_code m2p_cache_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out, m2p_error *err) {

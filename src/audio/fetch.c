@@ -466,7 +466,11 @@ m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_ca
         }
         char v[32];
         bool current = false;
-        if (probe_version(cand[i], v, sizeof v, &current, NULL) != M2P_OK) {
+        m2p_code prc = probe_version(cand[i], v, sizeof v, &current, err);
+        if (prc == M2P_E_NOMEM) {
+            return prc; /* not yt-dlp's fault */
+        }
+        if (prc != M2P_OK) {
             continue;
         }
         if (current) {

@@ -565,6 +565,40 @@ static void test_metadata_refusals_with_fake_ytdlp(void **state) {
     unsetenv("FAKE_LOG");
 }
 
+/* Allocation failures anywhere in a fetch end in NOMEM (or success), never a
+ * crash or a leak, and leave no temp file. Uses the fake yt-dlp (fast). */
+static void test_fetch_allocation_failures(void **state) {
+    fixture *f = *state;
+    m2p_config cfg;
+    m2p_source src;
+    int failures = 0;
+    assert_int_equal(m2p_source_parse("https://youtu.be/bbbbbbbbbbb", &f->cfg, false, &src, NULL), M2P_OK);
+    fake_setup(f, &cfg, "{\"id\":\"bbbbbbbbbbb\",\"title\":\"A\",\"duration\":10}");
+    for (long n = 0; n < 30; n++) {
+        m2p_track t;
+        m2p_alloc_fail_after(n);
+        m2p_error err;
+        m2p_code rc = m2p_fetch(&cfg, f->cache, &src, NULL, &t, &err);
+        m2p_alloc_fail_after(-1);
+        if (!(rc == M2P_OK || rc == M2P_E_NOMEM)) {
+            fail_msg("allocation %ld failing gave %s (%s)", n, m2p_errname(rc), err.detail);
+        }
+        failures += rc != M2P_OK;
+        if (rc == M2P_OK) {
+            break; /* stored: later calls would be cache hits */
+        }
+        if (leftover_files(f) != 0) {
+            char cmd[200];
+            snprintf(cmd, sizeof cmd, "ls -la '%s/audio'", f->dir);
+            (void)system(cmd);
+            fail_msg("left files after failing allocation %ld", n);
+        }
+    }
+    assert_true(failures > 0);
+    unsetenv("FAKE_JSON");
+    unsetenv("FAKE_LOG");
+}
+
 static void test_classify_errors(void **state) {
     (void)state;
     static const struct {
@@ -632,6 +666,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_two_processes_one_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ytdlp_lookup_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_refusals_with_fake_ytdlp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }
