@@ -247,8 +247,10 @@ static m2p_code check_request(const m2p_sd *sd, const m2p_sd_request *req, int *
 /* The body of m2p_sd_generate, with sd->lock held. */
 static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p_progress *progress, uint8_t *rgb,
                                 m2p_error *err) {
-    int width, height, steps;
-    double guidance;
+    int width = 0;
+    int height = 0;
+    int steps = 0;
+    double guidance = 0.0;
     m2p_code rc = check_request(sd, req, &width, &height, &steps, &guidance, err);
     if (rc != M2P_OK) {
         return rc;

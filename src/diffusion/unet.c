@@ -243,7 +243,10 @@ static m2p_code bind_norm(binder *bd, gnorm *n, int c, const char *prefix) {
 
 /* name = prefix + "." + sub into buf (cap 256). */
 static const char *join(char *buf, const char *prefix, const char *sub) {
-    (void)snprintf(buf, 256, "%s.%s", prefix, sub);
+    int len = snprintf(buf, 256, "%s.%s", prefix, sub);
+    if (len < 0 || len >= 256) {
+        buf[0] = '\0'; /* cannot happen with diffusers names; bind() then reports the tensor missing */
+    }
     return buf;
 }
 
@@ -798,6 +801,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
                              in->context_n, in->context_len);
     }
     m2p_code rc = M2P_OK;
+    bool cur_owned = false; /* false while cur is also an entry of skips */
     act skips[MAX_SKIPS];
     int n_skips = 0;
     float *temb = NULL;
@@ -871,7 +875,6 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         }
     }
     /* cur belongs to the skip list until the mid block replaces it. */
-    bool cur_owned = false;
     if (c->mid_block) {
         const block *b = &u->mid;
         size_t sz = (size_t)n * (size_t)ch * (size_t)h * (size_t)w;
