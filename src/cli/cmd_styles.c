@@ -14,12 +14,26 @@
 #include "prompt/presets.h"
 
 static json_t *preset_json(const m2p_preset *p) {
-    return json_pack("{s:s, s:s, s:s, s:s, s:{s:i, s:f}, s:{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:s, s:s}}", "name",
-                     p->name, "description", p->description, "template", p->template_text, "negative", p->negative,
-                     "defaults", "steps", p->steps, "guidance", p->guidance, "visual", "shapes", p->visual.shapes,
-                     "palette_bias", p->visual.palette_bias, "saturation", p->visual.saturation, "contrast",
-                     p->visual.contrast, "grain", p->visual.grain, "softness", p->visual.softness, "line_weight",
-                     p->visual.line_weight, "background", p->visual.background, "text", p->visual.text);
+    json_t *aliases = json_array();
+    for (size_t i = 0; aliases != NULL && i < p->n_aliases; i++) {
+        (void)json_array_append_new(aliases, json_string(p->aliases[i]));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:{s:i, s:f}, s:{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:s, s:s}}", "name",
+                          p->name, "description", p->description, "template", p->template_text, "negative", p->negative,
+                          "defaults", "steps", p->steps, "guidance", p->guidance, "visual", "shapes", p->visual.shapes,
+                          "palette_bias", p->visual.palette_bias, "saturation", p->visual.saturation, "contrast",
+                          p->visual.contrast, "grain", p->visual.grain, "softness", p->visual.softness, "line_weight",
+                          p->visual.line_weight, "background", p->visual.background, "text", p->visual.text);
+    if (o == NULL || aliases == NULL) {
+        json_decref(o);
+        json_decref(aliases);
+        return NULL;
+    }
+    if (json_object_set_new(o, "aliases", aliases) != 0) { /* steals aliases even on failure */
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 static int print_json(json_t *j) {
@@ -37,6 +51,13 @@ static int print_json(json_t *j) {
 
 static void print_one(const m2p_preset *p) {
     (void)printf("%s — %s\n\n", p->name, p->description);
+    if (p->n_aliases > 0) {
+        (void)printf("aliases:   ");
+        for (size_t i = 0; i < p->n_aliases; i++) {
+            (void)printf("%s%s", i > 0 ? ", " : "", p->aliases[i]);
+        }
+        (void)printf("\n");
+    }
     (void)printf("template:  %s\n", p->template_text);
     (void)printf("negative:  %s\n", p->negative);
     (void)printf("defaults:  steps %d, guidance %.1f\n", p->steps, p->guidance);

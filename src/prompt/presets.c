@@ -21,17 +21,24 @@
 #define PRESET_NAME_MAX 32
 #define PRESET_TEXT_MAX 2000
 
+#define PRESET_ALIASES_MAX 8
+
 struct m2p_presets {
     json_t *root;
     m2p_preset *items;
+    const char **aliases; /* PRESET_ALIASES_MAX slots per preset, pointing into root */
     size_t n;
 };
+
+static bool match_key(const char *in, char *buf, size_t cap);
+static bool preset_matches(const m2p_preset *pr, const char *key);
 
 void m2p_presets_free(m2p_presets *p) {
     if (p == NULL) {
         return;
     }
     m2p_free(p->items);
+    m2p_free(p->aliases);
     json_decref(p->root);
     m2p_free(p);
 }
@@ -94,7 +101,7 @@ static bool valid_name(const char *s) {
     return true;
 }
 
-static m2p_code parse_one(json_t *o, size_t index, m2p_preset *p, m2p_error *err) {
+static m2p_code parse_one(json_t *o, size_t index, m2p_preset *p, const char **alias_slots, m2p_error *err) {
     if (!json_is_object(o)) {
         return m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset #%zu is not an object", index);
     }
@@ -130,6 +137,24 @@ static m2p_code parse_one(json_t *o, size_t index, m2p_preset *p, m2p_error *err
         return m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset '%s': template: %s", nm, terr.detail);
     }
     m2p_template_free(t);
+
+    json_t *al = json_object_get(o, "aliases");
+    if (al != NULL) {
+        if (!json_is_array(al) || json_array_size(al) > PRESET_ALIASES_MAX) {
+            return m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset '%s': aliases must be a list of up to %d names",
+                                 nm, PRESET_ALIASES_MAX);
+        }
+        for (size_t a = 0; a < json_array_size(al); a++) {
+            const char *s = json_string_value(json_array_get(al, a));
+            if (s == NULL || !valid_name(s)) {
+                return m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset '%s': alias #%zu must be 1-%d of [a-z0-9-]",
+                                     nm, a, PRESET_NAME_MAX);
+            }
+            alias_slots[a] = s;
+        }
+        p->n_aliases = json_array_size(al);
+    }
+    p->aliases = alias_slots;
 
     json_t *defaults = json_object_get(o, "defaults");
     p->steps = 4;
@@ -205,19 +230,27 @@ m2p_code m2p_presets_parse(const char *json, size_t len, m2p_presets **out, m2p_
     }
     size_t n = json_array_size(arr);
     set->items = m2p_calloc(n, sizeof *set->items);
-    if (set->items == NULL) {
+    set->aliases = m2p_calloc(n * PRESET_ALIASES_MAX, sizeof *set->aliases);
+    if (set->items == NULL || set->aliases == NULL) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "presets");
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        rc = parse_one(json_array_get(arr, i), i, &set->items[i], err);
+        rc = parse_one(json_array_get(arr, i), i, &set->items[i], set->aliases + i * PRESET_ALIASES_MAX, err);
         if (rc != M2P_OK) {
             goto fail;
         }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(set->items[j].name, set->items[i].name) == 0) {
-                rc = m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset '%s' is defined twice", set->items[i].name);
-                goto fail;
+        /* Names and aliases must stay unambiguous once reduced to letters and digits. */
+        const m2p_preset *pi = &set->items[i];
+        for (size_t a = 0; a <= pi->n_aliases; a++) {
+            char key[PRESET_NAME_MAX + 2];
+            (void)match_key(a == 0 ? pi->name : pi->aliases[a - 1], key, sizeof key);
+            for (size_t j = 0; j < i; j++) {
+                if (preset_matches(&set->items[j], key)) {
+                    rc = m2p_error_set(err, M2P_E_PRESETS_INVALID, "preset '%s': name or alias '%s' is taken by '%s'",
+                                       pi->name, a == 0 ? pi->name : pi->aliases[a - 1], set->items[j].name);
+                    goto fail;
+                }
             }
         }
         set->n = i + 1;
@@ -239,21 +272,36 @@ m2p_code m2p_presets_load(m2p_presets **out, m2p_error *err) {
     return m2p_presets_parse((const char *)data, len, out, err);
 }
 
-/* "Album cover" → "album-cover" (bounded; false when too long). */
-static bool normalise_name(const char *in, char *buf, size_t cap) {
+/* A name reduced to lower-case letters and digits: "Album cover", "album_cover"
+ * and "album-cover" all give "albumcover" (bounded; false when too long). */
+static bool match_key(const char *in, char *buf, size_t cap) {
     size_t n = 0;
     for (const char *s = in; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!isalnum(c)) {
+            continue;
+        }
         if (n + 1 >= cap) {
             return false;
         }
-        char c = *s;
-        if (c == ' ' || c == '_') {
-            c = '-';
-        }
-        buf[n++] = (char)tolower((unsigned char)c);
+        buf[n++] = (char)tolower(c);
     }
     buf[n] = '\0';
     return true;
+}
+
+/* True when name (already a key) matches the preset's name or an alias. */
+static bool preset_matches(const m2p_preset *pr, const char *key) {
+    char k[PRESET_NAME_MAX + 2];
+    if (match_key(pr->name, k, sizeof k) && strcmp(k, key) == 0) {
+        return true;
+    }
+    for (size_t a = 0; a < pr->n_aliases; a++) {
+        if (match_key(pr->aliases[a], k, sizeof k) && strcmp(k, key) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 m2p_code m2p_presets_find(const m2p_presets *p, const char *name, const m2p_preset **out, m2p_error *err) {
@@ -262,10 +310,10 @@ m2p_code m2p_presets_find(const m2p_presets *p, const char *name, const m2p_pres
         return m2p_error_set(err, M2P_E_STYLE_UNKNOWN, "no style given");
     }
     char key[PRESET_NAME_MAX + 2];
-    bool fits = normalise_name(name, key, sizeof key);
+    bool fits = match_key(name, key, sizeof key) && key[0] != '\0';
     if (fits) {
         for (size_t i = 0; i < p->n; i++) {
-            if (strcmp(p->items[i].name, key) == 0) {
+            if (preset_matches(&p->items[i], key)) {
                 *out = &p->items[i];
                 return M2P_OK;
             }
@@ -283,7 +331,11 @@ m2p_code m2p_presets_find(const m2p_presets *p, const char *name, const m2p_pres
     int best_d = 4;
     if (fits) {
         for (size_t i = 0; i < p->n; i++) {
-            int d = m2p_prompt_edit_distance(key, strlen(key), p->items[i].name, strlen(p->items[i].name));
+            char k[PRESET_NAME_MAX + 2];
+            if (!match_key(p->items[i].name, k, sizeof k)) {
+                continue;
+            }
+            int d = m2p_prompt_edit_distance(key, strlen(key), k, strlen(k));
             if (d < best_d) {
                 best_d = d;
                 best = p->items[i].name;

@@ -8,8 +8,9 @@
  * shared by any number of threads. Every string a preset points at lives as
  * long as the set (until m2p_presets_free).
  *
- * Names are matched case-insensitively with ' ' and '_' treated as '-', so
- * "Album cover", "album_cover" and "album-cover" name the same preset.
+ * Names are matched on their letters and digits only, case-insensitively, so
+ * "Album cover", "album_cover", "AlbumCover" and "album-cover" name the same
+ * preset; a preset may list aliases ("oil" → oil-painting).
  */
 #ifndef M2P_PROMPT_PRESETS_H
 #define M2P_PROMPT_PRESETS_H
@@ -40,6 +41,8 @@ typedef struct m2p_preset {
     int steps;       /* suggested sampler steps */
     double guidance; /* suggested guidance scale */
     m2p_preset_visual visual;
+    const char *const *aliases; /* other accepted names ("oil" for oil-painting), n_aliases */
+    size_t n_aliases;
 } m2p_preset;
 
 typedef struct m2p_presets m2p_presets;

@@ -240,6 +240,19 @@ static void test_every_preset_fits(void **state) {
         assert_true(strlen(pr->negative) > 0);
         assert_true(pr->steps >= 1);
     }
+    /* Spellings and aliases (the sonic renderer accepts the same ones). */
+    static const char *spellings[][2] = {
+        {"Oil Painting", "oil-painting"}, {"OILPAINTING", "oil-painting"}, {"oil", "oil-painting"},
+        {"watercolour", "watercolor"},    {"8bit", "pixel-art"},           {"album_cover", "album-cover"},
+        {"minimal", "minimalist"},        {"Retro", "retro-poster"}};
+    for (size_t i = 0; i < sizeof spellings / sizeof spellings[0]; i++) {
+        const m2p_preset *pr = NULL;
+        assert_int_equal(m2p_presets_find(fx->presets, spellings[i][0], &pr, NULL), M2P_OK);
+        assert_string_equal(pr->name, spellings[i][1]);
+    }
+    const m2p_preset *none = NULL;
+    assert_int_equal(m2p_presets_find(fx->presets, "--", &none, NULL), M2P_E_STYLE_UNKNOWN);
+    assert_int_equal(m2p_presets_find(fx->presets, "", &none, NULL), M2P_E_STYLE_UNKNOWN);
     m2p_features songs[4] = {calm_piano(), fast_electronic(), orchestral(), dark_ballad()};
     for (size_t i = 0; i < n; i++) {
         const m2p_preset *pr = m2p_presets_at(fx->presets, i);
@@ -535,6 +548,11 @@ static void test_presets_file_checks(void **state) {
         " {\"name\": \"a\", \"description\": \"d\", \"template\": \"t\", \"negative\": \"n\"}]}",
         "{\"presets\": [{\"name\": \"a\", \"description\": \"d\", \"template\": \"t\", \"negative\": \"n\","
         " \"visual\": {\"saturation\": 3}}]}",
+        /* An alias that is another preset's name once reduced to letters and digits. */
+        "{\"presets\": [{\"name\": \"a-b\", \"description\": \"d\", \"template\": \"t\", \"negative\": \"n\"},"
+        " {\"name\": \"c\", \"aliases\": [\"ab\"], \"description\": \"d\", \"template\": \"t\", \"negative\": \"n\"}]}",
+        "{\"presets\": [{\"name\": \"a\", \"aliases\": [\"B C\"], \"description\": \"d\", \"template\": \"t\","
+        " \"negative\": \"n\"}]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         m2p_error_clear(&err);
