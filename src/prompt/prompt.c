@@ -641,26 +641,35 @@ static m2p_code fill(const m2p_template *t, const frag *frags, const bool *kept,
     return M2P_OK;
 }
 
-/* Cuts whole words off the end of text until it fits max_tokens. */
-static m2p_code cut_to_fit(const m2p_clip_tokenizer *tok, char *text, int max_tokens, int *n_tokens, m2p_error *err) {
-    size_t n = strlen(text);
-    /* Binary search on the cut position among word ends. */
-    size_t lo = 0; /* fits (empty text always does) */
+/* Is position i of text (0 < i < n) a place to cut? Words: before a space.
+ * Characters: not inside a UTF-8 sequence. */
+static bool cut_point(const char *text, size_t i, bool words) {
+    if (words) {
+        return is_ws(text[i]);
+    }
+    return ((unsigned char)text[i] & 0xC0) != 0x80;
+}
+
+/* The longest cut prefix text[0, cut) within max_tokens, by binary search
+ * over cut points (token counts only grow with the prefix at these points
+ * in practice; the final count is checked by the caller). 0 when none fits. */
+static m2p_code longest_fit(const m2p_clip_tokenizer *tok, char *text, size_t n, int max_tokens, bool words,
+                            size_t *cut, m2p_error *err) {
+    size_t lo = 0; /* fits (the empty prefix always does) */
     size_t hi = n; /* does not fit */
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        /* Move mid back to a word end. */
         size_t m = mid;
-        while (m > lo && !is_ws(text[m])) {
+        while (m > lo && !cut_point(text, m, words)) {
             m--;
         }
         if (m <= lo) {
             m = mid;
-            while (m < hi && !is_ws(text[m])) {
+            while (m < hi && !cut_point(text, m, words)) {
                 m++;
             }
             if (m >= hi) {
-                break;
+                break; /* no cut point strictly between lo and hi */
             }
         }
         char saved = text[m];
@@ -677,13 +686,27 @@ static m2p_code cut_to_fit(const m2p_clip_tokenizer *tok, char *text, int max_to
             hi = m;
         }
     }
-    text[lo] = '\0';
-    /* No dangling separator at the end. */
-    size_t e = lo;
-    while (e > 0 && (is_ws(text[e - 1]) || text[e - 1] == ',')) {
-        e--;
+    *cut = lo;
+    return M2P_OK;
+}
+
+/* Cuts whole words off the end of text until it fits max_tokens (inside the
+ * first word, on a character boundary, when even one word is too long). */
+static m2p_code cut_to_fit(const m2p_clip_tokenizer *tok, char *text, int max_tokens, int *n_tokens, m2p_error *err) {
+    size_t n = strlen(text);
+    size_t cut = 0;
+    m2p_code rc = longest_fit(tok, text, n, max_tokens, true, &cut, err);
+    if (rc == M2P_OK && cut == 0) {
+        rc = longest_fit(tok, text, n, max_tokens, false, &cut, err);
     }
-    text[e] = '\0';
+    if (rc != M2P_OK) {
+        return rc;
+    }
+    /* No dangling separator at the end. */
+    while (cut > 0 && (is_ws(text[cut - 1]) || text[cut - 1] == ',')) {
+        cut--;
+    }
+    text[cut] = '\0';
     return m2p_clip_count(tok, text, n_tokens, err);
 }
 

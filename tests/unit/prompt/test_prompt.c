@@ -418,6 +418,24 @@ static void test_overlong_template_shortened(void **state) {
     assert_int_equal(m2p_clip_count(fx->tok, p->positive, &count, NULL), M2P_OK);
     assert_int_equal(count, p->n_tokens);
     m2p_prompt_free(p);
+
+    /* One enormous "word": cut inside it on a character boundary, never emptied. */
+    char word[1200];
+    size_t w = 0;
+    for (int i = 0; i < 200; i++) {
+        memcpy(word + w, "x\xc3\xa9Q!", 5); /* letters, a 2-byte character, punctuation */
+        w += 5;
+    }
+    word[w] = '\0';
+    p = build(fx, &f, NULL, word, &err);
+    assert_non_null(p);
+    assert_true(p->shortened);
+    assert_true(p->n_tokens >= 70 && p->n_tokens <= 77);
+    assert_true(strlen(p->positive) > 20);
+    json_t *j = NULL;
+    assert_int_equal(m2p_prompt_to_json(p, &j), M2P_OK); /* still valid UTF-8 */
+    json_decref(j);
+    m2p_prompt_free(p);
 }
 
 static void test_deterministic(void **state) {
