@@ -164,6 +164,21 @@ m2p_code m2p_cache_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out,
     return lock_stem(c, stem, true, out, NULL, err);
 }
 
+m2p_code m2p_cache_try_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out, m2p_error *err) {
+    *out = NULL;
+    char stem[STEM_MAX];
+    m2p_code rc = key_stem(key, stem, err);
+    if (rc != M2P_OK) {
+        return rc;
+    }
+    bool busy = false;
+    rc = lock_stem(c, stem, false, out, &busy, err);
+    if (busy) {
+        return m2p_error_set(err, M2P_E_CACHE_LOCK, "another download of this song is running");
+    }
+    return rc;
+}
+
 void m2p_cache_unlock(m2p_cache_lock *l) {
     if (l == NULL) {
         return;

@@ -44,6 +44,8 @@ m2p_code m2p_cache_tmp_path(m2p_cache *c, const char *key, char *buf, size_t cap
 
 /* Exclusive per-key lock across threads and processes; blocks. */
 m2p_code m2p_cache_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out, m2p_error *err) M2P_WUR;
+/* The same without waiting: M2P_E_CACHE_LOCK when someone holds it. */
+m2p_code m2p_cache_try_lock_key(m2p_cache *c, const char *key, m2p_cache_lock **out, m2p_error *err) M2P_WUR;
 void m2p_cache_unlock(m2p_cache_lock *l);
 
 /* Stores uploaded bytes under their SHA-256 (the key; kind UPLOAD), taking the

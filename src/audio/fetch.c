@@ -4,7 +4,8 @@
  * m2p_fetch, step by step:
  *   1. cache hit? → done (no lock, no process, no network).
  *   2. take the key's lock (one download per key across threads and
- *      processes), look again (someone may have just stored it).
+ *      processes; polled every 50 ms so a cancel is noticed while another
+ *      download of the song runs), look again (someone may have just stored it).
  *   3. find yt-dlp and check its version (m2p_fetch_ytdlp_check).
  *   4. metadata: `yt-dlp -J` → refuse playlists, live streams, unknown
  *      durations (fail closed), songs over max_duration_s and, when the site
@@ -895,7 +896,25 @@ m2p_code m2p_fetch(const m2p_config *cfg, m2p_cache *cache, const m2p_source *sr
         return m2p_error_set(err, M2P_E_CANCELLED, NULL);
     }
     m2p_cache_lock *lock = NULL;
-    m2p_code rc = m2p_cache_lock_key(cache, src->id, &lock, err);
+    /* Wait for another download of the same song (thread or process), polling
+     * so that a cancel is noticed while waiting. */
+    m2p_code rc;
+    bool told = false;
+    for (;;) {
+        rc = m2p_cache_try_lock_key(cache, src->id, &lock, err);
+        if (rc != M2P_E_CACHE_LOCK) {
+            break;
+        }
+        if (!told) {
+            m2p_progress_report(progress, M2P_STEP_FETCH, 0, 0, "Waiting for another download of this song");
+            told = true;
+        }
+        if (m2p_progress_cancelled(progress)) {
+            return m2p_error_set(err, M2P_E_CANCELLED, "while waiting for another download of this song");
+        }
+        struct timespec ts = {0, POLL_MS * 1000000L};
+        (void)nanosleep(&ts, NULL);
+    }
     if (rc != M2P_OK) {
         return rc;
     }

@@ -359,6 +359,40 @@ static void test_cancel_mid_download(void **state) {
     assert_int_equal(st.entries, 0);
 }
 
+static void cancel_when_waiting(void *ctx, m2p_step step, double done, double total, const char *msg) {
+    cancel_ctx *c = ctx;
+    (void)step;
+    (void)done;
+    (void)total;
+    c->reports++;
+    if (strstr(msg, "Waiting for another download") != NULL) {
+        atomic_store(&c->cancel, true);
+    }
+}
+
+static void test_cancel_while_waiting_for_the_lock(void **state) {
+    fixture *f = *state;
+    m2p_source src;
+    loopback_source(&f->cfg, "/song", &src);
+    m2p_cache_lock *held = NULL; /* "another download" of the same song */
+    assert_int_equal(m2p_cache_lock_key(f->cache, src.id, &held, NULL), M2P_OK);
+    m2p_cache_lock *again = NULL;
+    assert_int_equal(m2p_cache_try_lock_key(f->cache, src.id, &again, NULL), M2P_E_CACHE_LOCK);
+    assert_null(again);
+    cancel_ctx cc;
+    memset(&cc, 0, sizeof cc);
+    atomic_init(&cc.cancel, false);
+    m2p_progress prog = {cancel_when_waiting, NULL, &cc, &cc.cancel};
+    int total0 = requests(NULL), runs0 = ytdlp_runs();
+    m2p_track t;
+    m2p_error err;
+    assert_int_equal(m2p_fetch(&f->cfg, f->cache, &src, &prog, &t, &err), M2P_E_CANCELLED);
+    assert_true(cc.reports >= 1);
+    assert_int_equal(requests(NULL), total0);
+    assert_int_equal(ytdlp_runs(), runs0);
+    m2p_cache_unlock(held);
+}
+
 static void test_production_default_refuses_loopback(void **state) {
     fixture *f = *state;
     m2p_config prod;
@@ -661,6 +695,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_unavailable_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_fractions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_mid_download, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_while_waiting_for_the_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_production_default_refuses_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_threads_one_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes_one_download, setup, teardown),
