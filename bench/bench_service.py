@@ -7,7 +7,7 @@ jobs/s from first submit to last completion, that every job finished exactly onc
 (nothing lost), and the server's peak memory (VmHWM).
 
 usage: bench/bench_service.py [--bin build/mus2pic] [--jobs 100] [--workers 2]
-                              [--size 256x256] [--variations 1] [--readers 8]
+                              [--size 256x256] [--variations 1] [--readers 8] [--poll-ms 25]
 Python standard library only; starts its own server on a free port with a
 temporary data folder.
 """
@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--size", default="256x256")
     ap.add_argument("--variations", type=int, default=1)
     ap.add_argument("--readers", type=int, default=8)
+    ap.add_argument("--poll-ms", type=float, default=25.0,
+                    help="pause between a reader's status reads (0: as fast as possible)")
     ap.add_argument("--seconds", type=int, default=8, help="length of the synthetic song")
     args = ap.parse_args()
 
@@ -155,6 +157,8 @@ def main():
                     status_lat.append(dt)
                     if j["status"] in ("succeeded", "failed", "cancelled", "partial"):
                         finished[jid] = j
+                if args.poll_ms > 0:
+                    time.sleep(args.poll_ms / 1000.0)
             return n
 
         threads = [threading.Thread(target=reader, args=(k,)) for k in range(args.readers)]
@@ -191,7 +195,8 @@ def main():
         metrics = data.decode()
 
         print(f"mus2pic serve benchmark: {args.jobs} jobs, {args.workers} workers, sonic {args.size}, "
-              f"{args.variations} image(s)/job, {args.seconds} s song, {args.readers} status readers")
+              f"{args.variations} image(s)/job, {args.seconds} s song, {args.readers} status readers "
+              f"polling every {args.poll_ms:g} ms")
         print(f"submit   : p50 {pct(submit_lat, 50) * 1000:7.2f} ms  p99 {pct(submit_lat, 99) * 1000:7.2f} ms  "
               f"(all {args.jobs} accepted in {t_submitted - t_start:.2f} s, "
               f"{args.jobs / (t_submitted - t_start):.0f} submits/s)")

@@ -24,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/fs.h"
@@ -653,6 +656,10 @@ done:
 static void *worker_main(void *arg) {
     worker *w = arg;
     m2p_queue *q = w->q;
+    /* Rendering is throughput work; answering the API is latency work. Lower
+     * this thread's priority (and that of the threads it starts) so status
+     * reads stay fast while every core renders. Failure is harmless. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     while (!stopping(q)) {
         m2p_job_claim claim;
         m2p_error err;
