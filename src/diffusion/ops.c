@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #if defined(__F16C__) && defined(__AVX__)
@@ -38,7 +39,7 @@ void m2p_nn_linear(const float *x, int rows, int in, const float *w, const float
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, accumulate ? 1.0f : 0.0f,
                 y, out);
     if (b != NULL) {
-#pragma omp parallel for schedule(static) if (rows >= 64)
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)out >= 262144)
         for (int r = 0; r < rows; r++) {
             float *yr = y + (size_t)r * (size_t)out;
             for (int o = 0; o < out; o++) {
@@ -231,7 +232,7 @@ void m2p_nn_group_norm(float *x, int n, int c, int hw, int groups, const float *
 }
 
 void m2p_nn_layer_norm(const float *x, int rows, int dim, const float *gamma, const float *beta, float eps, float *y) {
-#pragma omp parallel for schedule(static) if (rows >= 16)
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)dim >= 131072)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * (size_t)dim;
         float *yr = y + (size_t)r * (size_t)dim;
@@ -297,11 +298,17 @@ void m2p_nn_geglu(const float *in, int rows, int d, float *out) {
     }
 }
 
+/* Score matrices up to this many floats run one (batch, head) per thread
+ * (single-threaded sgemm inside): one parallel region instead of three per
+ * head, which matters for CLIP's 77×77 heads. Larger ones use threaded sgemm. */
+#define ATTN_SMALL ((size_t)65536)
+
 size_t m2p_nn_attention_scratch(int tq, int tk) {
     if (tq <= 0 || tk <= 0) {
         return 0;
     }
-    return (size_t)tq * (size_t)tk;
+    size_t one = (size_t)tq * (size_t)tk;
+    return one <= ATTN_SMALL ? one * (size_t)omp_get_max_threads() : one;
 }
 
 /* Row-wise softmax of s[tq, tk] in place; causal zeroes j > i. */
@@ -332,25 +339,47 @@ static void softmax_rows(float *s, int tq, int tk, bool causal) {
     }
 }
 
+/* One (batch, head) pair: scores in s, result into out. */
+static void attention_head(const float *q, int q_stride, const float *k, int k_stride, const float *v, int v_stride,
+                           int tq, int tk, int dh, bool causal, float scale, float *out, int out_stride, float *s) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, dh, scale, q, q_stride, k, k_stride, 0.0f, s, tk);
+    softmax_rows(s, tq, tk, causal);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, dh, tk, 1.0f, s, tk, v, v_stride, 0.0f, out,
+                out_stride);
+}
+
 void m2p_nn_attention(const float *q, int q_stride, const float *k, int k_stride, const float *v, int v_stride, int b,
                       int tq, int tk, int heads, int dh, bool causal, float *out, int out_stride, float *scratch) {
     if (b <= 0 || tq <= 0 || tk <= 0 || heads <= 0 || dh <= 0) {
         return;
     }
     float scale = 1.0f / sqrtf((float)dh);
-    for (int bi = 0; bi < b; bi++) {
-        const float *qb = q + (size_t)bi * (size_t)tq * (size_t)q_stride;
-        const float *kb = k + (size_t)bi * (size_t)tk * (size_t)k_stride;
-        const float *vb = v + (size_t)bi * (size_t)tk * (size_t)v_stride;
-        float *ob = out + (size_t)bi * (size_t)tq * (size_t)out_stride;
-        for (int h = 0; h < heads; h++) {
-            size_t off = (size_t)h * (size_t)dh;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, dh, scale, qb + off, q_stride, kb + off,
-                        k_stride, 0.0f, scratch, tk);
-            softmax_rows(scratch, tq, tk, causal);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, dh, tk, 1.0f, scratch, tk, vb + off, v_stride,
-                        0.0f, ob + off, out_stride);
+    size_t one = (size_t)tq * (size_t)tk;
+    int pairs = b * heads;
+    if (one <= ATTN_SMALL && pairs > 1) {
+        int nt = omp_get_max_threads();
+#pragma omp parallel num_threads(nt)
+        {
+            float *s = scratch + (size_t)omp_get_thread_num() * one;
+#pragma omp for schedule(static)
+            for (int p = 0; p < pairs; p++) {
+                int bi = p / heads;
+                size_t off = (size_t)(p % heads) * (size_t)dh;
+                attention_head(q + (size_t)bi * (size_t)tq * (size_t)q_stride + off, q_stride,
+                               k + (size_t)bi * (size_t)tk * (size_t)k_stride + off, k_stride,
+                               v + (size_t)bi * (size_t)tk * (size_t)v_stride + off, v_stride, tq, tk, dh, causal,
+                               scale, out + (size_t)bi * (size_t)tq * (size_t)out_stride + off, out_stride, s);
+            }
         }
+        return;
+    }
+    for (int p = 0; p < pairs; p++) {
+        int bi = p / heads;
+        size_t off = (size_t)(p % heads) * (size_t)dh;
+        attention_head(q + (size_t)bi * (size_t)tq * (size_t)q_stride + off, q_stride,
+                       k + (size_t)bi * (size_t)tk * (size_t)k_stride + off, k_stride,
+                       v + (size_t)bi * (size_t)tk * (size_t)v_stride + off, v_stride, tq, tk, dh, causal, scale,
+                       out + (size_t)bi * (size_t)tq * (size_t)out_stride + off, out_stride, scratch);
     }
 }
 

@@ -48,8 +48,10 @@ void m2p_nn_geglu(const float *in, int rows, int d, float *out);
  * q: [b, tq, heads·dh], k and v: [b, tk, heads·dh] (row strides given so that
  * fused qkv buffers work), out: [b, tq, heads·dh]. causal=true masks j > i
  * (CLIP). Scale 1/sqrt(dh). scratch: m2p_nn_attention_scratch(tq, tk) floats
- * in total (one [tq, tk] score matrix: the op runs one (batch, head) at a time,
- * each with multi-threaded sgemm and softmax). */
+ * in total: for small score matrices (tq·tk ≤ 65536) one [tq, tk] matrix per
+ * OpenMP thread, (batch, head) pairs spread over the threads; for larger ones
+ * a single matrix, one pair at a time with multi-threaded sgemm and softmax.
+ * Size the scratch and call with the same OpenMP thread setting. */
 size_t m2p_nn_attention_scratch(int tq, int tk);
 void m2p_nn_attention(const float *q, int q_stride, const float *k, int k_stride, const float *v, int v_stride, int b,
                       int tq, int tk, int heads, int dh, bool causal, float *out, int out_stride, float *scratch);
