@@ -113,8 +113,7 @@ typedef struct sn_ctx {
     /* post-processing the painter asks for (applied by sonic.c after it) */
     double grain, vignette, paper;
     double scanlines;
-    /* where typography should sit: 0 bottom band, 1 top band (painters keep it calm there) */
-    int text_at;
+    /* typography sits in the bottom band; painters keep it calm below text_top */
     double text_top; /* fraction of the height where the text band may start (default 0.72) */
     bool text_dark; /* true: dark text reads better than light on this poster */
 } sn_ctx;

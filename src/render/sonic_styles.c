@@ -366,7 +366,7 @@ static void paint_album(sn_ctx *c) {
     double xs[NP];
     double ys[NP];
     /* A disc behind the lines, the single accent of the cover. */
-    double dr = W * sn_range(&c->rng, 0.13, 0.19);
+    double dr = fmin(W, H) * sn_range(&c->rng, 0.13, 0.19);
     double dx = W * sn_range(&c->rng, 0.35, 0.65);
     double dy = top + dr * sn_range(&c->rng, -0.1, 0.35);
     soft sl;
@@ -541,7 +541,7 @@ static void paint_synthwave(sn_ctx *c) {
                      sn_oklch(0.75, 0.16, hs + 95)};
     double offs[4] = {0.0, 0.45, 0.85, 1.0};
     double sx = W * (0.5 + sn_range(&c->rng, -0.12, 0.12));
-    double sr = W * (0.17 + 0.08 * s->energy);
+    double sr = fmin(W, H) * (0.17 + 0.08 * s->energy);
     double sy = horizon - sr * sn_range(&c->rng, 0.15, 0.55);
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
@@ -646,7 +646,7 @@ static void paint_vaporwave(sn_ctx *c) {
                      sn_oklch(0.88, 0.08, 40 + tw), sn_oklch(0.9, 0.07, 200 + tw)};
     double offs[4] = {0.0, 0.45, 0.8, 1.0};
     double sx = W * sn_range(&c->rng, 0.38, 0.62);
-    double sr = W * (0.16 + 0.06 * s->energy);
+    double sr = fmin(W, H) * (0.16 + 0.06 * s->energy);
     double sy = horizon - sr * sn_range(&c->rng, 0.45, 0.9);
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
@@ -968,7 +968,7 @@ static void landscape(sn_ctx *c, bool with_stars) {
     double offs[3] = {0.0, 0.6, 1.0};
     double sx = W * sn_range(&c->rng, 0.25, 0.75);
     double sy = horizon - H * sn_range(&c->rng, 0.06, 0.22);
-    double sr = W * (night ? 0.045 : 0.06);
+    double sr = fmin(W, H) * (night ? 0.045 : 0.06);
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
     sn_source(sc, low, 1.0);
@@ -1232,7 +1232,7 @@ static void paint_retro(sn_ctx *c) {
     }
     sn_source(cr, sn_mix(ink2, paper, 0.25), 1.0);
     cairo_fill(cr);
-    double R = W * (0.2 + 0.06 * s->energy);
+    double R = fmin(pw, ph) * (0.36 + 0.1 * s->energy);
     sun_with_slits(c, cx, cy, R, ink1, sn_mix(ink1, ink3, 0.2), 5, 0.9);
     /* Flat mountains from the spectrogram. */
     uint32_t ms = c->seed * 23u + 4u;
@@ -1285,10 +1285,15 @@ static void paint_geometric(sn_ctx *c) {
     fill_all(c, ground);
     int cols = 4 + (int)lround(fmin(s->onset, 8.0) / 2.0);
     cols = cols > 8 ? 8 : cols;
-    double m = W * 0.1;
+    double m = fmin(W, H) * 0.1;
     double cell = (W - 2 * m) / cols;
     int rows = (int)((H * 0.74 - m) / cell);
-    rows = rows < 2 ? 2 : rows;
+    if (rows < 3) { /* wide canvas: the height decides the cell, columns fill the width */
+        rows = 3;
+        cell = (H * 0.74 - m) / rows;
+        cols = (int)((W - 2 * m) / cell);
+    }
+    double mx = (W - cols * cell) * 0.5; /* centred */
     double gap = cell * 0.06;
     uint32_t hs = c->seed * 2654435761u;
     sn_col cols5[6] = {p->acc[0], p->acc[1], p->acc[2], p->acc[3], p->acc[4], ink};
@@ -1298,7 +1303,7 @@ static void paint_geometric(sn_ctx *c) {
             double band = 1.0 - (j + 0.5) / rows;
             double v = sn_spec_band(s, band - 0.5 / rows, band + 0.5 / rows, t);
             uint32_t h = sn_hash32(hs ^ (uint32_t)(j * 131 + i * 7919));
-            double x = m + i * cell + gap / 2;
+            double x = mx + i * cell + gap / 2;
             double y = m + j * cell + gap / 2;
             double sz = cell - gap;
             sn_col col = cols5[(h >> 8) % 6];
@@ -1361,11 +1366,11 @@ static void paint_geometric(sn_ctx *c) {
         }
     }
     /* One large circle across the grid, the focal accent. */
-    double fx = m + cell * (1 + sn_int(&c->rng, cols - 1));
+    double fx = mx + cell * (1 + sn_int(&c->rng, cols - 1));
     double fy = m + cell * (1 + sn_int(&c->rng, rows - 1));
     sn_source(cr, ink, 0.9);
     cairo_set_line_width(cr, 2.2 * u);
-    cairo_arc(cr, fx, fy, cell * (1.2 + s->energy), 0, TAU);
+    cairo_arc(cr, fx, fy, fmin(cell * (1.2 + s->energy), fmin(W, H) * 0.33), 0, TAU);
     cairo_stroke(cr);
     c->grain = 0.03;
     c->paper = dark ? 0.0 : 0.4;
