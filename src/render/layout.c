@@ -203,6 +203,8 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
     if (tbuf[0] != 0) {
         set_font(tl, ts.title_font, size);
         set_text_fallback(tl, tbuf);
+    }
+    if (tbuf[0] != 0) { /* still something after dropping emoji */
         pango_layout_set_width(tl, (int)(box_w * PANGO_SCALE));
         pango_layout_set_wrap(tl, PANGO_WRAP_WORD_CHAR);
         pango_layout_set_alignment(tl, ts.centred ? PANGO_ALIGN_CENTER : PANGO_ALIGN_LEFT);

@@ -616,9 +616,7 @@ m2p_code m2p_png_write_sidecar(const char *path, const m2p_png_meta *meta, const
         rc = m2p_error_set(err, M2P_E_NOMEM, "sidecar JSON");
         goto done;
     }
-    size_t tl = strlen(text);
-    text[tl] = 0;
-    rc = m2p_fs_write_atomic(path, text, tl, err);
+    rc = m2p_fs_write_atomic(path, text, strlen(text), err);
 done:
     free(text); /* jansson allocates with malloc */
     json_decref(root);

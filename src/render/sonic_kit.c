@@ -440,6 +440,9 @@ void sn_post(sn_ctx *c) {
     float g1[GW];
     int gw = w / G + 2;
     int cur = -1;
+    if (gw + 1 > GW) {
+        paper = 0.0; /* wider than any request allows; skip rather than overrun the rows */
+    }
     for (int y = 0; y < h; y++) {
         uint32_t *row = (uint32_t *)(void *)(data + (size_t)y * (size_t)stride);
         double dy = (y - cy) * (y - cy);

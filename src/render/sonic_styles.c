@@ -730,11 +730,12 @@ static void paint_vaporwave(sn_ctx *c) {
 
 enum { WC_MAX = 2048 };
 
-/* One deformation pass: each edge gets a displaced midpoint. n doubles (≤ WC_MAX/2). */
+/* One deformation pass: each edge gets a displaced midpoint. Points are (x, y)
+ * pairs; out has room for WC_MAX / 2 of them, the pass stops there. */
 static int wc_deform(sn_rng *r, const double *in, const double *var, int n, double *out, double *ovar,
                      double scale) {
     int m = 0;
-    for (int i = 0; i < n && m + 2 <= WC_MAX; i++) {
+    for (int i = 0; i < n && 2 * (m + 2) <= WC_MAX; i++) { /* out holds WC_MAX/2 points */
         int j = (i + 1) % n;
         double ax = in[2 * i];
         double ay = in[2 * i + 1];
