@@ -10,9 +10,9 @@
  * from several threads at once. Image i depends on seeds[i] and the request
  * only: the same seed gives the same pixels whatever the thread count.
  */
-#include <omp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "render/backend.h"
@@ -117,7 +117,7 @@ static m2p_code sonic_render(void *self_, const m2p_render_request *req, const m
     m2p_code rcs[M2P_RENDER_MAX_N];
     m2p_error errs[M2P_RENDER_MAX_N];
     int done_count = 0;
-    int nt = self->threads > 0 ? self->threads : omp_get_max_threads();
+    int nt = self->threads > 0 ? self->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     nt = nt > n ? n : (nt < 1 ? 1 : nt);
     for (int i = 0; i < n; i++) {
         images[i] = NULL;
