@@ -496,3 +496,155 @@ void m2p_nn_scale(float *x, size_t n, float s) {
         x[i] *= s;
     }
 }
+
+/* --- Winograd F(2×2, 3×3) ------------------------------------------------------------------------
+ * Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A per 4×4 input tile d / 2×2 output tile, with
+ *   Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1],
+ *   Aᵀ = [1 1 1 0; 0 1 -1 -1].
+ * The element-wise products over channels become 16 sgemms [cout × cin]·[cin × tiles].
+ * Workspace: U (16·cout·cin), then per strip of tile rows V (16·cin·T) and M (16·cout·T). */
+
+#define WINO_STRIP_CAP ((size_t)12 * 1024 * 1024) /* floats of V + M per strip */
+
+/* Tiles per strip (a multiple of the tiles of one row, ≥ one row). */
+static size_t wino_strip_tiles(int cin, int cout, int tw, int th) {
+    size_t per_row = (size_t)16 * ((size_t)cin + (size_t)cout) * (size_t)tw;
+    size_t rows = WINO_STRIP_CAP / per_row;
+    if (rows < 1) {
+        rows = 1;
+    }
+    if (rows > (size_t)th) {
+        rows = (size_t)th;
+    }
+    return rows * (size_t)tw;
+}
+
+size_t m2p_nn_conv3x3_workspace(int cin, int cout, int h, int w) {
+    if (cin <= 0 || cout <= 0 || h <= 0 || w <= 0) {
+        return 0;
+    }
+    int th = (h + 1) / 2, tw = (w + 1) / 2;
+    size_t t = wino_strip_tiles(cin, cout, tw, th);
+    return (size_t)16 * (size_t)cout * (size_t)cin + (size_t)16 * ((size_t)cin + (size_t)cout) * t;
+}
+
+void m2p_nn_conv3x3(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout, float *y,
+                    float *ws) {
+    bool ok = m2p_nn_conv3x3_ex(x, n, cin, h, w, wt, b, cout, y, ws, m2p_nn_conv3x3_workspace(cin, cout, h, w));
+    (void)ok; /* only false for a workspace smaller than the contract's */
+}
+
+bool m2p_nn_conv3x3_ex(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout,
+                       float *y, float *ws, size_t ws_floats) {
+    if (n <= 0 || cin <= 0 || cout <= 0 || h <= 0 || w <= 0) {
+        return true;
+    }
+    int th = (h + 1) / 2, tw = (w + 1) / 2;
+    size_t cc = (size_t)cout * (size_t)cin;
+    size_t per_tile = (size_t)16 * ((size_t)cin + (size_t)cout);
+    if (ws == NULL || ws_floats < 16 * cc + per_tile) {
+        return false;
+    }
+    size_t strip = (ws_floats - 16 * cc) / per_tile;
+    if (strip > (size_t)th * (size_t)tw) {
+        strip = (size_t)th * (size_t)tw;
+    }
+    float *U = ws;
+    float *V = U + 16 * cc;
+    float *M = V + (size_t)16 * (size_t)cin * strip;
+    /* Filter transform U[k][o][c] = (G g Gᵀ)[k]. */
+#pragma omp parallel for schedule(static)
+    for (size_t oc = 0; oc < cc; oc++) {
+        const float *g = wt + oc * 9;
+        float t[4][3];
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) {
+            float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
+                          t[i][2]};
+            for (int j = 0; j < 4; j++) {
+                U[(size_t)(i * 4 + j) * cc + oc] = u[j];
+            }
+        }
+    }
+    size_t hw = (size_t)h * (size_t)w;
+    size_t ntiles = (size_t)th * (size_t)tw;
+    for (int img = 0; img < n; img++) {
+        const float *xi = x + (size_t)img * (size_t)cin * hw;
+        float *yi = y + (size_t)img * (size_t)cout * hw;
+        for (size_t t0 = 0; t0 < ntiles; t0 += strip) {
+            size_t nt = ntiles - t0 < strip ? ntiles - t0 : strip;
+            /* Input transform V[k][c][t]. */
+#pragma omp parallel for schedule(static)
+            for (int c = 0; c < cin; c++) {
+                const float *xc = xi + (size_t)c * hw;
+                for (size_t t = 0; t < nt; t++) {
+                    int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
+                    int y0 = 2 * ty - 1, x0 = 2 * tx - 1;
+                    float d[4][4];
+                    for (int i = 0; i < 4; i++) {
+                        int iy = y0 + i;
+                        for (int j = 0; j < 4; j++) {
+                            int ix = x0 + j;
+                            d[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[(size_t)iy * (size_t)w + (size_t)ix]
+                                                                               : 0.0f;
+                        }
+                    }
+                    float r[4][4];
+                    for (int j = 0; j < 4; j++) {
+                        r[0][j] = d[0][j] - d[2][j];
+                        r[1][j] = d[1][j] + d[2][j];
+                        r[2][j] = d[2][j] - d[1][j];
+                        r[3][j] = d[1][j] - d[3][j];
+                    }
+                    for (int i = 0; i < 4; i++) {
+                        float v4[4] = {r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1], r[i][1] - r[i][3]};
+                        for (int j = 0; j < 4; j++) {
+                            V[((size_t)(i * 4 + j) * (size_t)cin + (size_t)c) * nt + t] = v4[j];
+                        }
+                    }
+                }
+            }
+            for (int k = 0; k < 16; k++) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)nt, cin, 1.0f, U + (size_t)k * cc,
+                            cin, V + (size_t)k * (size_t)cin * nt, (int)nt, 0.0f, M + (size_t)k * (size_t)cout * nt,
+                            (int)nt);
+            }
+            /* Output transform. */
+#pragma omp parallel for schedule(static)
+            for (int o = 0; o < cout; o++) {
+                float bo = b != NULL ? b[o] : 0.0f;
+                float *yo = yi + (size_t)o * hw;
+                for (size_t t = 0; t < nt; t++) {
+                    float m[4][4];
+                    for (int k = 0; k < 16; k++) {
+                        m[k / 4][k % 4] = M[((size_t)k * (size_t)cout + (size_t)o) * nt + t];
+                    }
+                    float s[2][4];
+                    for (int j = 0; j < 4; j++) {
+                        s[0][j] = m[0][j] + m[1][j] + m[2][j];
+                        s[1][j] = m[1][j] - m[2][j] - m[3][j];
+                    }
+                    int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
+                    for (int i = 0; i < 2; i++) {
+                        int oy = 2 * ty + i;
+                        if (oy >= h) {
+                            continue;
+                        }
+                        float o0 = s[i][0] + s[i][1] + s[i][2] + bo;
+                        float o1 = s[i][1] - s[i][2] - s[i][3] + bo;
+                        yo[(size_t)oy * (size_t)w + (size_t)(2 * tx)] = o0;
+                        if (2 * tx + 1 < w) {
+                            yo[(size_t)oy * (size_t)w + (size_t)(2 * tx + 1)] = o1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return true;
+}

@@ -80,6 +80,22 @@ void m2p_nn_bf16_to_f32(const unsigned short *src, float *dst, size_t n);
 bool m2p_nn_conv2d_ex(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout, int k,
                       int stride, int pad, float *y, float *ws, size_t ws_floats);
 
+/* 3×3 convolution, stride 1, zero padding 1 (the shape of almost every conv
+ * in SD's UNet and VAE), by Winograd F(2×2, 3×3): 2.25× fewer multiplies than
+ * im2col, as 16 sgemms [cout × cin]·[cin × tiles] per strip of tile rows.
+ * Same arguments as m2p_nn_conv2d with k = 3, stride = 1, pad = 1; ws holds
+ * m2p_nn_conv3x3_workspace(cin, cout, h, w) floats (the transformed filter +
+ * one strip, ≤ 48 MB + 64·cout·cin bytes). Rounding differs from direct
+ * summation by a small factor (transform entries are ±1 and ½). */
+size_t m2p_nn_conv3x3_workspace(int cin, int cout, int h, int w);
+void m2p_nn_conv3x3(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout, float *y,
+                    float *ws);
+/* The same with an explicit workspace size: tiles are processed
+ * (ws_floats − 16·cout·cin) / (16·(cin + cout)) at a time. Returns false,
+ * doing nothing, when that is less than one tile. */
+bool m2p_nn_conv3x3_ex(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout,
+                       float *y, float *ws, size_t ws_floats);
+
 /* x *= s (n floats). */
 void m2p_nn_scale(float *x, size_t n, float s);
 

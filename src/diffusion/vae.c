@@ -5,7 +5,8 @@
  * each big enough for the largest activation of the decode; a ResNet block
  * computes into T and swaps it with X, so no block allocates. The mid-block
  * attention has its own token buffers (it runs at latent resolution, small).
- * Convolutions share one im2col workspace (bounded by ops.c's strip cap).
+ * 3×3 convolutions run as Winograd F(2×2, 3×3) (m2p_nn_conv3x3), 1×1 as one
+ * sgemm; they share one workspace sized for the largest of them.
  *
  * Invariants: after create every weight pointer is bound and shape-checked;
  * ws is NULL or sized for (ws_h, ws_w), the latent size it was made for.
@@ -232,6 +233,9 @@ static size_t max_sz(size_t a, size_t b) {
 }
 
 static size_t conv_ws(const conv *c, int h, int w) {
+    if (c->k == 3) {
+        return m2p_nn_conv3x3_workspace(c->cin, c->cout, h, w);
+    }
     return m2p_nn_conv2d_workspace(c->cin, h, w, c->k, 1, c->k / 2);
 }
 
@@ -246,13 +250,16 @@ static m2p_code ensure_ws(m2p_nn_vae *v, int h, int w, m2p_error *err) {
     act = max_sz(act, (size_t)v->ch[0] * hw);
     col = max_sz(col, conv_ws(&v->conv_in, h, w));
     col = max_sz(col, conv_ws(&v->mid[0].c1, h, w));
+    col = max_sz(col, conv_ws(&v->mid[0].c2, h, w));
     int rh = h, rw = w;
     for (int i = 0; i < v->nb; i++) {
         size_t rhw = (size_t)rh * (size_t)rw;
         int prev = i == 0 ? v->ch[0] : v->ch[i - 1];
         act = max_sz(act, (size_t)max_sz((size_t)prev, (size_t)v->ch[i]) * rhw);
-        col = max_sz(col, conv_ws(&v->up[i][0].c1, rh, rw));
-        col = max_sz(col, conv_ws(&v->up[i][0].c2, rh, rw));
+        for (int j = 0; j < v->nres; j++) {
+            col = max_sz(col, conv_ws(&v->up[i][j].c1, rh, rw));
+            col = max_sz(col, conv_ws(&v->up[i][j].c2, rh, rw));
+        }
         if (i + 1 < v->nb) {
             rh *= 2;
             rw *= 2;
@@ -285,9 +292,15 @@ static m2p_code ensure_ws(m2p_nn_vae *v, int h, int w, m2p_error *err) {
     return M2P_OK;
 }
 
+/* 3×3 convs (all but the 1×1 ones) go through Winograd F(2×2, 3×3). */
 static void run_conv(m2p_nn_vae *v, const conv *c, const float *in, int h, int w, float *out) {
-    bool ok = m2p_nn_conv2d_ex(in, 1, c->cin, h, w, c->w, c->b, c->cout, c->k, 1, c->k / 2, out, v->col,
-                               v->col_floats);
+    bool ok;
+    if (c->k == 3) {
+        ok = m2p_nn_conv3x3_ex(in, 1, c->cin, h, w, c->w, c->b, c->cout, out, v->col, v->col_floats);
+    } else {
+        ok = m2p_nn_conv2d_ex(in, 1, c->cin, h, w, c->w, c->b, c->cout, c->k, 1, c->k / 2, out, v->col,
+                              v->col_floats);
+    }
     (void)ok; /* the workspace was sized for every conv of the decode */
 }
 

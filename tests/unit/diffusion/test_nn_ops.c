@@ -140,6 +140,21 @@ static void conv_case(int n, int cin, int h, int w, int cout, int k, int stride,
     float *ws = wsn ? fvec(wsn, 15) : NULL;
     m2p_nn_conv2d(x, n, cin, h, w, wt, b, cout, k, stride, pad, y, ws);
     check_dot("conv2d", y, ref, abs_, ny, cin * k * k + 1);
+    if (k == 3 && stride == 1 && pad == 1) {
+        /* Winograd F(2x2, 3x3): same result; its transforms (entries ±1, ½) may add a few roundings
+         * per term, so the bound is 8 times the direct one. */
+        float *wws = fvec(m2p_nn_conv3x3_workspace(cin, cout, h, w), 17);
+        memset(y, 0, sizeof(float) * ny);
+        m2p_nn_conv3x3(x, n, cin, h, w, wt, b, cout, y, wws);
+        check_dot("conv3x3 winograd", y, ref, abs_, ny, 8 * (cin * k * k + 1));
+        /* A workspace for 5 tiles at a time: strips that split tile rows. */
+        size_t small = (size_t)16 * cout * cin + (size_t)5 * 16 * (cin + cout);
+        memset(y, 0, sizeof(float) * ny);
+        assert_true(m2p_nn_conv3x3_ex(x, n, cin, h, w, wt, b, cout, y, wws, small));
+        check_dot("conv3x3 winograd strips", y, ref, abs_, ny, 8 * (cin * k * k + 1));
+        assert_false(m2p_nn_conv3x3_ex(x, n, cin, h, w, wt, b, cout, y, wws, (size_t)16 * cout * cin));
+        m2p_free(wws);
+    }
     if (ws_override > 0) {
         /* Strip path: a workspace holding only a few output rows gives the same result. */
         float *ws2 = fvec(ws_override, 16);
@@ -168,6 +183,8 @@ static void test_conv2d(void **state) {
     conv_case(1, 4, 6, 5, 7, 1, 1, 0, false, 0); /* 1×1 without bias */
     conv_case(1, 2, 4, 4, 3, 3, 1, 0, false, 0); /* no padding */
     conv_case(2, 3, 11, 10, 4, 3, 1, 1, true, (size_t)3 * 9 * 10 * 3 + 5); /* strips of 3 rows (11 = 3+3+3+2) */
+    conv_case(1, 1, 1, 1, 2, 3, 1, 1, true, 0);   /* a single pixel: one partial Winograd tile */
+    conv_case(1, 7, 2, 13, 5, 3, 1, 1, false, 0); /* odd width: partial tiles on the right */
 }
 
 static void test_group_norm(void **state) {
