@@ -421,8 +421,72 @@ static m2p_code probe_version(const char *path, char *version, size_t vcap, bool
     return M2P_OK;
 }
 
-m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version, size_t version_cap,
-                               m2p_error *err) {
+/* ---- the version memo: <data_dir>/audio/.ytdlp-version ----------------------------------
+ * One line "<dev> <ino> <size> <mtime_ns> <version> <path>" for the last yt-dlp
+ * found current, so a download does not pay a Python start (~0.3 s) just for
+ * `--version`. It only ever says "current", and only for the very same file
+ * (device, inode, size and modification time all match); anything else, or no
+ * memo, probes again. `m2p_fetch_ytdlp_check` (doctor) always probes. */
+
+static bool memo_path(const m2p_config *cfg, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, "%s/audio/.ytdlp-version", cfg->data_dir);
+    return n > 0 && (size_t)n < cap;
+}
+
+static bool memo_stat(const char *path, unsigned long long f[4]) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        return false;
+    }
+    f[0] = (unsigned long long)st.st_dev;
+    f[1] = (unsigned long long)st.st_ino;
+    f[2] = (unsigned long long)st.st_size;
+    f[3] = (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec;
+    return true;
+}
+
+static bool memo_read(const m2p_config *cfg, const char *ytdlp, char *version, size_t vcap) {
+    char mp[M2P_PATH_MAX + 32];
+    char *text = NULL;
+    unsigned long long want[4], got[4];
+    if (!memo_path(cfg, mp, sizeof mp) || !memo_stat(ytdlp, want) ||
+        m2p_fs_read_file(mp, 4096, &text, NULL, NULL) != M2P_OK) {
+        return false;
+    }
+    char v[32];
+    int used = 0;
+    bool ok = sscanf(text, "%llu %llu %llu %llu %31s %n", &got[0], &got[1], &got[2], &got[3], v, &used) == 5 &&
+              used > 0 && memcmp(want, got, sizeof want) == 0;
+    if (ok) {
+        size_t n = strcspn(text + used, "\n");
+        ok = n == strlen(ytdlp) && strncmp(text + used, ytdlp, n) == 0;
+    }
+    m2p_free(text);
+    if (ok) {
+        (void)snprintf(version, vcap, "%s", v);
+    }
+    return ok;
+}
+
+static void memo_write(const m2p_config *cfg, const char *ytdlp, const char *version) {
+    char mp[M2P_PATH_MAX + 32];
+    char line[M2P_PATH_MAX + 160];
+    unsigned long long f[4];
+    if (!memo_path(cfg, mp, sizeof mp) || !memo_stat(ytdlp, f)) {
+        return;
+    }
+    int n = snprintf(line, sizeof line, "%llu %llu %llu %llu %s %s\n", f[0], f[1], f[2], f[3], version, ytdlp);
+    if (n > 0 && (size_t)n < sizeof line) {
+        m2p_code rc = m2p_fs_write_atomic(mp, line, (size_t)n, NULL);
+        if (rc != M2P_OK) {
+            M2P_DEBUG("fetch", "cannot write %s (%s); yt-dlp will be probed again", mp, m2p_errname(rc));
+        }
+    }
+}
+
+/* m2p_fetch_ytdlp_check, optionally trusting the memo for a candidate. */
+static m2p_code ytdlp_find(const m2p_config *cfg, bool use_memo, char *path, size_t path_cap, char *version,
+                           size_t version_cap, m2p_error *err) {
     char cand[8][M2P_PATH_MAX];
     int nc = 0;
     if (cfg->ytdlp[0] != '\0') {
@@ -467,6 +531,11 @@ m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_ca
         }
         char v[32];
         bool current = false;
+        if (use_memo && memo_read(cfg, cand[i], v, sizeof v)) {
+            (void)snprintf(path, path_cap, "%s", cand[i]);
+            (void)snprintf(version, version_cap, "%s", v);
+            return M2P_OK;
+        }
         m2p_code prc = probe_version(cand[i], v, sizeof v, &current, err);
         if (prc == M2P_E_NOMEM) {
             return prc; /* not yt-dlp's fault */
@@ -477,6 +546,7 @@ m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_ca
         if (current) {
             (void)snprintf(path, path_cap, "%s", cand[i]);
             (void)snprintf(version, version_cap, "%s", v);
+            memo_write(cfg, cand[i], v);
             return M2P_OK;
         }
         if (old_path[0] == '\0') {
@@ -494,6 +564,11 @@ m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_ca
         return m2p_error_set(err, M2P_E_YTDLP_MISSING, "ytdlp = %s is not an executable yt-dlp", cfg->ytdlp);
     }
     return m2p_error_set(err, M2P_E_YTDLP_MISSING, "looked in tools/bin beside the program and in PATH");
+}
+
+m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_cap, char *version, size_t version_cap,
+                               m2p_error *err) {
+    return ytdlp_find(cfg, false, path, path_cap, version, version_cap, err);
 }
 
 static bool has(const char *hay, const char *needle) {
@@ -810,7 +885,7 @@ static m2p_code fetch_locked(fetch_ctx *fc, m2p_cache *cache, m2p_track *out, m2
     char version[32];
     char *info = NULL;
     size_t info_len = 0;
-    m2p_code rc = m2p_fetch_ytdlp_check(fc->cfg, fc->ytdlp, sizeof fc->ytdlp, version, sizeof version, err);
+    m2p_code rc = ytdlp_find(fc->cfg, true, fc->ytdlp, sizeof fc->ytdlp, version, sizeof version, err);
     if (rc != M2P_OK) {
         return rc;
     }

@@ -13,6 +13,7 @@
  */
 #include "test_util.h"
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -150,10 +151,11 @@ static void loopback_source(const m2p_config *cfg, const char *path, m2p_source 
     assert_int_equal(src->kind, M2P_SOURCE_TEST_LOOPBACK);
 }
 
-/* Files in <data_dir>/audio (nothing may be left behind by a failure). */
+/* Files in <data_dir>/audio but the yt-dlp version memo (nothing may be left
+ * behind by a failure). */
 static int leftover_files(const fixture *f) {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "ls -A '%s/audio' | wc -l", f->dir);
+    snprintf(cmd, sizeof cmd, "ls -A '%s/audio' | grep -v '^[.]ytdlp-version$' | wc -l", f->dir);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     int n = -1;
@@ -585,6 +587,7 @@ static void test_metadata_refusals_with_fake_ytdlp(void **state) {
     snprintf(want_out, sizeof want_out, "-o %s/audio/.tmp-", f->dir);
     assert_non_null(strstr(dl, want_out));
     assert_null(strstr(log, "generic"));
+    assert_null(strstr(log, "--version")); /* the first fetch's probe is remembered */
     m2p_free(log);
 
     /* A helper that outlives yt-dlp holding its stdout does not hang us. */
@@ -595,6 +598,54 @@ static void test_metadata_refusals_with_fake_ytdlp(void **state) {
     assert_int_equal(m2p_fetch(&cfg, f->cache, &src, NULL, &t, &err), M2P_OK);
     assert_true(m2p_now_monotonic() - t0 < 10.0);
     unsetenv("FAKE_LINGER");
+    unsetenv("FAKE_JSON");
+    unsetenv("FAKE_LOG");
+}
+
+static int log_count(const fixture *f, const char *needle) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/fake.log", f->dir);
+    char *log = NULL;
+    if (m2p_fs_read_file(path, 1 << 20, &log, NULL, NULL) != M2P_OK) {
+        return 0;
+    }
+    int n = 0;
+    for (const char *p = strstr(log, needle); p != NULL; p = strstr(p + 1, needle)) {
+        n++;
+    }
+    m2p_free(log);
+    return n;
+}
+
+/* The version memo: one probe per yt-dlp file; a changed file is probed again. */
+static void test_version_memo(void **state) {
+    fixture *f = *state;
+    m2p_config cfg;
+    m2p_source src;
+    m2p_track t;
+    m2p_error err;
+    assert_int_equal(m2p_source_parse("https://youtu.be/ccccccccccc", &f->cfg, false, &src, NULL), M2P_OK);
+    fake_setup(f, &cfg, "{\"id\":\"ccccccccccc\",\"is_live\":true}");
+    char copy[128], cmd[512];
+    snprintf(copy, sizeof copy, "%s/y.sh", f->dir);
+    snprintf(cmd, sizeof cmd, "cp '%s/tests/tools/fake_ytdlp.sh' '%s'", m2p_test_source_dir(), copy);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cfg.ytdlp, sizeof cfg.ytdlp, "%s", copy);
+    assert_int_equal(m2p_fetch(&cfg, f->cache, &src, NULL, &t, &err), M2P_E_FETCH_LIVE);
+    assert_int_equal(log_count(f, "--version"), 1);
+    assert_int_equal(m2p_fetch(&cfg, f->cache, &src, NULL, &t, &err), M2P_E_FETCH_LIVE);
+    assert_int_equal(log_count(f, "--version"), 1); /* remembered */
+    /* The file is replaced by an old build: probed again, refused. */
+    setenv("FAKE_VERSION", "2023.01.01", 1);
+    struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, copy, ts, 0), 0);
+    assert_int_equal(m2p_fetch(&cfg, f->cache, &src, NULL, &t, &err), M2P_E_YTDLP_OUTDATED);
+    assert_int_equal(log_count(f, "--version"), 2);
+    /* doctor's check always probes. */
+    unsetenv("FAKE_VERSION");
+    char path[1024], version[32];
+    assert_int_equal(m2p_fetch_ytdlp_check(&cfg, path, sizeof path, version, sizeof version, &err), M2P_OK);
+    assert_int_equal(log_count(f, "--version"), 3);
     unsetenv("FAKE_JSON");
     unsetenv("FAKE_LOG");
 }
@@ -701,6 +752,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_two_processes_one_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ytdlp_lookup_and_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_refusals_with_fake_ytdlp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_memo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
