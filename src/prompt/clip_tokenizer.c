@@ -37,7 +37,8 @@
 #include "core/fs.h"
 
 #define DEFAULT_MERGES 48894 /* 49152 - 256 - 2 */
-#define FILE_CAP (64u << 20)
+#define FILE_CAP (16u << 20)
+#define MERGES_CAP (1u << 20) /* SD1.x has 48894 */
 #define VOCAB_CAP (1u << 21)
 
 typedef struct pair_slot {
@@ -201,11 +202,17 @@ typedef struct merge_line {
 
 /* Splits merges text into "left right" lines. Skips a first line starting
  * with "#version" when skip_header, stops after max_merges (0 = all). */
-static m2p_code split_merges(char *text, size_t len, bool skip_first_always, size_t max_merges, const char *what,
+static m2p_code split_merges(const char *text, size_t len, bool skip_first_always, size_t max_merges, const char *what,
                              merge_line **out, size_t *n_out, m2p_error *err) {
     size_t n_lines = 1;
     for (size_t i = 0; i < len; i++) {
         n_lines += text[i] == '\n';
+    }
+    if (max_merges > 0 && n_lines > max_merges + 1) {
+        n_lines = max_merges + 1;
+    }
+    if (n_lines > MERGES_CAP + 1) {
+        return m2p_error_set(err, M2P_E_TOKENIZER_INVALID, "%s has more than %u merges", what, MERGES_CAP);
     }
     merge_line *lines = m2p_malloc_array(n_lines, sizeof *lines);
     if (lines == NULL) {
@@ -456,17 +463,12 @@ fail:
     return rc;
 }
 
-m2p_code m2p_clip_tokenizer_load(const char *vocab_json_path, const char *merges_path, m2p_clip_tokenizer **out,
-                                 m2p_error *err) {
+/* Builds a tokenizer from vocab.json text and merges.txt text; vname/mname
+ * name them in error details. */
+static m2p_code load_mem(const char *vtext, size_t vlen, const char *mtext, size_t mlen, const char *vname,
+                         const char *mname, m2p_clip_tokenizer **out, m2p_error *err) {
     *out = NULL;
-    if (vocab_json_path == NULL || merges_path == NULL) {
-        return m2p_error_set(err, M2P_E_INVALID_ARG, "tokenizer paths missing");
-    }
     m2p_code rc = M2P_OK;
-    char *vtext = NULL;
-    size_t vlen = 0;
-    char *mtext = NULL;
-    size_t mlen = 0;
     json_t *root = NULL;
     merge_line *lines = NULL;
     size_t n_lines = 0;
@@ -475,22 +477,18 @@ m2p_code m2p_clip_tokenizer_load(const char *vocab_json_path, const char *merges
     if (t == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "tokenizer");
     }
-    rc = m2p_fs_read_file(vocab_json_path, FILE_CAP, &vtext, &vlen, err);
-    if (rc == M2P_OK) {
-        rc = m2p_fs_read_file(merges_path, FILE_CAP, &mtext, &mlen, err);
-    }
-    if (rc != M2P_OK) {
+    if (vlen > FILE_CAP || mlen > FILE_CAP) {
+        rc = m2p_error_set(err, M2P_E_TOKENIZER_INVALID, "tokenizer files over %u MiB", FILE_CAP >> 20);
         goto fail;
     }
     json_error_t jerr;
     root = json_loadb(vtext, vlen, 0, &jerr);
     if (!json_is_object(root) || json_object_size(root) == 0 || json_object_size(root) > VOCAB_CAP) {
-        rc = m2p_error_set(err, M2P_E_TOKENIZER_INVALID, "%s: %s", vocab_json_path,
+        rc = m2p_error_set(err, M2P_E_TOKENIZER_INVALID, "%s: %s", vname,
                            root == NULL ? jerr.text : "expected an object of token → id");
         goto fail;
     }
-    size_t vocab_size = json_object_size(root);
-    if (!str_map_init(&vocab, vocab_size)) {
+    if (!str_map_init(&vocab, json_object_size(root))) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "tokenizer vocabulary");
         goto fail;
     }
@@ -499,17 +497,17 @@ m2p_code m2p_clip_tokenizer_load(const char *vocab_json_path, const char *merges
     size_t max_id = 0;
     json_object_foreach(root, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (json_int_t)VOCAB_CAP) {
-            rc = m2p_error_set(err, M2P_E_TOKENIZER_INVALID, "%s: the id of a token is not a small whole number",
-                               vocab_json_path);
+            rc =
+                m2p_error_set(err, M2P_E_TOKENIZER_INVALID, "%s: the id of a token is not a small whole number", vname);
             goto fail;
         }
         size_t id = (size_t)json_integer_value(val);
         max_id = id > max_id ? id : max_id;
         str_map_put(&vocab, key, strlen(key), (int32_t)id);
     }
-    rc = split_merges(mtext, mlen, false, 0, merges_path, &lines, &n_lines, err);
+    rc = split_merges(mtext, mlen, false, 0, mname, &lines, &n_lines, err);
     if (rc == M2P_OK) {
-        rc = build(t, &vocab, max_id + 1, lines, n_lines, merges_path, err);
+        rc = build(t, &vocab, max_id + 1, lines, n_lines, mname, err);
     }
     if (rc != M2P_OK) {
         goto fail;
@@ -517,17 +515,44 @@ m2p_code m2p_clip_tokenizer_load(const char *vocab_json_path, const char *merges
     m2p_free(vocab.slots);
     m2p_free(lines);
     json_decref(root);
-    m2p_free(vtext);
-    m2p_free(mtext);
     *out = t;
     return M2P_OK;
 fail:
     m2p_free(vocab.slots);
     m2p_free(lines);
     json_decref(root);
+    m2p_clip_tokenizer_free(t);
+    return rc;
+}
+
+m2p_code m2p_clip_tokenizer_load_buffers(const char *vocab_json, size_t vocab_len, const char *merges,
+                                         size_t merges_len, m2p_clip_tokenizer **out, m2p_error *err) {
+    if (vocab_json == NULL || merges == NULL) {
+        *out = NULL;
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "tokenizer data missing");
+    }
+    return load_mem(vocab_json, vocab_len, merges, merges_len, "vocab.json", "merges.txt", out, err);
+}
+
+m2p_code m2p_clip_tokenizer_load(const char *vocab_json_path, const char *merges_path, m2p_clip_tokenizer **out,
+                                 m2p_error *err) {
+    *out = NULL;
+    if (vocab_json_path == NULL || merges_path == NULL) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "tokenizer paths missing");
+    }
+    char *vtext = NULL;
+    size_t vlen = 0;
+    char *mtext = NULL;
+    size_t mlen = 0;
+    m2p_code rc = m2p_fs_read_file(vocab_json_path, FILE_CAP, &vtext, &vlen, err);
+    if (rc == M2P_OK) {
+        rc = m2p_fs_read_file(merges_path, FILE_CAP, &mtext, &mlen, err);
+    }
+    if (rc == M2P_OK) {
+        rc = load_mem(vtext, vlen, mtext, mlen, vocab_json_path, merges_path, out, err);
+    }
     m2p_free(vtext);
     m2p_free(mtext);
-    m2p_clip_tokenizer_free(t);
     return rc;
 }
 

@@ -35,6 +35,10 @@ typedef struct m2p_clip_tokenizer m2p_clip_tokenizer;
  * M2P_E_TOKENIZER_INVALID naming the file and line. */
 m2p_code m2p_clip_tokenizer_load(const char *vocab_json_path, const char *merges_path, m2p_clip_tokenizer **out,
                                  m2p_error *err) M2P_WUR;
+/* The same from the two files' contents in memory (need not be
+ * NUL-terminated; each at most 16 MiB, at most 2^20 merges). */
+m2p_code m2p_clip_tokenizer_load_buffers(const char *vocab_json, size_t vocab_len, const char *merges,
+                                         size_t merges_len, m2p_clip_tokenizer **out, m2p_error *err) M2P_WUR;
 /* The embedded default (OpenAI CLIP's bpe_simple_vocab_16e6, data/clip/;
  * same ids as SD1.x's tokenizer): vocabulary 49408, bos 49406, eos = pad 49407. */
 m2p_code m2p_clip_tokenizer_default(m2p_clip_tokenizer **out, m2p_error *err) M2P_WUR;

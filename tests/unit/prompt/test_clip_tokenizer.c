@@ -94,8 +94,33 @@ static void test_load_pair(void **state) {
     assert_int_equal(m2p_clip_vocab_size(t), (size_t)json_integer_value(json_object_get(root, "vocab_size")));
     assert_int_equal(m2p_clip_bos_id(t), 2512);
     assert_true(check_cases(t, root) >= 4);
-    json_decref(root);
     m2p_clip_tokenizer_free(t);
+    /* The same pair from memory. */
+    char *vtext = NULL;
+    char *mtext = NULL;
+    size_t vlen = 0;
+    size_t mlen = 0;
+    assert_int_equal(m2p_fs_read_file(vocab, 1 << 24, &vtext, &vlen, NULL), M2P_OK);
+    assert_int_equal(m2p_fs_read_file(merges, 1 << 24, &mtext, &mlen, NULL), M2P_OK);
+    t = NULL;
+    assert_int_equal(m2p_clip_tokenizer_load_buffers(vtext, vlen, mtext, mlen, &t, &err), M2P_OK);
+    assert_true(check_cases(t, root) >= 4);
+    m2p_clip_tokenizer_free(t);
+    /* The fuzz corpus seed (40 merges) loads too: the fuzzer starts from a valid pair. */
+    char seed[1024];
+    (void)snprintf(seed, sizeof seed, "%s/tests/fuzz/corpus/clip_vocab/pair-40", m2p_test_source_dir());
+    char *st = NULL;
+    size_t sl = 0;
+    assert_int_equal(m2p_fs_read_file(seed, 1 << 20, &st, &sl, NULL), M2P_OK);
+    size_t split = (size_t)(unsigned char)st[0] | ((size_t)(unsigned char)st[1] << 8);
+    t = NULL;
+    assert_int_equal(m2p_clip_tokenizer_load_buffers(st + 2, split, st + 2 + split, sl - 2 - split, &t, &err), M2P_OK);
+    assert_int_equal(m2p_clip_vocab_size(t), 512 + 40 + 2);
+    m2p_clip_tokenizer_free(t);
+    m2p_free(st);
+    m2p_free(vtext);
+    m2p_free(mtext);
+    json_decref(root);
 }
 
 static void write_text(const char *path, const char *text) {
@@ -222,8 +247,8 @@ static void test_alloc_failures(void **state) {
         for (long n = 0; n < 200 && !ok; n++) {
             m2p_clip_tokenizer *t = NULL;
             m2p_alloc_fail_after(n);
-            m2p_code rc = which == 0 ? m2p_clip_tokenizer_default(&t, NULL)
-                                     : m2p_clip_tokenizer_load(vocab, merges, &t, NULL);
+            m2p_code rc =
+                which == 0 ? m2p_clip_tokenizer_default(&t, NULL) : m2p_clip_tokenizer_load(vocab, merges, &t, NULL);
             m2p_alloc_fail_after(-1);
             if (rc == M2P_OK) {
                 ok = true;
