@@ -24,6 +24,7 @@
 #include "core/alloc.h"
 #include "diffusion/model.h"
 #include "diffusion/ops.h"
+#include "diffusion/unet_ops.h"
 
 /* ---------------------------------------------------------------- config */
 
@@ -605,23 +606,17 @@ done:
 }
 
 /* Attention of q [n, tq, c] against k/v: self (k/v from the same rows) or the
- * text context (broadcast when context_n == 1). out: [n·tq, c]. */
+ * text context (one k/v shared by all n images when kv_shared). out: [n·tq, c]. */
 static m2p_code attention_run(const attn *a, const float *q, const float *k, const float *v, int n, int tq, int tk,
                               bool kv_shared, float *out, m2p_error *err) {
     int c = a->heads * a->dh;
-    size_t total = m2p_nn_attention_scratch(tq, tk);
-    float *scratch = falloc(total > 0 ? total : 1);
+    size_t total = m2p_unet_attention_scratch(tk);
+    float *scratch = falloc(total);
     if (scratch == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "attention scratch (%zu floats)", total);
     }
-    if (kv_shared) {
-        for (int i = 0; i < n; i++) {
-            size_t off = (size_t)i * (size_t)tq * (size_t)c;
-            m2p_nn_attention(q + off, c, k, c, v, c, 1, tq, tk, a->heads, a->dh, false, out + off, c, scratch);
-        }
-    } else {
-        m2p_nn_attention(q, c, k, c, v, c, n, tq, tk, a->heads, a->dh, false, out, c, scratch);
-    }
+    size_t kv_stride = kv_shared ? 0 : (size_t)tk * (size_t)c;
+    m2p_unet_attention(q, c, k, c, kv_stride, v, c, kv_stride, n, tq, tk, a->heads, a->dh, out, c, scratch);
     m2p_free(scratch);
     return M2P_OK;
 }
@@ -662,7 +657,7 @@ static m2p_code tblock_run(const tblock *b, const fctx *f, float *t, int hw, int
     linear_per_image(ln, n, (size_t)hw, c, b->a2.q.w, NULL, c, q, false);
     linear_per_image(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.k.w, NULL, c, k, false);
     linear_per_image(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.v.w, NULL, c, v, false);
-    if ((rc = attention_run(&b->a2, q, k, v, n, hw, tk, f->context_n == 1 && n > 1, o, err)) != M2P_OK) {
+    if ((rc = attention_run(&b->a2, q, k, v, n, hw, tk, f->context_n == 1, o, err)) != M2P_OK) {
         goto done;
     }
     linear_per_image(o, n, (size_t)hw, c, b->a2.out.w, b->a2.out.b, c, t, true);

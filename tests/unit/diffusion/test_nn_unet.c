@@ -8,7 +8,8 @@
  *    the skip sizes), one text embedding broadcast to both images;
  *  - the timestep and guidance embeddings alone;
  *  - batching: image 1 of a batch equals image 1 run alone;
- *  - a missing tensor / a wrong shape in a copy of the model → clear errors.
+ *  - a missing tensor / a wrong shape in a copy of the model → clear errors;
+ *  - the blocked attention op and its exp against naive double-precision references.
  * Tolerance: |diff| ≤ 2e-5 + 1e-4·|expected| (measured max |diff| 1.4e-6; fp32 against fp32 PyTorch; the
  * sums run in a different order).
  */
@@ -16,6 +17,7 @@
 
 #include "diffusion/model.h"
 #include "diffusion/unet.h"
+#include "diffusion/unet_ops.h"
 
 #define ATOL 2e-5
 #define RTOL 1e-4
@@ -238,6 +240,82 @@ static void test_config_refusals(void **state) {
     assert_int_equal(m2p_unet_config_from_model(&bad, &c, &err), M2P_E_MODEL_CONFIG);
 }
 
+/* Naive attention in double: the reference of m2p_unet_attention. */
+static void naive_attention(const float *q, const float *k, const float *v, size_t kv_bs, int b, int tq, int tk, int heads,
+                            int dh, float *out) {
+    int c = heads * dh;
+    double *s = malloc(sizeof(double) * (size_t)tk);
+    assert_non_null(s);
+    for (int bi = 0; bi < b; bi++) {
+        for (int h = 0; h < heads; h++) {
+            for (int i = 0; i < tq; i++) {
+                const float *qi = q + ((size_t)bi * tq + i) * c + (size_t)h * dh;
+                double mx = -1e300;
+                for (int j = 0; j < tk; j++) {
+                    const float *kj = k + bi * kv_bs + (size_t)j * c + (size_t)h * dh;
+                    double d = 0;
+                    for (int e = 0; e < dh; e++) {
+                        d += (double)qi[e] * kj[e];
+                    }
+                    s[j] = d / sqrt((double)dh);
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                double sum = 0;
+                for (int j = 0; j < tk; j++) {
+                    s[j] = exp(s[j] - mx);
+                    sum += s[j];
+                }
+                for (int e = 0; e < dh; e++) {
+                    double acc = 0;
+                    for (int j = 0; j < tk; j++) {
+                        acc += s[j] * v[bi * kv_bs + (size_t)j * c + (size_t)h * dh + e];
+                    }
+                    out[((size_t)bi * tq + i) * c + (size_t)h * dh + e] = (float)(acc / sum);
+                }
+            }
+        }
+    }
+    free(s);
+}
+
+static void test_attention_op(void **state) {
+    (void)state;
+    /* tq not a multiple of the query block; tk not a multiple of 8 (vector tail); shared and per-image k/v. */
+    enum { B = 2, TQ = 150, TK = 77, H = 3, DH = 5, C = H * DH };
+    static float q[B * TQ * C], k[B * TK * C], v[B * TK * C], out[B * TQ * C], ref[B * TQ * C];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        x = x * 1664525u + 1013904223u;
+        q[i] = (float)((x >> 8) & 0xffff) / 65536.0f * 6.0f - 3.0f;
+    }
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        x = x * 1664525u + 1013904223u;
+        k[i] = (float)((x >> 8) & 0xffff) / 65536.0f * 6.0f - 3.0f;
+        x = x * 1664525u + 1013904223u;
+        v[i] = (float)((x >> 8) & 0xffff) / 65536.0f * 2.0f - 1.0f;
+    }
+    size_t scratch_n = m2p_unet_attention_scratch(TK);
+    float *scratch = malloc(scratch_n * sizeof(float));
+    assert_non_null(scratch);
+    for (int shared = 0; shared < 2; shared++) {
+        size_t bs = shared ? 0 : (size_t)TK * C;
+        m2p_unet_attention(q, C, k, C, bs, v, C, bs, B, TQ, TK, H, DH, out, C, scratch);
+        naive_attention(q, k, v, bs, B, TQ, TK, H, DH, ref);
+        NNFX_ASSERT_CLOSE(shared ? "attention, shared k/v" : "attention", out, ref, sizeof out / sizeof out[0], 2e-6,
+                          2e-5);
+    }
+    free(scratch);
+    /* exp against libm over the range the softmax uses and beyond. */
+    double worst = 0;
+    for (float t = -87.0f; t <= 88.0f; t += 0.01234f) {
+        double r = fabs((double)m2p_unet_expf(t) / exp((double)t) - 1.0);
+        worst = r > worst ? r : worst;
+    }
+    assert_true(worst < 5e-7);
+    assert_true(m2p_unet_expf(-100.0f) == 0.0f);
+    assert_true(m2p_unet_expf(0.0f) == 1.0f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_case_a),
@@ -248,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_wrong_shape),
         cmocka_unit_test(test_config_refusals),
+        cmocka_unit_test(test_attention_op),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
