@@ -450,8 +450,8 @@ void sn_post(sn_ctx *c) {
         double fy = (double)(y % G) / G;
         if (paper > 0.0 && gy != cur) {
             for (int k = 0; k < gw && k < GW; k++) {
-                g0[k] = (float)sn_fbm(k * 0.16, gy * 0.16, seed);
-                g1[k] = (float)sn_fbm(k * 0.16, (gy + 1) * 0.16, seed);
+                g0[k] = (float)sn_fbm(k * 0.45, gy * 0.45, seed);
+                g1[k] = (float)sn_fbm(k * 0.45, (gy + 1) * 0.45, seed);
             }
             cur = gy;
         }
@@ -477,7 +477,7 @@ void sn_post(sn_ctx *c) {
                 double fx = (double)(x % G) / G;
                 double a = g0[gx] + (g0[gx + 1] - g0[gx]) * fx;
                 double bb = g1[gx] + (g1[gx + 1] - g1[gx]) * fx;
-                add += (int)((a + (bb - a) * fy) * 14.0 * paper);
+                add += (int)((a + (bb - a) * fy) * 7.0 * paper);
             }
             r = (int)(r * m) + add;
             g = (int)(g * m) + add;

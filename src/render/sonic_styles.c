@@ -776,19 +776,46 @@ static void paint_watercolor(sn_ctx *c) {
     }
     double *svar = shape + WC_MAX;
     int nb = s->n_secs < 3 ? 5 : (s->n_secs > 8 ? 8 : s->n_secs + 1);
+    int loudest = 0;
+    for (int k = 1; k < s->n_secs; k++) {
+        loudest = s->sec_energy[k] > s->sec_energy[loudest] ? k : loudest;
+    }
     /* Pigment at half resolution: softer edges (paint bleeds) and a quarter of the fill cost. */
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 2.0);
     double ang = sn_range(&c->rng, 0, TAU);
+    int arrangement = sn_int(&c->rng, 3);
     for (int bI = 0; bI < nb; bI++) {
         int k = bI % s->n_secs;
         double e = s->sec_energy[k];
-        double R = fmin(W, H) * (0.11 + 0.12 * e) * sn_range(&c->rng, 0.8, 1.2);
+        double R = fmin(W, H) * (0.10 + 0.10 * e) * sn_range(&c->rng, 0.8, 1.2);
         /* Blotches arranged along a loose arc so the composition has a centre of weight. */
         double a = ang + bI * TAU / nb * 0.8;
-        double cx = W * 0.5 + cos(a) * W * sn_range(&c->rng, 0.12, 0.28);
-        double cy = H * 0.40 + sin(a) * H * sn_range(&c->rng, 0.08, 0.22);
-        double hue = c->pal.hue + ((c->song->sec_label[k] * 2 + 1) % 5) * 47.0 * (c->pal.scheme + 1) * 0.5;
+        double f = (bI + 0.5) / nb;
+        double cx;
+        double cy;
+        if (arrangement == 0) { /* a loose wreath */
+            cx = W * 0.5 + cos(a) * W * sn_range(&c->rng, 0.16, 0.30);
+            cy = H * 0.40 + sin(a) * H * sn_range(&c->rng, 0.10, 0.24);
+        } else if (arrangement == 1) { /* a diagonal cascade, in song order */
+            double dir = sn_unif(&c->rng) < 0.5 ? 1.0 : -1.0;
+            cx = W * (0.5 + dir * (f - 0.5) * 0.62) + sn_gauss(&c->rng) * W * 0.03;
+            cy = H * (0.14 + 0.52 * f) + sn_gauss(&c->rng) * H * 0.03;
+        } else { /* a horizon of washes, in song order */
+            cx = W * (0.12 + 0.76 * f) + sn_gauss(&c->rng) * W * 0.02;
+            cy = H * 0.42 + sn_gauss(&c->rng) * H * 0.06;
+        }
+        /* Keep every wash on the sheet, with a margin. */
+        cx = fmin(fmax(cx, W * 0.08 + R * 0.8), W * 0.92 - R * 0.8);
+        cy = fmin(fmax(cy, H * 0.08 + R * 0.8), H * 0.72 - R * 0.8);
+        /* Neighbouring hues per section label: overlapping washes stay clean
+         * (complementary pigments multiply to mud); the loudest section is the
+         * deepest wash. */
+        static const double offs[5] = {0.0, 45.0, -45.0, 90.0, -90.0};
+        double hue = c->pal.hue + offs[c->song->sec_label[k] % 5] * (0.6 + 0.2 * c->pal.scheme);
+        if (k == loudest) {
+            e = fmin(1.0, e + 0.25);
+        }
         sn_col col = sn_oklch(0.70 + 0.1 * c->song->sec_bright[k], 0.10 + 0.06 * e, hue);
         int n0 = 10;
         for (int i = 0; i < n0; i++) {
@@ -822,7 +849,15 @@ static void paint_watercolor(sn_ctx *c) {
             }
             cairo_close_path(sc);
             sn_source(sc, col, 0.045 + 0.025 * e);
-            cairo_fill(sc);
+            if (l == layers - 1) {
+                /* Pigment gathers at the edge of a drying wash: a faint darker rim. */
+                cairo_fill_preserve(sc);
+                sn_source(sc, sn_mix(col, c->pal.ink, 0.35), 0.16);
+                cairo_set_line_width(sc, 1.6 * c->u);
+                cairo_stroke(sc);
+            } else {
+                cairo_fill(sc);
+            }
         }
     }
     m2p_free(shape);
@@ -837,7 +872,11 @@ static void paint_watercolor(sn_ctx *c) {
     for (int i = 0; i < NP; i++) {
         double t = (double)i / (NP - 1);
         xs[i] = W * 0.12 + t * W * 0.76;
-        ys[i] = base_y - sn_energy(s, t) * H * 0.05 + sn_noise2(t * 40.0, 3.0, c->seed) * u * 1.2;
+        double e = 0.0;
+        for (int k = -4; k <= 4; k++) { /* a pencil line, not a seismograph */
+            e += sn_energy(s, t + k * 0.01) / 9.0;
+        }
+        ys[i] = base_y - e * H * 0.05 + sn_noise2(t * 40.0, 3.0, c->seed) * u * 1.2;
     }
     curve_through(cr, xs, ys, NP, true);
     sn_source(cr, p->ink, 0.55);
