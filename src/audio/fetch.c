@@ -794,6 +794,19 @@ static m2p_code read_metadata(fetch_ctx *fc, m2p_track *out, char **info_json, s
 static m2p_code download(fetch_ctx *fc, const char *info_path, const char *tmp, m2p_error *err) {
     char maxfs[32];
     (void)snprintf(maxfs, sizeof maxfs, "%llu", (unsigned long long)fc->max_bytes);
+    /* -o is an output template: a '%' in data_dir must reach yt-dlp as "%%". */
+    char otmpl[2 * (M2P_PATH_MAX + 128)];
+    size_t j = 0;
+    for (const char *p = tmp; *p != '\0'; p++) {
+        if (j + 3 >= sizeof otmpl) {
+            return m2p_error_set(err, M2P_E_IO, "temp path too long");
+        }
+        if (*p == '%') {
+            otmpl[j++] = '%';
+        }
+        otmpl[j++] = *p;
+    }
+    otmpl[j] = '\0';
     char *argv[40];
     int a = 0;
     argv[a++] = fc->ytdlp;
@@ -821,7 +834,7 @@ static m2p_code download(fetch_ctx *fc, const char *info_path, const char *tmp, 
         argv[a++] = (char *)"";
     }
     argv[a++] = (char *)"-o";
-    argv[a++] = (char *)tmp;
+    argv[a++] = otmpl;
     argv[a] = NULL;
     run_opts o = {
         .watch_path = tmp, .max_bytes = fc->max_bytes, .timeout_s = DOWNLOAD_TIMEOUT_S, .progress = fc->progress};

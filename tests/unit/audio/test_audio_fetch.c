@@ -251,6 +251,30 @@ static void test_download_then_cache_hit(void **state) {
     assert_int_equal(ytdlp_runs(), runs1);
 }
 
+/* A data folder with template characters: -o must still be our exact path. */
+static void test_percent_in_data_dir(void **state) {
+    fixture *f = *state;
+    m2p_config cfg = f->cfg;
+    snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s/100%%(title)s", f->dir);
+    m2p_cache *c = NULL;
+    m2p_error err;
+    assert_int_equal(m2p_cache_open(&cfg, &c, &err), M2P_OK);
+    m2p_source src;
+    loopback_source(&cfg, "/song", &src);
+    m2p_track t;
+    m2p_code rc = m2p_fetch(&cfg, c, &src, NULL, &t, &err);
+    if (rc != M2P_OK) {
+        fail_msg("fetch: %s %s", m2p_errname(rc), err.detail);
+    }
+    char want[256];
+    snprintf(want, sizeof want, "%s/100%%(title)s/audio/", f->dir);
+    assert_true(strncmp(t.path, want, strlen(want)) == 0);
+    struct stat st;
+    assert_int_equal(stat(t.path, &st), 0);
+    assert_int_equal(st.st_size, 16044);
+    m2p_cache_close(c);
+}
+
 static void test_too_long_and_unknown_duration(void **state) {
     fixture *f = *state;
     m2p_track t;
@@ -740,6 +764,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify_errors),
         cmocka_unit_test_setup_teardown(test_download_then_cache_hit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_percent_in_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_long_and_unknown_duration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_large_counted_while_downloading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit_retried_then_fails, setup, teardown),
