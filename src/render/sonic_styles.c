@@ -1272,7 +1272,7 @@ static void paint_retro(sn_ctx *c) {
     }
     sn_source(cr, sn_mix(ink2, paper, 0.25), 1.0);
     cairo_fill(cr);
-    double R = fmin(pw, ph) * (0.36 + 0.1 * s->energy);
+    double R = fmin(pw, ph) * (0.30 + 0.08 * s->energy);
     sun_with_slits(c, cx, cy, R, ink1, sn_mix(ink1, ink3, 0.2), 5, 0.9);
     /* Flat mountains from the spectrogram. */
     uint32_t ms = c->seed * 23u + 4u;
