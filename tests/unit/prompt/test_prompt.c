@@ -524,6 +524,73 @@ static void test_section_prompts(void **state) {
     assert_int_equal(m2p_prompt_build_section(&in, 0, &p, NULL), M2P_E_INVALID_ARG);
 }
 
+/* Many different songs → many different prompts: the rules do not collapse to a few outputs. */
+static void test_variety(void **state) {
+    fixture *fx = *state;
+    enum { N = 150, V = 6 };
+    static const char *vars[V] = {"mood", "palette", "color", "motion", "texture", "genre_hint"};
+    static const size_t at_least[V] = {8, 6, 20, 8, 5, 5};
+    char *seen[V][N];
+    size_t n_seen[V] = {0};
+    char *positives[N];
+    size_t n_pos = 0;
+    uint32_t r = 2024;
+#define RND() ((r = r * 1664525u + 1013904223u), (double)(r >> 8) / 16777216.0)
+    for (int i = 0; i < N; i++) {
+        m2p_features f = {0};
+        f.tempo_bpm = 50 + 130 * RND();
+        f.tempo_confidence = RND();
+        f.beat_regularity = RND();
+        f.key = (int)(12 * RND());
+        f.mode = RND() < 0.5 ? M2P_MODE_MAJOR : M2P_MODE_MINOR;
+        f.key_confidence = 0.1 + 0.9 * RND();
+        f.energy = RND();
+        f.brightness = RND();
+        f.percussiveness = RND();
+        f.onset_density = 8 * RND();
+        f.danceability = RND();
+        f.valence = RND();
+        f.arousal = RND();
+        f.dynamic_range_db = 30 * RND();
+        f.sections = k_rise;
+        f.n_sections = 4;
+        m2p_prompt *p = build(fx, &f, "abstract", NULL, NULL);
+        assert_non_null(p);
+        for (int v = 0; v < V; v++) {
+            const char *t = find_frag(p, vars[v])->text;
+            bool dup = false;
+            for (size_t k = 0; k < n_seen[v] && !dup; k++) {
+                dup = strcmp(seen[v][k], t) == 0;
+            }
+            if (!dup) {
+                seen[v][n_seen[v]++] = strdup(t);
+            }
+        }
+        bool dup = false;
+        for (size_t k = 0; k < n_pos && !dup; k++) {
+            dup = strcmp(positives[k], p->positive) == 0;
+        }
+        if (!dup) {
+            positives[n_pos++] = strdup(p->positive);
+        }
+        m2p_prompt_free(p);
+    }
+#undef RND
+    print_message("%zu distinct prompts of %d songs\n", n_pos, N);
+    assert_true(n_pos >= N * 9 / 10);
+    for (int v = 0; v < V; v++) {
+        if (n_seen[v] < at_least[v]) {
+            fail_msg("{%s} took only %zu different values", vars[v], n_seen[v]);
+        }
+        for (size_t k = 0; k < n_seen[v]; k++) {
+            free(seen[v][k]);
+        }
+    }
+    for (size_t k = 0; k < n_pos; k++) {
+        free(positives[k]);
+    }
+}
+
 static void test_odd_features(void **state) {
     fixture *fx = *state;
     m2p_features f = {0};
@@ -663,6 +730,7 @@ int main(void) {
         cmocka_unit_test(test_overlong_template_shortened),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_section_prompts),
+        cmocka_unit_test(test_variety),
         cmocka_unit_test(test_odd_features),
         cmocka_unit_test(test_presets_file_checks),
         cmocka_unit_test(test_variables_documented),
