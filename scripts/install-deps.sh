@@ -20,6 +20,8 @@ if [[ "${1:-}" == "--test" ]]; then
          redis-server postgresql)
   # the held-out GM song corpus of the accuracy benchmark (tools/songs/make_corpus.py)
   PKGS+=(fluidsynth musescore-general-soundfont-small)
+  # clang's OpenMP runtime and omp.h: `make fuzz` builds the OpenMP modules (nn, dsp) with clang
+  PKGS+=(libomp-14-dev)
 fi
 
 missing=()
