@@ -8,14 +8,16 @@
  *
  * 1. Runs tools/nn/bench_lcm_reference.py first (a child process, argv, no
  *    shell; --reuse-reference skips it and reads its last files): PyTorch
- *    times one UNet step at batch 1 and 4, the whole 4-step pipeline for 1
- *    and 4 images, and writes its inputs and outputs.
- * 2. Then (the reference has exited, so the two models never share memory)
- *    runs the C engine on the same inputs: the UNet step at batch 1 (twice,
- *    best kept) and 4, the largest difference from PyTorch's outputs, the
- *    whole pipeline for 1 and 4 images (--quick skips the pipelines).
- * 3. Prints both columns with the ratio C / PyTorch (< 1: C is faster), the
- *    multiply-adds of a step and the rate reached against the sgemm peak.
+ *    times the UNet step at batch 1 (twice) and 4, the text encoder and one
+ *    VAE decode, wall and CPU seconds, and writes its inputs and outputs.
+ * 2. Then (the reference has exited, so the two never share memory) the C
+ *    engine runs the same parts on the same inputs, and the largest
+ *    differences from PyTorch's outputs are computed (UNet, VAE).
+ * 3. Prints both columns with the ratio C / PyTorch (< 1: C is faster): per
+ *    step, per image (text + 4 steps + decode, summed from the parts: whole
+ *    512² pipelines take too long on a shared 2-core machine), per batch of 4,
+ *    the multiply-adds of a step and the rate reached against the sgemm peak.
+ *    --quick skips the VAE.
  *
  * Makes the full-size model first with:
  *   tools/refvenv/bin/python tools/nn/make_fixtures.py full --out /tmp/m2p-full-lcm
@@ -32,10 +34,12 @@
 
 #include "core/alloc.h"
 #include "core/fs.h"
+#include "diffusion/clip_text.h"
 #include "diffusion/model.h"
 #include "diffusion/safetensors.h"
-#include "diffusion/sd_pipeline.h"
 #include "diffusion/unet.h"
+#include "diffusion/vae.h"
+#include "prompt/clip_tokenizer.h"
 
 #define SGEMM_PEAK_GFLOPS 207.0 /* OpenBLAS cblas_sgemm n=2048, 2 threads, this machine (lcm-engine notes) */
 
@@ -116,6 +120,13 @@ static float *load(const m2p_nn_st *st, const char *name, size_t *n) {
         *n = t->numel;
     }
     return d;
+}
+
+static double cpu_now(void) {
+    struct rusage ru;
+    (void)getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
 }
 
 static double ref_num(json_t *root, const char *key) {
@@ -199,16 +210,26 @@ int main(int argc, char **argv) {
     float *out4 = m2p_malloc_array(n4, sizeof(float));
     int side = o.size / 8;
 
-    /* --- UNet step --------------------------------------------------------------------------- */
+    /* --- load: the three networks of the pipeline ---------------------------------------------- */
     double t0 = m2p_now_monotonic();
     m2p_nn_model *model = NULL;
     m2p_unet *unet = NULL;
-    if (m2p_nn_model_open(o.model, M2P_NN_LOAD_UNET, &model, &err) != M2P_OK ||
-        m2p_unet_create_from_model(model, &unet, &err) != M2P_OK) {
+    m2p_nn_vae *vae = NULL;
+    m2p_nn_clip *clip = NULL;
+    m2p_clip_tokenizer *tok = NULL;
+    char vocab[M2P_PATH_MAX], merges[M2P_PATH_MAX];
+    if (m2p_nn_model_open(o.model, M2P_NN_LOAD_ALL, &model, &err) != M2P_OK ||
+        m2p_unet_create_from_model(model, &unet, &err) != M2P_OK || m2p_nn_vae_create(model, &vae, &err) != M2P_OK ||
+        m2p_nn_clip_create(model, &clip, &err) != M2P_OK ||
+        m2p_clip_tokenizer_load(m2p_nn_model_path(model, "tokenizer/vocab.json", vocab, sizeof vocab),
+                                m2p_nn_model_path(model, "tokenizer/merges.txt", merges, sizeof merges), &tok,
+                                &err) != M2P_OK) {
         fprintf(stderr, "bench_lcm: %s\n", err.detail);
         return 1;
     }
-    double load_unet = m2p_now_monotonic() - t0;
+    double load_c = m2p_now_monotonic() - t0;
+
+    /* --- UNet step ----------------------------------------------------------------------------- */
     float ts1[1] = {999.0f};
     float ts4[4] = {999.0f, 999.0f, 999.0f, 999.0f};
     int cond_dim = m2p_unet_get_config(unet)->time_cond_proj_dim;
@@ -218,18 +239,20 @@ int main(int argc, char **argv) {
     }
     m2p_unet_input in1 = {lat, 1, side, side, ts1, cond_dim > 0 ? cond : NULL, ctx, 1, 77};
     m2p_unet_input in4 = {lat4, 4, side, side, ts4, cond_dim > 0 ? cond4 : NULL, ctx, 1, 77};
-    double step1 = INFINITY, step1_first = 0;
+    double step1 = 0, step1_first = 0, step1_cpu = 0;
     for (int r = 0; r < 2; r++) {
-        double t1 = m2p_now_monotonic();
+        double w0 = m2p_now_monotonic(), c0 = cpu_now();
         if (m2p_unet_forward(unet, &in1, out, &err) != M2P_OK) {
             fprintf(stderr, "bench_lcm: %s\n", err.detail);
             return 1;
         }
-        double dt = m2p_now_monotonic() - t1;
+        double dt = m2p_now_monotonic() - w0;
         if (r == 0) {
             step1_first = dt;
+        } else {
+            step1 = dt;
+            step1_cpu = cpu_now() - c0;
         }
-        step1 = dt < step1 ? dt : step1;
         fprintf(stderr, "C: UNet step batch 1: %.2f s\n", dt);
         if (o.once) {
             double d, m;
@@ -238,85 +261,96 @@ int main(int argc, char **argv) {
             return 0;
         }
     }
-    double t1 = m2p_now_monotonic();
+    double w0 = m2p_now_monotonic(), c0 = cpu_now();
     if (m2p_unet_forward(unet, &in4, out4, &err) != M2P_OK) {
         fprintf(stderr, "bench_lcm: %s\n", err.detail);
         return 1;
     }
-    double step4 = m2p_now_monotonic() - t1;
+    double step4 = m2p_now_monotonic() - w0;
+    double step4_cpu = cpu_now() - c0;
     fprintf(stderr, "C: UNet step batch 4: %.2f s\n", step4);
     double d1, r1, d4, r4;
     diff(out, want, n1, &d1, &r1);
     diff(out4, want4, n4, &d4, &r4);
     double macs = m2p_unet_macs(unet, 1, side, side, 77);
     size_t params = m2p_unet_param_count(unet);
-    m2p_unet_free(unet);
-    m2p_nn_model_free(model);
 
-    /* --- whole pipeline ---------------------------------------------------------------------- */
-    double image1 = NAN, batch4 = NAN, sd_load = NAN, sd_warm = NAN;
+    /* --- text encoder and VAE decoder ---------------------------------------------------------- */
+    int32_t ids[77];
+    float *emb = m2p_malloc_array(77 * 768 * 2, sizeof(float));
+    w0 = m2p_now_monotonic();
+    c0 = cpu_now();
+    if (m2p_clip_tokenize(tok, "a neon city at night, synthwave poster", ids, 77, NULL, &err) != M2P_OK ||
+        m2p_nn_clip_encode(clip, ids, 1, 77, emb, &err) != M2P_OK) {
+        fprintf(stderr, "bench_lcm: %s\n", err.detail);
+        return 1;
+    }
+    double text = m2p_now_monotonic() - w0;
+    double text_cpu = cpu_now() - c0;
+    double vae1 = NAN, vae1_cpu = NAN, dv = NAN, rv = NAN;
     if (!o.quick) {
-        m2p_sd *sd = NULL;
-        if (m2p_sd_open(o.model, NULL, &sd, &err) != M2P_OK) {
+        size_t nv = 0;
+        float *want_v = load(st, "vae_out", &nv);
+        float *img = m2p_malloc_array(nv, sizeof(float));
+        w0 = m2p_now_monotonic();
+        c0 = cpu_now();
+        if (m2p_nn_vae_decode(vae, lat, 1, side, side, img, NULL, &err) != M2P_OK) {
             fprintf(stderr, "bench_lcm: %s\n", err.detail);
             return 1;
         }
-        m2p_sd_stats stats;
-        m2p_sd_get_stats(sd, &stats);
-        sd_load = stats.load_s;
-        sd_warm = stats.warmup_s;
-        const uint32_t seeds[4] = {1, 2, 3, 4};
-        uint8_t *rgb = m2p_malloc((size_t)4 * (size_t)o.size * (size_t)o.size * 3);
-        for (int k = 0; k < 2; k++) {
-            int n = k == 0 ? 1 : 4;
-            m2p_sd_request req = {"a neon city at night, synthwave poster", NULL, n, seeds, o.size, o.size, 4, 8.0,
-                                  NULL, NULL};
-            double t2 = m2p_now_monotonic();
-            if (m2p_sd_generate(sd, &req, NULL, rgb, &err) != M2P_OK) {
-                fprintf(stderr, "bench_lcm: %s\n", err.detail);
-                return 1;
-            }
-            double dt = m2p_now_monotonic() - t2;
-            fprintf(stderr, "C: pipeline %d image(s): %.2f s\n", n, dt);
-            if (k == 0) {
-                image1 = dt;
-            } else {
-                batch4 = dt;
-            }
-        }
-        m2p_free(rgb);
-        m2p_sd_free(sd);
+        vae1 = m2p_now_monotonic() - w0;
+        vae1_cpu = cpu_now() - c0;
+        fprintf(stderr, "C: VAE decode 1 image: %.2f s\n", vae1);
+        diff(img, want_v, nv, &dv, &rv);
+        m2p_free(img);
+        m2p_free(want_v);
     }
+    m2p_free(emb);
+    m2p_clip_tokenizer_free(tok);
+    m2p_nn_clip_free(clip);
+    m2p_nn_vae_free(vae);
+    m2p_unet_free(unet);
+    m2p_nn_model_free(model);
     struct rusage ru;
     (void)getrusage(RUSAGE_SELF, &ru);
     double peak_c = (double)ru.ru_maxrss * 1024.0;
 
+    /* --- report -------------------------------------------------------------------------------- */
     double gflop = 2.0 * macs / 1e9;
-    printf("\nLCM engine vs diffusers %s (PyTorch CPU fp32, %d threads), %dx%d, model %s (%.0f M UNet parameters)\n\n",
-           json_string_value(json_object_get(ref, "torch")) ? json_string_value(json_object_get(ref, "torch")) : "?",
-           (int)ref_num(ref, "threads"), o.size, o.size, o.model, params / 1e6);
-    printf("| %-44s | %15s | %15s | %8s |\n", "measure", "mus2pic (C)", "diffusers", "C/torch");
-    printf("|%s|%s|%s|%s|\n", "----------------------------------------------", "-----------------",
+    const char *tv = json_string_value(json_object_get(ref, "torch"));
+    printf("\nLCM engine vs diffusers (torch %s, CPU fp32, %d threads), %dx%d, model %s (%.0f M UNet parameters)\n\n",
+           tv != NULL ? tv : "?", (int)ref_num(ref, "threads"), o.size, o.size, o.model, params / 1e6);
+    printf("| %-50s | %15s | %15s | %8s |\n", "measure", "mus2pic (C)", "diffusers", "C/torch");
+    printf("|%s|%s|%s|%s|\n", "----------------------------------------------------", "-----------------",
            "-----------------", "----------");
-    row("load UNet weights (C: map+bind; torch: pipe)", load_unet, ref_num(ref, "load_s"), "s");
-    row("UNet step, batch 1 (best of 2)", step1, ref_num(ref, "step1_s"), "s");
+    row("load (C: map + bind all; torch: from_pretrained)", load_c, ref_num(ref, "load_s"), "s");
     row("UNet step, batch 1, first call", step1_first, ref_num(ref, "step1_first_s"), "s");
+    row("UNet step, batch 1 (second call)", step1, ref_num(ref, "step1_s"), "s");
+    row("  CPU seconds of that step (all threads)", step1_cpu, ref_num(ref, "step1_cpu_s"), "s");
     row("UNet step, batch 4", step4, ref_num(ref, "step4_s"), "s");
+    row("  CPU seconds of that step (all threads)", step4_cpu, ref_num(ref, "step4_cpu_s"), "s");
     row("UNet step, batch 4, per image", step4 / 4, ref_num(ref, "step4_s") / 4, "s");
+    row("text encoder (1 prompt)", text, ref_num(ref, "text_s"), "s");
+    row("  CPU seconds", text_cpu, ref_num(ref, "text_cpu_s"), "s");
     if (!o.quick) {
-        row("image, 4 steps + text + decode, batch 1", image1, ref_num(ref, "image1_s"), "s");
-        row("4 images in one batched call", batch4, ref_num(ref, "batch4_s"), "s");
-        row("images/s batched (4 in one call)", 4 / batch4, 4 / ref_num(ref, "batch4_s"), "1/s");
-        row("images/s as 4 single calls (4 x batch 1)", 1 / image1, 1 / ref_num(ref, "image1_s"), "1/s");
+        double tr_text = ref_num(ref, "text_s"), tr1 = ref_num(ref, "step1_s"), tr4 = ref_num(ref, "step4_s");
+        double tr_v = ref_num(ref, "vae1_s");
+        row("VAE decode (1 image)", vae1, tr_v, "s");
+        row("  CPU seconds", vae1_cpu, ref_num(ref, "vae1_cpu_s"), "s");
+        double img_c = text + 4 * step1 + vae1, img_t = tr_text + 4 * tr1 + tr_v;
+        double b4_c = text + 4 * step4 + 4 * vae1, b4_t = tr_text + 4 * tr4 + 4 * tr_v;
+        row("image: text + 4 steps + decode (sum of parts)", img_c, img_t, "s");
+        row("4 images batched: text + 4 batch-4 steps + 4 decodes", b4_c, b4_t, "s");
+        row("images/s, batch of 4", 4 / b4_c, 4 / b4_t, "1/s");
+        row("images/s, 4 single runs", 1 / img_c, 1 / img_t, "1/s");
     }
     row("peak resident memory", peak_c / 1e9, ref_num(ref, "peak_rss") / 1e9, "GB");
-    printf("\nC engine load for the pipeline: %.2f s open+bind, %.2f s warm-up\n", sd_load, sd_warm);
-    printf("UNet step: %.1f GMACs = %.1f GFLOP at %dx%d latents; C reaches %.1f GFLOP/s = %.0f%% of the sgemm peak "
-           "(%.0f GFLOP/s, 2 threads); batch 4: %.1f GFLOP/s\n",
+    printf("\nUNet step: %.1f GMACs = %.1f GFLOP at %dx%d latents; C: %.1f GFLOP/s wall = %.0f%% of the sgemm peak "
+           "(%.0f GFLOP/s, 2 threads), %.1f GFLOP per CPU-second; batch 4: %.1f GFLOP/s wall\n",
            macs / 1e9, gflop, side, side, gflop / step1, 100.0 * gflop / step1 / SGEMM_PEAK_GFLOPS,
-           SGEMM_PEAK_GFLOPS, 4 * gflop / step4);
-    printf("largest |C - torch| of the UNet output: batch 1 %.3g (max |out| %.3g), batch 4 %.3g (max |out| %.3g)\n",
-           d1, r1, d4, r4);
+           SGEMM_PEAK_GFLOPS, gflop / step1_cpu, 4 * gflop / step4);
+    printf("largest |C - torch|: UNet batch 1 %.3g (max |out| %.3g), batch 4 %.3g (max |out| %.3g), VAE %.3g (max %.3g)\n",
+           d1, r1, d4, r4, dv, rv);
     m2p_free(lat);
     m2p_free(lat4);
     m2p_free(ctx);

@@ -10,10 +10,12 @@ by side. It can also be run alone:
 
 Writes <out>.safetensors (F32): latents [1,4,64,64], latents4 [4,4,64,64], context [1,77,768],
 cond [1,256] (guidance embedding of 8), timestep [1] (999), out [1,4,64,64] (UNet output for
-latents), out4 [4,4,64,64]; and <out>.json with the timings (seconds) and peak memory (bytes):
-  load_s, step1_s (min of 2), step1_first_s, step4_s, image1_s (the whole 4-step pipeline, one
-  image, 512²), batch4_s (four images in one call), peak_rss.
---quick skips the two whole-pipeline timings.
+latents), out4 [4,4,64,64], vae_out [1,3,512,512] (VAE decode of latents); and <out>.json with the
+timings (wall seconds, and *_cpu_s: CPU seconds of all threads) and peak memory (bytes):
+  load_s, step1_first_s, step1_s (second call), step4_s, text_s, vae1_s, peak_rss.
+A whole image costs text + 4 steps + decode; bench_lcm composes per-image and per-batch figures
+from these parts (running whole pipelines at 512² takes too long on a shared 2-core machine).
+--quick skips the VAE decode.
 """
 import argparse
 import json
@@ -53,30 +55,39 @@ def main():
     context = torch.randn((1, 77, unet.config.cross_attention_dim), generator=g)
     cond = pipe.get_guidance_scale_embedding(torch.tensor([8.0 - 1.0]), embedding_dim=unet.config.time_cond_proj_dim)
     t = torch.tensor([999])
+    ids = pipe.tokenizer(PROMPT, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     times = []
+    cpu = []
+
+    def timed(fn):
+        w0, c0 = time.perf_counter(), time.process_time()
+        r = fn()
+        return r, time.perf_counter() - w0, time.process_time() - c0
+
     with torch.inference_mode():
         for _ in range(2):
-            t1 = time.perf_counter()
-            out = unet(latents, t, encoder_hidden_states=context, timestep_cond=cond).sample
-            times.append(time.perf_counter() - t1)
-        res["step1_first_s"] = times[0]
-        res["step1_s"] = min(times)
-        print(f"torch: UNet step batch 1: {times}", file=sys.stderr)
-        t1 = time.perf_counter()
-        out4 = unet(latents4, t.repeat(4), encoder_hidden_states=context.repeat(4, 1, 1),
-                    timestep_cond=cond.repeat(4, 1)).sample
-        res["step4_s"] = time.perf_counter() - t1
+            out, w, c = timed(lambda: unet(latents, t, encoder_hidden_states=context, timestep_cond=cond).sample)
+            times.append(w)
+            cpu.append(c)
+        res["step1_first_s"], res["step1_s"] = times[0], times[1]
+        res["step1_cpu_s"] = cpu[1]
+        print(f"torch: UNet step batch 1: {times} s wall, {cpu} s cpu", file=sys.stderr)
+        out4, res["step4_s"], res["step4_cpu_s"] = timed(
+            lambda: unet(latents4, t.repeat(4), encoder_hidden_states=context.repeat(4, 1, 1),
+                         timestep_cond=cond.repeat(4, 1)).sample)
         print(f"torch: UNet step batch 4: {res['step4_s']:.2f} s", file=sys.stderr)
+        _, res["text_s"], res["text_cpu_s"] = timed(lambda: pipe.text_encoder(ids)[0])
+        vae_out = None
         if not args.quick:
-            for n, key in ((1, "image1_s"), (4, "batch4_s")):
-                t1 = time.perf_counter()
-                pipe(PROMPT, height=args.size, width=args.size, num_inference_steps=4, guidance_scale=8.0,
-                     num_images_per_prompt=n, output_type="np")
-                res[key] = time.perf_counter() - t1
-                print(f"torch: pipeline {n} image(s): {res[key]:.2f} s", file=sys.stderr)
+            vae_out, res["vae1_s"], res["vae1_cpu_s"] = timed(
+                lambda: pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample)
+            print(f"torch: VAE decode 1 image: {res['vae1_s']:.2f} s", file=sys.stderr)
     res["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    save_file({"latents": latents, "latents4": latents4, "context": context, "cond": cond.float().contiguous(),
-               "timestep": t.float(), "out": out.contiguous(), "out4": out4.contiguous()}, args.out + ".safetensors")
+    tensors = {"latents": latents, "latents4": latents4, "context": context, "cond": cond.float().contiguous(),
+               "timestep": t.float(), "out": out.contiguous(), "out4": out4.contiguous()}
+    if vae_out is not None:
+        tensors["vae_out"] = vae_out.contiguous()
+    save_file(tensors, args.out + ".safetensors")
     with open(args.out + ".json", "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps(res), file=sys.stderr)
