@@ -93,6 +93,8 @@ CASES = [
     "zero\u200bwidth joiner\u200d and soft\u00adhyphen",
     "Ω ohm sign and Å angstrom",
     "fullwidth ＡＢＣ１２３ and ligature ﬁne",
+    "decomposed cafe\u0301 nai\u0308ve A\u030a and Hangul \u1100\u1161",
+    "math 𝐀𝐁𝐂 x² ½ ⅷ ① and arabic-indic ٣٤ digits",
 ]
 
 def random_cases(n=24, seed=1234):
