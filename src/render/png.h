@@ -68,7 +68,8 @@ size_t m2p_png_meta_count(const m2p_png_meta *m);
 const char *m2p_png_meta_key(const m2p_png_meta *m, size_t i);
 const char *m2p_png_meta_value(const m2p_png_meta *m, size_t i);
 
-/* Fills the standard keys for image `index` of req: prompt, negative, seed,
+/* Fills the standard keys for image `index` of req (its width and height
+ * resolved, not 0: they are written as the size): prompt, negative, seed,
  * style, renderer, model, steps, guidance, size, title, artist, section,
  * features (summary), Software, mus2pic_version, parameters. source may be NULL. */
 m2p_code m2p_png_meta_add_render(m2p_png_meta *m, const m2p_render_request *req, int index, const char *renderer,

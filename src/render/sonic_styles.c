@@ -318,12 +318,14 @@ static void paint_abstract(sn_ctx *c) {
     cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
     /* The core: a lit disc, and the twelve pitch classes as beads on a ring
      * (bead size = how much the song uses that note). */
-    cairo_pattern_t *core = cairo_pattern_create_radial(fx - R * 0.1, fy - R * 0.1, 0, fx, fy, R * 0.4);
-    sn_stop(core, 0.0, sn_mix(p->glow, (sn_col){1, 1, 1}, 0.5), 1.0);
-    sn_stop(core, 0.7, p->acc[0], 1.0);
-    sn_stop(core, 1.0, sn_mix(p->acc[0], p->deep, 0.4), 1.0);
+    /* A luminous core rather than a ball: hot centre, the key's colour, a soft edge. */
+    cairo_pattern_t *core = cairo_pattern_create_radial(fx, fy, 0, fx, fy, R * 0.42);
+    sn_stop(core, 0.0, sn_mix(p->glow, (sn_col){1, 1, 1}, 0.7), 1.0);
+    sn_stop(core, 0.45, sn_mix(p->glow, p->acc[0], 0.5), 1.0);
+    sn_stop(core, 0.86, p->acc[0], 1.0);
+    sn_stop(core, 1.0, p->acc[0], 0.0);
     cairo_set_source(cr, core);
-    cairo_arc(cr, fx, fy, R * 0.38, 0, TAU);
+    cairo_arc(cr, fx, fy, R * 0.42, 0, TAU);
     cairo_fill(cr);
     cairo_pattern_destroy(core);
     for (int k = 0; k < 12; k++) {
