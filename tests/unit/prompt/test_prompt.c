@@ -8,6 +8,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <pthread.h>
 
 #include "core/alloc.h"
 #include "prompt/clip_tokenizer.h"
@@ -591,6 +592,67 @@ static void test_variety(void **state) {
     }
 }
 
+typedef struct thread_job {
+    fixture *fx;
+    const char *expect[14];
+    int failures;
+} thread_job;
+
+static void *build_many(void *arg) {
+    thread_job *job = arg;
+    m2p_features f = fast_electronic();
+    for (int r = 0; r < 3; r++) {
+        for (size_t i = 0; i < m2p_presets_count(job->fx->presets) && i < 14; i++) {
+            m2p_prompt_input in = {0};
+            in.features = &f;
+            in.style = m2p_presets_at(job->fx->presets, i)->name;
+            in.title = "Title";
+            in.presets = job->fx->presets;
+            in.tokenizer = job->fx->tok;
+            m2p_prompt *p = NULL;
+            if (m2p_prompt_build(&in, &p, NULL) != M2P_OK || strcmp(p->positive, job->expect[i]) != 0) {
+                job->failures++;
+            }
+            m2p_prompt_free(p);
+        }
+    }
+    return NULL;
+}
+
+/* One preset set and one tokenizer shared by several threads give the same prompts. */
+static void test_shared_between_threads(void **state) {
+    fixture *fx = *state;
+    m2p_features f = fast_electronic();
+    m2p_prompt *expect[14] = {0};
+    thread_job jobs[4];
+    memset(jobs, 0, sizeof jobs);
+    size_t n = m2p_presets_count(fx->presets) < 14 ? m2p_presets_count(fx->presets) : 14;
+    for (size_t i = 0; i < n; i++) {
+        m2p_prompt_input in = {0};
+        in.features = &f;
+        in.style = m2p_presets_at(fx->presets, i)->name;
+        in.title = "Title";
+        in.presets = fx->presets;
+        in.tokenizer = fx->tok;
+        assert_int_equal(m2p_prompt_build(&in, &expect[i], NULL), M2P_OK);
+    }
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        jobs[t].fx = fx;
+        for (size_t i = 0; i < n; i++) {
+            jobs[t].expect[i] = expect[i]->positive;
+        }
+        assert_int_equal(pthread_create(&th[t], NULL, build_many, &jobs[t]), 0);
+    }
+    for (int t = 0; t < 4; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(jobs[t].failures, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        m2p_prompt_free(expect[i]);
+    }
+}
+
 static void test_odd_features(void **state) {
     fixture *fx = *state;
     m2p_features f = {0};
@@ -731,6 +793,7 @@ int main(void) {
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_section_prompts),
         cmocka_unit_test(test_variety),
+        cmocka_unit_test(test_shared_between_threads),
         cmocka_unit_test(test_odd_features),
         cmocka_unit_test(test_presets_file_checks),
         cmocka_unit_test(test_variables_documented),
