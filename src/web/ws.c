@@ -422,7 +422,12 @@ m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) {
 void web_ws_shutdown(m2p_web *w) {
     atomic_store(&w->stopping, true);
     (void)pthread_mutex_lock(&w->ws_mu);
-    for (int i = 0; i < 100 && w->ws_open > 0; i++) { /* at most ~5 s */
+    /* Sessions see the flag within one 50 ms poll and close; the server must
+     * not be freed under a running session, so wait for every one of them. */
+    for (int i = 0; w->ws_open > 0; i++) {
+        if (i == 200) {
+            M2P_WARN("web", "waiting for %d live connections to close", w->ws_open);
+        }
         struct timespec ts;
         (void)clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000 * 1000;

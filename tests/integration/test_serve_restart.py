@@ -35,8 +35,14 @@ def finished_once(srv, jid, n_images):
     st, j = srv.json("GET", f"/api/jobs/{jid}", expect=200)
     check(j["status"] == "succeeded", j)
     check(sorted(i["index"] for i in j["images"]) == list(range(n_images)), j["images"])
-    st, ev = srv.json("GET", f"/api/jobs/{jid}/events", expect=200)
-    finals = [e for e in ev["events"] if e["type"] == "state" and e["status"] == "succeeded"]
+    # The final event is written just after the final status is committed: give it a moment.
+    deadline = time.time() + 5
+    while True:
+        st, ev = srv.json("GET", f"/api/jobs/{jid}/events", expect=200)
+        finals = [e for e in ev["events"] if e["type"] == "state" and e["status"] == "succeeded"]
+        if finals or time.time() > deadline:
+            break
+        time.sleep(0.05)
     check(len(finals) == 1, f"job {jid} completed {len(finals)} times")
     st, g = srv.json("GET", f"/api/images?job={jid}", expect=200)
     check(g["total"] == n_images, f"job {jid} has {g['total']} image rows")
