@@ -1047,6 +1047,50 @@ static void landscape(sn_ctx *c, bool with_stars) {
         cairo_fill(cr);
         cairo_pattern_destroy(g);
     }
+    /* A lake in the foreground (calm or bright songs; seed decides too):
+     * the sky mirrored and darkened, the light's reflection broken by
+     * ripples whose spacing follows the beat. */
+    if (sn_unif(&c->rng) < 0.55 + 0.3 * (1.0 - s->arousal)) {
+        double wy = horizon + H * 0.055 * (layers - 2) + H * 0.02;
+        sn_col wcols[3] = {sn_mix(low, near, 0.45), sn_mix(mid, near, 0.55), sn_mix(top, near, 0.7)};
+        double woffs[3] = {0.0, 0.4, 1.0};
+        soft wl;
+        cairo_t *wc = soft_begin(c, &wl, 4.0);
+        sn_source(wc, wcols[2], 1.0);
+        cairo_paint(wc);
+        fill_vertical_on(wc, W, wy, H, wcols, woffs, 3);
+        cairo_set_operator(wc, CAIRO_OPERATOR_SCREEN);
+        cairo_save(wc);
+        cairo_translate(wc, sx, wy);
+        cairo_scale(wc, 0.18, 1.0);
+        glow(wc, 0, 0, (H - wy) * 0.9, p->glow, night ? 0.35 : 0.6);
+        cairo_restore(wc);
+        if (wl.surf != NULL) {
+            cairo_destroy(wl.cr);
+            cairo_save(cr);
+            cairo_rectangle(cr, 0, wy, W, H - wy);
+            cairo_clip(cr);
+            cairo_scale(cr, wl.f, wl.f);
+            cairo_set_source_surface(cr, wl.surf, 0, 0);
+            cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_BILINEAR);
+            cairo_paint(cr);
+            cairo_restore(cr);
+            cairo_surface_destroy(wl.surf);
+        }
+        int nrip = 18 + (int)(s->tempo / 8.0);
+        for (int i = 0; i < nrip; i++) {
+            double t = (double)i / nrip;
+            double yy = wy + (H - wy) * t * t + 2.0;
+            double half = c->u * (8.0 + 90.0 * t) * (0.5 + sn_unif(&c->rng));
+            double xx = sx + sn_gauss(&c->rng) * W * (0.02 + 0.06 * t);
+            sn_source(cr, p->glow, 0.18 + 0.25 * (1.0 - t));
+            cairo_rectangle(cr, xx - half, yy, 2.0 * half, c->u * (0.8 + 1.5 * t));
+            cairo_fill(cr);
+        }
+        sn_source(cr, sn_mix(low, p->glow, 0.5), 0.5);
+        cairo_rectangle(cr, 0, wy - 0.5 * c->u, W, 1.0 * c->u);
+        cairo_fill(cr);
+    }
 }
 
 static void paint_realistic(sn_ctx *c) {
@@ -1086,12 +1130,13 @@ static void paint_oil(sn_ctx *c) {
         iy = iy >= c->h ? c->h - 1 : iy;
         uint32_t px = *(const uint32_t *)(const void *)(copy + (size_t)iy * (size_t)stride + (size_t)ix * 4);
         sn_col col = {((px >> 16) & 255) / 255.0, ((px >> 8) & 255) / 255.0, (px & 255) / 255.0};
-        double jit = sn_range(&c->rng, -0.06, 0.06);
-        col.r = clamp01(col.r + jit);
-        col.g = clamp01(col.g + jit);
-        col.b = clamp01(col.b + jit);
-        double a = sn_noise2(x * 0.003, y * 0.003, fs) * M_PI * 0.35 + (sn_energy(s, x / W) - 0.5) * 0.5 +
-                   (sn_unif(&c->rng) - 0.5) * 0.4;
+        double jit = 1.0 + sn_range(&c->rng, -0.09, 0.09); /* relative: dark passages stay dark */
+        col.r = clamp01(col.r * jit);
+        col.g = clamp01(col.g * jit);
+        col.b = clamp01(col.b * jit);
+        double sky = y < H * 0.5 ? 0.35 : 1.0; /* sky strokes lie flatter */
+        double a = (sn_noise2(x * 0.003, y * 0.003, fs) * M_PI * 0.35 + (sn_energy(s, x / W) - 0.5) * 0.5 +
+                    (sn_unif(&c->rng) - 0.5) * 0.4) * sky;
         double len = u * (20.0 + 40.0 * big) * sn_range(&c->rng, 0.7, 1.2);
         double wd = u * (7.0 + 14.0 * big);
         double dx = cos(a) * len * 0.5;
