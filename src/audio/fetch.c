@@ -857,16 +857,26 @@ static m2p_code download(fetch_ctx *fc, const char *info_path, const char *tmp, 
     return rc;
 }
 
-/* Sleeps base * 2^attempt * (0.5..1.5), checking cancel every 50 ms. */
+double m2p_fetch_retry_delay(double base_s, int attempt, double u01) {
+    if (attempt < 0) {
+        attempt = 0;
+    }
+    if (u01 < 0) {
+        u01 = 0;
+    }
+    if (u01 > 1) {
+        u01 = 1;
+    }
+    double delay = base_s * (double)(1u << (attempt > 10 ? 10 : attempt)) * (0.5 + u01);
+    return delay > 120.0 ? 120.0 : delay;
+}
+
+/* Sleeps m2p_fetch_retry_delay (random jitter), checking cancel every 50 ms. */
 static bool backoff(const fetch_ctx *fc, int attempt, uint64_t *rng) {
     *rng ^= *rng << 13;
     *rng ^= *rng >> 7;
     *rng ^= *rng << 17;
-    double jitter = 0.5 + (double)(*rng % 1000u) / 1000.0;
-    double delay = fc->cfg->fetch_retry_base_s * (double)(1u << (attempt > 10 ? 10 : attempt)) * jitter;
-    if (delay > 120.0) {
-        delay = 120.0;
-    }
+    double delay = m2p_fetch_retry_delay(fc->cfg->fetch_retry_base_s, attempt, (double)(*rng % 1000u) / 1000.0);
     double until = m2p_now_monotonic() + delay;
     while (m2p_now_monotonic() < until) {
         if (m2p_progress_cancelled(fc->progress)) {

@@ -37,4 +37,8 @@ m2p_code m2p_fetch_ytdlp_check(const m2p_config *cfg, char *path, size_t path_ca
  * limited (429, bot checks), network, too large; else FETCH_FAILED. */
 m2p_code m2p_fetch_classify_error(const char *ytdlp_stderr);
 
+/* Seconds to wait before retry number attempt+1: base_s × 2^attempt × (0.5 + u01),
+ * u01 a uniform random number in [0, 1] (the jitter), capped at 120 s. */
+double m2p_fetch_retry_delay(double base_s, int attempt, double u01);
+
 #endif

@@ -15,7 +15,8 @@ reads: title, uploader, duration, contentUrl):
 Every request is counted; the counts are rewritten atomically to the stats
 file as JSON {"total": N, "paths": {"/song": N, ...}, "huge_bytes": B} after
 each request (huge_bytes: bytes of /media/huge sent before the client hung
-up; -1 while sending).
+up, -1 while sending; times: the last 20 arrival times per path, monotonic
+seconds, so tests can see retry back-off).
 
 Usage: loopback_server.py --port-file F --stats-file S   (prints nothing;
 the chosen port is written to F once listening). Python stdlib only.
@@ -85,7 +86,8 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         tmp = srv.stats_file + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"total": srv.total, "paths": srv.paths, "huge_bytes": srv.huge_bytes}, f)
+            json.dump({"total": srv.total, "paths": srv.paths, "huge_bytes": srv.huge_bytes,
+                       "times": srv.times}, f)
         os.replace(tmp, srv.stats_file)
 
     def count(self):
@@ -94,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
             srv.total += 1
             path = self.path.split("?")[0]
             srv.paths[path] = srv.paths.get(path, 0) + 1
+            srv.times.setdefault(path, []).append(time.monotonic())
+            del srv.times[path][:-20]  # the last 20 arrival times per path
             if path == "/media/huge":
                 srv.huge_bytes = -1  # sending
             self.write_stats()
@@ -174,6 +178,7 @@ def main():
     srv.total = 0
     srv.paths = {}
     srv.huge_bytes = 0
+    srv.times = {}
     srv.stats_file = args.stats_file
     with open(args.stats_file, "w") as f:
         json.dump({"total": 0, "paths": {}}, f)

@@ -328,6 +328,19 @@ static void test_rate_limit_retried_then_fails(void **state) {
     assert_non_null(strstr(err.detail, "429"));
 }
 
+/* Back-off: doubles each retry, jitter ±50 %, capped. */
+static void test_retry_delay(void **state) {
+    (void)state;
+    assert_true(m2p_fetch_retry_delay(1.0, 0, 0.5) == 1.0);
+    assert_true(m2p_fetch_retry_delay(1.0, 1, 0.5) == 2.0);
+    assert_true(m2p_fetch_retry_delay(1.0, 2, 0.5) == 4.0);
+    assert_true(m2p_fetch_retry_delay(1.0, 2, 0.0) == 2.0); /* jitter low end */
+    assert_true(m2p_fetch_retry_delay(1.0, 2, 1.0) == 6.0); /* jitter high end */
+    assert_true(m2p_fetch_retry_delay(0.01, 1, 0.5) == 0.02);
+    assert_true(m2p_fetch_retry_delay(10.0, 9, 1.0) == 120.0); /* capped */
+    assert_true(m2p_fetch_retry_delay(0.0, 3, 1.0) == 0.0);
+}
+
 static void test_unavailable_not_retried(void **state) {
     fixture *f = *state;
     m2p_track t;
@@ -763,6 +776,7 @@ static void test_classify_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify_errors),
+        cmocka_unit_test(test_retry_delay),
         cmocka_unit_test_setup_teardown(test_download_then_cache_hit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_percent_in_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_long_and_unknown_duration, setup, teardown),
