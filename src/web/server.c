@@ -842,6 +842,7 @@ void m2p_web_stop(m2p_web *w) {
     if (w->daemon != NULL) {
         MHD_stop_daemon(w->daemon);
     }
+    web_ws_free_pending(w);
     for (int i = 0; i < WEB_STORE_POOL; i++) {
         m2p_store_close(w->pool[i]);
     }

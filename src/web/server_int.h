@@ -56,6 +56,7 @@ struct m2p_web {
     pthread_mutex_t ws_mu;
     pthread_cond_t ws_cv;
     int ws_open;
+    struct ws_session *ws_pending; /* handshakes answered but not upgraded yet (ws.c's list) */
     atomic_bool stopping;
     /* metrics */
     atomic_uint_fast64_t requests, responses_4xx, responses_5xx, uploads, upload_bytes, dedup_hits, ws_total;
@@ -129,6 +130,8 @@ m2p_code web_route(web_ctx *c, m2p_error *err) M2P_WUR;
 m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) M2P_WUR;
 /* Asks every session to close and waits for them. */
 void web_ws_shutdown(m2p_web *w);
+/* Frees handshakes whose upgrade never happened (after the daemon stopped). */
+void web_ws_free_pending(m2p_web *w);
 
 /* ---- zip.c ---- */
 /* Streams a ZIP of images (ids) with each image's metadata JSON and the jobs' analyses. */

@@ -7,6 +7,9 @@
  * the socket over (MHD_create_response_for_upgrade) and one thread per session
  * frames messages with wslay.
  *
+ * Session life (a handshake whose connection dies before the upgrade stays in
+ * the pending list until the server stops, when it is freed):
+ *
  * Session life:
  *
  *   handshake ok ─► pending (in w->pending list) ─on_upgrade─► running thread
@@ -55,7 +58,20 @@ typedef struct ws_session {
     size_t extra_len, extra_off;
     wslay_event_context_ptr ctx;
     bool failed;
+    struct ws_session *next; /* in w->ws_pending until upgraded (guarded by w->ws_mu) */
 } ws_session;
+
+/* Removes s from the pending list; false when it was not there. Call with ws_mu held. */
+static bool unlink_pending(m2p_web *w, ws_session *s) {
+    for (ws_session **pp = &w->ws_pending; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            s->next = NULL;
+            return true;
+        }
+    }
+    return false;
+}
 
 /* ---- wslay callbacks ----------------------------------------------------------------------- */
 
@@ -287,6 +303,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
         s->extra_len = extra_in_size;
     }
     (void)pthread_mutex_lock(&w->ws_mu);
+    (void)unlink_pending(w, s);
     bool stopping = atomic_load(&w->stopping);
     if (!stopping) {
         w->ws_open++;
@@ -401,6 +418,12 @@ m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) {
     s->since = since;
     (void)snprintf(s->client, sizeof s->client, "%s", c->req->client);
     struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, s);
+    if (r != NULL) {
+        (void)pthread_mutex_lock(&w->ws_mu);
+        s->next = w->ws_pending;
+        w->ws_pending = s;
+        (void)pthread_mutex_unlock(&w->ws_mu);
+    }
     if (r == NULL) {
         m2p_free(s);
         web_ws_release(w, c->req->client);
@@ -410,6 +433,9 @@ m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) {
     (void)MHD_add_response_header(r, "Sec-WebSocket-Accept", acc);
     if (MHD_queue_response(c->conn, MHD_HTTP_SWITCHING_PROTOCOLS, r) != MHD_YES) {
         MHD_destroy_response(r);
+        (void)pthread_mutex_lock(&w->ws_mu);
+        (void)unlink_pending(w, s);
+        (void)pthread_mutex_unlock(&w->ws_mu);
         m2p_free(s);
         web_ws_release(w, c->req->client);
         return m2p_error_set(err, M2P_E_INTERNAL, "could not switch protocols");
@@ -436,6 +462,16 @@ void web_ws_shutdown(m2p_web *w) {
             ts.tv_nsec -= 1000000000L;
         }
         (void)pthread_cond_timedwait(&w->ws_cv, &w->ws_mu, &ts);
+    }
+    (void)pthread_mutex_unlock(&w->ws_mu);
+}
+
+void web_ws_free_pending(m2p_web *w) {
+    (void)pthread_mutex_lock(&w->ws_mu);
+    while (w->ws_pending != NULL) {
+        ws_session *s = w->ws_pending;
+        w->ws_pending = s->next;
+        m2p_free(s);
     }
     (void)pthread_mutex_unlock(&w->ws_mu);
 }
