@@ -22,6 +22,12 @@ if [[ "${1:-}" == "--test" ]]; then
   PKGS+=(fluidsynth musescore-general-soundfont-small)
   # clang's OpenMP runtime and omp.h: `make fuzz` builds the OpenMP modules (nn, dsp) with clang
   PKGS+=(libomp-14-dev)
+  # the browser tests (tests/browser, Playwright driving Debian's chromium); node/npm from Debian
+  # only when none is installed (a NodeSource nodejs package already ships npm)
+  PKGS+=(chromium)
+  if ! command -v npm >/dev/null 2>&1; then
+    PKGS+=(nodejs npm)
+  fi
 fi
 
 missing=()
