@@ -629,7 +629,8 @@ static void run_job(worker *w, m2p_job_claim *claim) {
                 goto done;
             }
             M2P_ERROR("jobs", "job %lld: requeue failed: %s", (long long)claim->id, e.detail);
-        } else if (r.got_prompt && (r.cur_step == M2P_STEP_RENDER || r.cur_step == M2P_STEP_STORE)) {
+        } else if (r.got_prompt) {
+            /* The analysis and the prompt are kept (result); no image was rendered. */
             final = M2P_JOB_PARTIAL;
         }
         json_t *rj = res.prompt != NULL || res.features != NULL ? result_json(&res) : NULL;

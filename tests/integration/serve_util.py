@@ -54,6 +54,7 @@ class Server:
         env = dict(os.environ)
         env["MUS2PIC_DATA_DIR"] = self.data_dir
         env.pop("MUS2PIC_CONFIG", None)
+        env.pop("MUS2PIC_MODEL", None)  # the lcm renderer must find no weights here
         self.errf = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errf, env=env)
         deadline = time.time() + timeout

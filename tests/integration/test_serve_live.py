@@ -5,6 +5,8 @@
   with its images; a reconnect with ?since=SEQ replays exactly what was missed;
   /ws/queue carries the state changes.
 - Cancel mid-render: the running job stops at the next step and ends cancelled.
+- A render failure after the prompt (lcm without weights) ends "partial" with the
+  analysis and prompt kept, and can be retried.
 - Transient failures (test-only unsafe_test_fail_first): retried with backoff and
   jitter (not_before in the future), the failure's code kept, success on a later
   attempt; when attempts run out the job fails with the transient code.
@@ -119,6 +121,20 @@ def cancel(srv, song):
     check(done["status"] == "cancelled" and done["images"] == [] and done["attempts"] == 1, done)
 
 
+def partial(srv, song):
+    """Rendering fails after the prompt (lcm without weights): partial, analysis and prompt kept."""
+    body, hdrs = multipart({"renderer": "lcm"}, [("file", "song.wav", song)])
+    st, job = srv.json("POST", "/api/jobs", body, hdrs, expect=201)
+    done = srv.wait_job(job["id"])
+    check(done["status"] == "partial" and done["error"]["code"] == "model_missing", done)
+    check(done["attempts"] == 1 and done["images"] == [], done)
+    check(done["result"]["prompt"]["positive"] and done["result"]["analysis"]["tempo_bpm"] > 0, done["result"])
+    st, r = srv.json("POST", f"/api/jobs/{job['id']}/retry", expect=202)
+    check(r["status"] in ("queued", "running"), r)
+    again = srv.wait_job(job["id"])
+    check(again["status"] == "partial", again)
+
+
 def retries(song):
     srv = Server(settings={"unsafe_test_fail_first": "2", "max_attempts": "3", "retry_base_s": "0.4"}).start()
     try:
@@ -168,6 +184,7 @@ def main():
         song = demo_song(os.path.join(srv.data_dir, "song.wav"), seconds=6, seed=4)
         live(srv, song)
         cancel(srv, song)
+        partial(srv, song)
         srv.stop()
         retries(song)
     except BaseException:
