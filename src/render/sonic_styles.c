@@ -1482,8 +1482,9 @@ static void paint_psychedelic(sn_ctx *c) {
     double spin = sn_range(&c->rng, 0.0, 360.0);
     for (int i = 0; i < LUT; i++) {
         double t = (double)i / LUT;
-        /* A cyclic walk around the wheel from the key's hue, lightness breathing. */
-        sn_col col = sn_oklch(0.62 + 0.18 * sin(t * TAU * 2.0 + spin), 0.16 + 0.06 * s->energy, p->hue + t * 360.0);
+        /* A walk two-thirds round the wheel from the key's hue, lightness breathing;
+         * read back and forth (triangle wave), so the bands melt into each other. */
+        sn_col col = sn_oklch(0.62 + 0.18 * sin(t * TAU * 1.5 + spin), 0.16 + 0.06 * s->energy, p->hue + t * 240.0);
         lut[i] = 0xFF000000u | (uint32_t)(col.r * 255.0 + 0.5) << 16 | (uint32_t)(col.g * 255.0 + 0.5) << 8 |
                  (uint32_t)(col.b * 255.0 + 0.5);
     }
@@ -1493,6 +1494,18 @@ static void paint_psychedelic(sn_ctx *c) {
     double cx = 0.5 + sn_range(&c->rng, -0.05, 0.05);
     double cy = 0.45;
     uint32_t ws = c->seed * 29u + 13u;
+    /* The energy curve read outward from the centre, smoothed (a step in
+     * loudness would otherwise cut a hard, aliased ring through the bands). */
+    enum { NRAD = 256 };
+    double radial[NRAD];
+    for (int i = 0; i < NRAD; i++) {
+        double t = (double)i / (NRAD - 1);
+        double acc = 0.0;
+        for (int k = -6; k <= 6; k++) {
+            acc += sn_energy(s, t + k * 0.01) * (7.0 - abs(k)) / 49.0;
+        }
+        radial[i] = acc;
+    }
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 2.0);
     if (sl.surf != NULL) {
@@ -1515,10 +1528,11 @@ static void paint_psychedelic(sn_ctx *c) {
                 double kx = r * cos(fa);
                 double ky = r * sin(fa);
                 double w1 = sn_fbm(kx * 3.0, ky * 3.0, ws);
-                double e = sn_energy(s, clamp01(r * 1.4));
+                double e = radial[(int)(clamp01(r * 1.4) * (NRAD - 1))];
                 double v = r * bands * (1.0 + 0.4 * e) + warp * w1 + 0.35 * sin(fa * order * 2.0);
                 double fr = v - floor(v);
-                row[x] = lut[(int)(fr * (LUT - 1))];
+                double tri = 1.0 - fabs(2.0 * fr - 1.0); /* back and forth: no hard seams to alias */
+                row[x] = lut[(int)(tri * (LUT - 1))];
             }
         }
         cairo_surface_mark_dirty(sl.surf);
@@ -1559,7 +1573,7 @@ static void paint_psychedelic(sn_ctx *c) {
     sn_source(cr, p->glow, 1.0);
     cairo_arc(cr, fx, fy, R * 0.07, 0, TAU);
     cairo_fill(cr);
-    c->grain = 0.012; /* the bands are texture enough */
+    c->grain = 0.0; /* the bands are texture enough */
     c->vignette = 0.35;
 }
 
