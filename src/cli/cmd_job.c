@@ -44,19 +44,6 @@ static json_t *track_json(const m2p_job_result *r) {
                      "audio_cached", r->track.cache_hit, "features_cached", r->features_cached);
 }
 
-static json_t *prompt_json(const m2p_prompt *p) {
-    json_t *frags = json_array();
-    for (size_t i = 0; i < p->n_fragments; i++) {
-        const m2p_fragment *f = &p->fragments[i];
-        (void)json_array_append_new(
-            frags, json_pack("{s:s, s:s, s:s, s:s, s:i, s:b}", "variable", f->variable ? f->variable : "", "text",
-                             f->text ? f->text : "", "feature", f->feature ? f->feature : "", "reason",
-                             f->reason ? f->reason : "", "priority", f->priority, "kept", f->kept));
-    }
-    return json_pack("{s:s, s:s, s:s, s:i, s:b, s:o}", "positive", p->positive, "negative", p->negative, "style",
-                     p->style, "tokens", p->n_tokens, "shortened", p->shortened, "fragments", frags);
-}
-
 static void print_why(const m2p_prompt *p) {
     (void)printf("\nwhy this image:\n");
     for (size_t i = 0; i < p->n_fragments; i++) {
@@ -115,8 +102,9 @@ static int run_job(m2p_config *cfg, int argc, char **argv, job_kind kind) {
             goto done;
         }
         (void)json_object_set_new(root, "track", track_json(&res));
-        if (res.prompt != NULL) {
-            (void)json_object_set_new(root, "prompt", prompt_json(res.prompt));
+        json_t *pj = NULL;
+        if (res.prompt != NULL && m2p_prompt_to_json(res.prompt, &pj) == M2P_OK) {
+            (void)json_object_set_new(root, "prompt", pj);
         }
         if (kind == JOB_MAKE) {
             json_t *imgs = json_array();

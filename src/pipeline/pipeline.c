@@ -28,6 +28,8 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "dsp/analyze.h"
+#include "prompt/clip_tokenizer.h"
+#include "prompt/presets.h"
 #include "render/png.h"
 
 enum { R_SONIC = 0, R_LCM = 1, R_COUNT = 2 };
@@ -35,9 +37,11 @@ enum { R_SONIC = 0, R_LCM = 1, R_COUNT = 2 };
 struct m2p_pipeline {
     m2p_config cfg;
     m2p_cache *cache;
-    pthread_mutex_t lock;      /* guards renderers[] and auto_choice */
+    pthread_mutex_t lock;      /* guards renderers[], auto_choice and the lazy loads below */
     m2p_renderer *renderers[R_COUNT];
     int auto_choice;           /* -1 undecided, else R_SONIC or R_LCM */
+    m2p_presets *presets;      /* loaded on first prompt, then read-only */
+    m2p_clip_tokenizer *tokenizer; /* loaded on first prompt, then read-only */
 };
 
 m2p_code m2p_pipeline_create(const m2p_config *cfg, m2p_pipeline **out, m2p_error *err) {
@@ -69,6 +73,8 @@ void m2p_pipeline_free(m2p_pipeline *p) {
         m2p_renderer_free(p->renderers[i]);
     }
     m2p_cache_close(p->cache);
+    m2p_presets_free(p->presets);
+    m2p_clip_tokenizer_free(p->tokenizer);
     (void)pthread_mutex_destroy(&p->lock);
     m2p_free(p);
 }
@@ -114,6 +120,21 @@ m2p_code m2p_pipeline_renderer(m2p_pipeline *p, const char *name, m2p_renderer *
     }
     if (rc == M2P_OK) {
         *out = p->renderers[want];
+    }
+    (void)pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+/* The preset set and the CLIP tokenizer, loaded once per process (the
+ * tokenizer costs tens of milliseconds) and shared read-only by all jobs. */
+static m2p_code prompt_resources(m2p_pipeline *p, m2p_error *err) {
+    m2p_code rc = M2P_OK;
+    (void)pthread_mutex_lock(&p->lock);
+    if (p->presets == NULL) {
+        rc = m2p_presets_load(&p->presets, err);
+    }
+    if (rc == M2P_OK && p->tokenizer == NULL) {
+        rc = m2p_clip_tokenizer_default(&p->tokenizer, err);
     }
     (void)pthread_mutex_unlock(&p->lock);
     return rc;
@@ -265,20 +286,44 @@ m2p_code m2p_pipeline_analyze(m2p_pipeline *p, m2p_store *store, const m2p_job_s
     return M2P_OK;
 }
 
+static void prompt_input(const m2p_pipeline *p, const m2p_job_spec *spec, const m2p_job_result *out,
+                         m2p_prompt_input *in) {
+    memset(in, 0, sizeof *in);
+    in->features = out->features;
+    in->style = spec->style != NULL ? spec->style : p->cfg.style;
+    in->template_text = spec->template_text;
+    in->title = out->track.title;
+    in->artist = out->track.uploader[0] != '\0' ? out->track.uploader : NULL;
+    in->presets = p->presets;
+    in->tokenizer = p->tokenizer;
+}
+
 m2p_code m2p_pipeline_prompt(m2p_pipeline *p, m2p_store *store, const m2p_job_spec *spec,
                              const m2p_progress *progress, m2p_job_result *out, m2p_error *err) {
-    m2p_code rc = m2p_pipeline_analyze(p, store, spec, progress, out, err);
+    /* Refuse a bad style or template before any download or analysis. */
+    m2p_code rc = prompt_resources(p, err);
+    if (rc != M2P_OK) {
+        return rc;
+    }
+    const char *style = spec->style != NULL ? spec->style : p->cfg.style;
+    const m2p_preset *preset = NULL;
+    rc = m2p_presets_find(p->presets, style, &preset, err);
+    if (rc != M2P_OK) {
+        return rc;
+    }
+    if (spec->template_text != NULL) {
+        rc = m2p_prompt_check_template(spec->template_text, err);
+        if (rc != M2P_OK) {
+            return rc;
+        }
+    }
+    rc = m2p_pipeline_analyze(p, store, spec, progress, out, err);
     if (rc != M2P_OK) {
         return rc;
     }
     double t0 = m2p_now_monotonic();
-    m2p_prompt_input in = {
-        .features = out->features,
-        .style = spec->style != NULL ? spec->style : p->cfg.style,
-        .template_text = spec->template_text,
-        .title = out->track.title,
-        .artist = out->track.uploader[0] != '\0' ? out->track.uploader : NULL,
-    };
+    m2p_prompt_input in;
+    prompt_input(p, spec, out, &in);
     rc = m2p_prompt_build(&in, &out->prompt, err);
     if (rc != M2P_OK) {
         return rc;
@@ -287,6 +332,24 @@ m2p_code m2p_pipeline_prompt(m2p_pipeline *p, m2p_store *store, const m2p_job_sp
     finding(progress, M2P_STEP_PROMPT, "prompt", "%s", out->prompt->positive);
     out->step_seconds[M2P_STEP_PROMPT] = m2p_now_monotonic() - t0;
     return M2P_OK;
+}
+
+/* The request for image i: the whole batch's request, or (per section) one
+ * image of section i with that section's prompt and seed. *index is the
+ * image's index within the request. */
+static void image_request(const m2p_render_request *base, bool per_section, int i, m2p_prompt *const *sprompts,
+                          const uint32_t *seeds, m2p_render_request *one, int *index) {
+    *one = *base;
+    *index = i;
+    if (per_section) {
+        one->n = 1;
+        one->seeds = &seeds[i];
+        one->section = sprompts != NULL ? i : -1;
+        if (sprompts != NULL) {
+            one->prompt = sprompts[i];
+        }
+        *index = 0;
+    }
 }
 
 /* File-name-safe slug of the title: lower-case letters, digits and dashes, at most 40 characters. */
@@ -393,6 +456,7 @@ m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec
     out->seeds = m2p_calloc((size_t)total, sizeof *out->seeds);
     out->image_paths = m2p_calloc((size_t)total, sizeof *out->image_paths);
     m2p_image **images = m2p_calloc((size_t)total, sizeof *images);
+    m2p_prompt **sprompts = NULL; /* per-section prompts, sections entries */
     json_t *features_json = NULL;
     if (out->seeds == NULL || out->image_paths == NULL || images == NULL) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "images");
@@ -416,11 +480,26 @@ m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec
         .layout = spec->layout,
         .section = -1,
     };
+    if (spec->per_section && out->features->n_sections > 0) {
+        sprompts = m2p_calloc((size_t)sections, sizeof *sprompts);
+        if (sprompts == NULL) {
+            rc = m2p_error_set(err, M2P_E_NOMEM, "section prompts");
+            goto done;
+        }
+        m2p_prompt_input in;
+        prompt_input(p, spec, out, &in);
+        for (int s = 0; s < sections && rc == M2P_OK; s++) {
+            rc = m2p_prompt_build_section(&in, (size_t)s, &sprompts[s], err);
+        }
+        if (rc != M2P_OK) {
+            goto done;
+        }
+    }
     if (spec->per_section) {
         for (int s = 0; s < sections && rc == M2P_OK; s++) {
-            m2p_render_request one = req;
-            one.seeds = &out->seeds[s];
-            one.section = out->features->n_sections > 0 ? s : -1;
+            m2p_render_request one;
+            int index;
+            image_request(&req, true, s, sprompts, out->seeds, &one, &index);
             rc = m2p_renderer_render(r, &one, progress, &images[s], err);
         }
     } else {
@@ -455,14 +534,9 @@ m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec
         goto done;
     }
     for (int i = 0; i < total; i++) {
-        m2p_render_request one = req;
-        int index = i;
-        if (spec->per_section) {
-            one.n = 1;
-            one.seeds = &out->seeds[i];
-            one.section = out->features->n_sections > 0 ? i : -1;
-            index = 0;
-        }
+        m2p_render_request one;
+        int index;
+        image_request(&req, spec->per_section, i, sprompts, out->seeds, &one, &index);
         rc = save_image(p, spec, &one, index, images[i], out->renderer, out->model, &out->track, features_json, dir,
                         prefix, &out->image_paths[i], err);
         if (rc != M2P_OK) {
@@ -475,6 +549,12 @@ m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec
     out->step_seconds[M2P_STEP_STORE] = m2p_now_monotonic() - t1;
 done:
     json_decref(features_json);
+    if (sprompts != NULL) {
+        for (int i = 0; i < sections; i++) {
+            m2p_prompt_free(sprompts[i]);
+        }
+        m2p_free(sprompts);
+    }
     if (images != NULL) {
         for (int i = 0; i < total; i++) {
             m2p_image_free(images[i]);
