@@ -103,6 +103,11 @@ m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type
     return c;
 }
 
+void m2p_queue_notify(m2p_queue *q) {
+    atomic_fetch_add(&q->version, 1);
+    m2p_queue_wake(q);
+}
+
 void m2p_queue_wake(m2p_queue *q) {
     (void)pthread_mutex_lock(&q->mu);
     (void)pthread_cond_broadcast(&q->cv);

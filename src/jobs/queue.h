@@ -67,6 +67,10 @@ m2p_code m2p_queue_cancel(m2p_queue *q, m2p_store *s, int64_t id, m2p_error *err
 m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type, json_t *data, bool queue_too,
                         m2p_error *err) M2P_WUR;
 
+/* Bumps the change counter (live views look for new events) and wakes idle
+ * workers: call after committing a job (m2p_store_job_insert writes its event). */
+void m2p_queue_notify(m2p_queue *q);
+
 /* Monotonic counter bumped after every event written through this queue. */
 uint64_t m2p_queue_version(const m2p_queue *q);
 

@@ -188,10 +188,17 @@ static m2p_code count_query(m2p_store *s, sqlite3_stmt *st, int64_t *out, m2p_er
     "finished_at, not_before, progress AS progress_json, result AS result_json, track_id, "           \
     "cancel_requested, event_seq"
 
+static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *data, const char *progress_json,
+                            bool queue_too, int64_t *seq_out, m2p_error *err);
+
 m2p_code m2p_store_job_insert(m2p_store *s, const m2p_job_new *nj, int64_t *id_out, m2p_error *err) {
     sqlite3_stmt *st = NULL;
     double now = m2p_now_wall();
-    m2p_code c = prep(s,
+    m2p_code c = begin_write(s, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    c = prep(s,
                       "INSERT INTO jobs (batch_id, status, spec, request_hash, source, style, client, max_attempts,"
                       " created_at, updated_at, queue_pos)"
                       " VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8,"
@@ -215,12 +222,24 @@ m2p_code m2p_store_job_insert(m2p_store *s, const m2p_job_new *nj, int64_t *id_o
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *id_out = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st);
         c = M2P_OK;
     } else {
         c = m2p_store_sqlite_error(s, rc, "insert job", err);
     }
     (void)sqlite3_finalize(st);
-    return c;
+    if (c == M2P_OK) {
+        /* The job's first event ("queued", seq 1) commits with the row. */
+        json_t *d = json_pack("{s:s}", "status", "queued");
+        c = d != NULL ? write_event(s, *id_out, "state", d, NULL, true, NULL, err)
+                      : m2p_error_set(err, M2P_E_NOMEM, "event");
+        json_decref(d);
+    }
+    if (c != M2P_OK) {
+        rollback(s);
+        return c;
+    }
+    return commit(s, err);
 }
 
 m2p_code m2p_store_job_find_hash(m2p_store *s, const char *request_hash, int64_t *id_out, m2p_error *err) {
@@ -727,13 +746,11 @@ m2p_code m2p_store_job_cancel_requested(m2p_store *s, int64_t id, bool *out, m2p
 
 /* ---- events -------------------------------------------------------------------------------- */
 
-m2p_code m2p_store_job_event(m2p_store *s, int64_t id, const char *type, json_t *data, const char *progress_json,
-                             bool queue_too, int64_t *seq_out, m2p_error *err) {
+/* Writes one event inside the caller's write transaction (no BEGIN/COMMIT here). */
+static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *data, const char *progress_json,
+                            bool queue_too, int64_t *seq_out, m2p_error *err) {
     double now = m2p_now_wall();
-    m2p_code c = begin_write(s, err);
-    if (c != M2P_OK) {
-        return c;
-    }
+    m2p_code c = M2P_OK;
     sqlite3_stmt *st = NULL;
     int64_t seq = 0;
     char *text = NULL;
@@ -793,15 +810,24 @@ m2p_code m2p_store_job_event(m2p_store *s, int64_t id, const char *type, json_t 
         }
     }
     free(text); /* jansson allocated it with its own allocator (malloc) */
-    if (c != M2P_OK) {
-        rollback(s);
-        return c;
-    }
-    c = commit(s, err);
     if (c == M2P_OK && seq_out != NULL) {
         *seq_out = seq;
     }
     return c;
+}
+
+m2p_code m2p_store_job_event(m2p_store *s, int64_t id, const char *type, json_t *data, const char *progress_json,
+                             bool queue_too, int64_t *seq_out, m2p_error *err) {
+    m2p_code c = begin_write(s, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    c = write_event(s, id, type, data, progress_json, queue_too, seq_out, err);
+    if (c != M2P_OK) {
+        rollback(s);
+        return c;
+    }
+    return commit(s, err);
 }
 
 static m2p_code events_query(m2p_store *s, const char *sql, int64_t id, int64_t since, int limit, json_t **out,

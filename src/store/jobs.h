@@ -71,6 +71,8 @@ typedef struct m2p_job_new {
     int64_t batch_id;         /* 0: none */
 } m2p_job_new;
 
+/* Inserts a queued job and its first event ("state", status "queued", seq 1,
+ * also on the queue stream) in one transaction. */
 m2p_code m2p_store_job_insert(m2p_store *s, const m2p_job_new *nj, int64_t *id_out, m2p_error *err) M2P_WUR;
 
 /* The newest succeeded job with this request hash: *id_out, or M2P_E_NOT_FOUND. */

@@ -175,13 +175,7 @@ static m2p_code commit_job(web_ctx *c, pending_job *p, int64_t batch_id, json_t 
     if (code != M2P_OK) {
         return code;
     }
-    json_t *d = json_pack("{s:s}", "status", "queued");
-    m2p_error e2;
-    if (m2p_queue_emit(c->w->queue, c->store, id, "state", d, true, &e2) != M2P_OK) {
-        M2P_WARN("web", "job %lld: created event not written: %s", (long long)id, e2.detail);
-    }
-    json_decref(d);
-    m2p_queue_wake(c->w->queue);
+    m2p_queue_notify(c->w->queue);
     return m2p_store_job_get(c->store, id, job_out, err);
 }
 

@@ -189,19 +189,23 @@ static void test_events_dense(void **state) {
         assert_int_equal(m2p_store_job_event(f->s, i % 2 == 0 ? a : b, "progress", d, "{\"x\":1}", i == 4, &seq, NULL),
                          M2P_OK);
         json_decref(d);
-        assert_int_equal(seq, i / 2 + 1);
+        assert_int_equal(seq, i / 2 + 2); /* seq 1 is the "queued" event written with the row */
     }
     json_t *ev = NULL;
-    assert_int_equal(m2p_store_job_events(f->s, a, 1, 100, &ev, NULL), M2P_OK);
+    assert_int_equal(m2p_store_job_events(f->s, a, 0, 100, &ev, NULL), M2P_OK);
+    assert_int_equal(json_array_size(ev), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "status")), "queued");
+    json_decref(ev);
+    assert_int_equal(m2p_store_job_events(f->s, a, 2, 100, &ev, NULL), M2P_OK);
     assert_int_equal(json_array_size(ev), 2);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(ev, 0), "seq")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(ev, 0), "seq")), 3);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(ev, 1), "i")), 4);
     json_decref(ev);
     int64_t seq = 0;
     assert_int_equal(m2p_store_job_seq(f->s, a, &seq, NULL), M2P_OK);
-    assert_int_equal(seq, 3);
+    assert_int_equal(seq, 4);
     assert_int_equal(m2p_store_queue_events(f->s, 0, 100, &ev, NULL), M2P_OK);
-    assert_int_equal(json_array_size(ev), 1);
+    assert_int_equal(json_array_size(ev), 3); /* two creations + the one queue_too event */
     json_decref(ev);
     assert_int_equal(m2p_store_job_event(f->s, 424242, "x", NULL, NULL, false, NULL, NULL), M2P_E_JOB_NOT_FOUND);
     json_t *j = NULL;
