@@ -970,6 +970,14 @@ static m2p_code settings_routes(web_ctx *c, m2p_error *err) {
         }
         if (code == M2P_OK) {
             json_object_foreach(in, key, val) {
+                if (strcmp(key, "theme") == 0) { /* a preference of the page (web/), not a job field */
+                    const char *t = json_string_value(val);
+                    if (!json_is_null(val) && (t == NULL || (strcmp(t, "dark") != 0 && strcmp(t, "light") != 0))) {
+                        code = m2p_error_set(err, M2P_E_FIELD_INVALID, "theme: \"dark\" or \"light\"");
+                        break;
+                    }
+                    continue;
+                }
                 bool known = false;
                 for (size_t i = 0; i < sizeof k_setting_keys / sizeof k_setting_keys[0]; i++) {
                     known = known || strcmp(key, k_setting_keys[i]) == 0;
