@@ -44,17 +44,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# A current yt-dlp in tools/ (its own venv), unless one >= 2024.07 is already there.
+# A current yt-dlp in tools/ (its own venv), unless one >= 2024.07 is already there, with deno
+# beside it: YouTube now needs a JavaScript runtime, and yt-dlp finds it on PATH (Mus2Pic puts
+# tools/bin first on yt-dlp's PATH). Both come from PyPI.
 need_ytdlp=1
-if [[ -x tools/bin/yt-dlp ]]; then
+if [[ -x tools/bin/yt-dlp && -x tools/bin/deno ]]; then
   v=$(tools/bin/yt-dlp --version 2>/dev/null || echo 0)
   [[ "$v" > "2024.07" ]] && need_ytdlp=0
 fi
 if ((need_ytdlp)); then
-  echo "install-deps: installing a current yt-dlp into tools/"
+  echo "install-deps: installing a current yt-dlp (and deno) into tools/"
   rm -rf tools/venv
   python3 -m venv tools/venv
-  tools/venv/bin/pip install -q --disable-pip-version-check -U yt-dlp
+  tools/venv/bin/pip install -q --disable-pip-version-check -U yt-dlp deno
   mkdir -p tools/bin
   ln -sf ../venv/bin/yt-dlp tools/bin/yt-dlp
+  ln -sf ../venv/bin/deno tools/bin/deno
 fi

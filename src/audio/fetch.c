@@ -169,23 +169,49 @@ static void kill_group(pid_t pid, bool reaped) {
     }
 }
 
-/* Builds environ + PYTHONUNBUFFERED=1 (progress lines arrive as written). */
-static char **child_env(void) {
+/* Builds environ + PYTHONUNBUFFERED=1 (progress lines arrive as written),
+ * with the program's own folder first on PATH: yt-dlp looks for its
+ * JavaScript runtime (deno, which YouTube now needs) on PATH, and
+ * scripts/install-deps.sh puts both side by side in tools/bin/.
+ * *path_var receives the allocated "PATH=..." string (free after the spawn). */
+static char **child_env(const char *prog, char **path_var) {
+    *path_var = NULL;
     size_t n = 0;
     while (environ != NULL && environ[n] != NULL) {
         n++;
     }
-    char **env = m2p_malloc_array(n + 2, sizeof *env);
+    char **env = m2p_malloc_array(n + 3, sizeof *env);
     if (env == NULL) {
         return NULL;
     }
+    const char *old_path = getenv("PATH");
+    const char *slash = strrchr(prog, '/');
+    if (slash != NULL) {
+        size_t dir_len = (size_t)(slash - prog);
+        size_t old_len = old_path != NULL ? strlen(old_path) : 0;
+        size_t cap = 5 + dir_len + 1 + old_len + 1;
+        *path_var = m2p_malloc(cap);
+        if (*path_var == NULL) {
+            m2p_free(env);
+            return NULL;
+        }
+        (void)snprintf(*path_var, cap, "PATH=%.*s%s%s", (int)dir_len, prog, old_len > 0 ? ":" : "",
+                       old_path != NULL ? old_path : "");
+    }
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(environ[i], "PYTHONUNBUFFERED=", 17) != 0) {
-            env[j++] = environ[i];
+        if (strncmp(environ[i], "PYTHONUNBUFFERED=", 17) == 0) {
+            continue;
         }
+        if (*path_var != NULL && strncmp(environ[i], "PATH=", 5) == 0) {
+            continue;
+        }
+        env[j++] = environ[i];
     }
     env[j++] = (char *)"PYTHONUNBUFFERED=1";
+    if (*path_var != NULL) {
+        env[j++] = *path_var;
+    }
     env[j] = NULL;
     return env;
 }
@@ -199,6 +225,7 @@ static m2p_code run_program(char *const argv[], const run_opts *o, run_result *r
     posix_spawnattr_t attr;
     bool fa_ok = false, attr_ok = false;
     char **env = NULL;
+    char *path_var = NULL;
     m2p_code rc = M2P_OK;
     pid_t pid = -1;
     char line[4096];
@@ -208,7 +235,7 @@ static m2p_code run_program(char *const argv[], const run_opts *o, run_result *r
         rc = m2p_error_set(err, M2P_E_IO, "pipe: %s", strerror(errno));
         goto done;
     }
-    env = child_env();
+    env = child_env(argv[0], &path_var);
     if (env == NULL) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "environment");
         goto done;
@@ -378,6 +405,7 @@ done:
         (void)posix_spawnattr_destroy(&attr);
     }
     m2p_free(env);
+    m2p_free(path_var);
     return rc;
 }
 

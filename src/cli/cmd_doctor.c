@@ -56,6 +56,16 @@ int m2p_cmd_doctor(m2p_config *cfg, int argc, char **argv) {
     if (m2p_fetch_ytdlp_check(cfg, path, sizeof path, version, sizeof version, &err) == M2P_OK) {
         (void)snprintf(buf, sizeof buf, "%s (%s)", path, version);
         line("ok", "yt-dlp", buf);
+        /* YouTube now needs a JavaScript runtime beside yt-dlp (deno); fetch puts
+         * yt-dlp's folder first on its PATH. */
+        char deno[M2P_PATH_MAX + 8];
+        const char *slash = strrchr(path, '/');
+        (void)snprintf(deno, sizeof deno, "%.*s/deno", slash ? (int)(slash - path) : 1, slash ? path : ".");
+        if (access(deno, X_OK) == 0) {
+            line("ok", "deno", deno);
+        } else {
+            line("warn", "deno", "no deno beside yt-dlp: YouTube downloads may fail; run `make run` (installs it)");
+        }
     } else {
         line("warn", "yt-dlp", m2p_error_format(&err, buf, sizeof buf));
         (void)printf("%17slinks cannot be downloaded; local files and uploads still work\n", "");
