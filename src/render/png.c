@@ -208,45 +208,117 @@ void m2p_png_features_line(const m2p_features *f, char *buf, size_t cap) {
                    f->n_sections == 1 ? "" : "s");
 }
 
+/* Length of the valid UTF-8 sequence starting at s (1..4), 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t left) {
+    if (s[0] < 0x80) {
+        return 1;
+    }
+    size_t len = s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : (s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : (s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0));
+    if (len == 0 || len > left) {
+        return 0;
+    }
+    return utf8_ok(s, len) ? len : 0;
+}
+
+/* A copy of s that is valid UTF-8 (each invalid byte becomes U+FFFD, control
+ * characters other than newline and tab become spaces), at most max bytes,
+ * cut on a character boundary. Names of files on disk and titles from
+ * elsewhere are not always valid UTF-8; a poster must still be saved. */
+static char *clean_copy(const char *s, size_t max) {
+    size_t n = strlen(s);
+    size_t grown = n <= SIZE_MAX / 3 ? n * 3 : SIZE_MAX; /* each invalid byte may become 3 */
+    size_t cap = (grown < max ? grown : max) + 1;
+    char *out = m2p_malloc(cap);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = utf8_seq(p + i, n - i);
+        const char *src = (const char *)(p + i);
+        char repl[1];
+        if (len == 0) {
+            src = "\xEF\xBF\xBD";
+            len = 3;
+            i += 1;
+        } else {
+            if (len == 1 && (p[i] < 32 || p[i] == 127) && p[i] != '\n' && p[i] != '\t') {
+                repl[0] = ' ';
+                src = repl;
+            }
+            i += len;
+        }
+        size_t need = len;
+        if (o + need + 1 > cap) {
+            break;
+        }
+        memcpy(out + o, src, need);
+        o += need;
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* Sets key to a cleaned copy of value (see clean_copy). */
+static m2p_code set_clean(m2p_png_meta *m, const char *key, const char *value, size_t max, m2p_error *err) {
+    char *c = clean_copy(value, max);
+    if (c == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "metadata value");
+    }
+    m2p_code rc = m2p_png_meta_set(m, key, c, err);
+    m2p_free(c);
+    return rc;
+}
+
 m2p_code m2p_png_meta_add_render(m2p_png_meta *m, const m2p_render_request *req, int index, const char *renderer,
                                  const char *model, const char *source, m2p_error *err) {
     if (m == NULL || req == NULL || req->prompt == NULL || req->seeds == NULL || index < 0 || index >= req->n) {
         return m2p_error_set(err, M2P_E_INVALID_ARG, "metadata of image %d of an incomplete request", index);
     }
     const m2p_prompt *p = req->prompt;
-    const char *style = req->style != NULL ? req->style : (p->style != NULL ? p->style : "abstract");
-    const char *pos = p->positive != NULL ? p->positive : "";
-    const char *neg = p->negative != NULL ? p->negative : "";
+    const char *style_in = req->style != NULL ? req->style : (p->style != NULL ? p->style : "abstract");
     bool steps_matter = renderer == NULL || strcmp(renderer, "sonic") != 0;
     char feat[256];
     m2p_png_features_line(req->features, feat, sizeof feat);
     m2p_code rc = M2P_OK;
-#define TRY(expr)          \
-    do {                   \
-        rc = (expr);       \
+    /* Cleaned, capped copies of what came from outside. */
+    char *pos = clean_copy(p->positive != NULL ? p->positive : "", 1500);
+    char *neg = clean_copy(p->negative != NULL ? p->negative : "", 1000);
+    char *style = clean_copy(style_in, 64);
+    char *mod = clean_copy(model != NULL ? model : "unknown", 200);
+    char *ren = clean_copy(renderer != NULL ? renderer : "unknown", 32);
+    if (pos == NULL || neg == NULL || style == NULL || mod == NULL || ren == NULL) {
+        rc = m2p_error_set(err, M2P_E_NOMEM, "metadata");
+        goto done;
+    }
+#define TRY(expr)           \
+    do {                    \
+        rc = (expr);        \
         if (rc != M2P_OK) { \
-            return rc;     \
-        }                  \
+            goto done;      \
+        }                   \
     } while (0)
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_PROMPT, pos, err));
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_NEGATIVE, neg, err));
     TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_SEED, err, "%u", (unsigned)req->seeds[index]));
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_STYLE, style, err));
-    TRY(m2p_png_meta_set(m, M2P_PNG_KEY_RENDERER, renderer != NULL ? renderer : "unknown", err));
-    TRY(m2p_png_meta_set(m, M2P_PNG_KEY_MODEL, model != NULL ? model : "unknown", err));
+    TRY(m2p_png_meta_set(m, M2P_PNG_KEY_RENDERER, ren, err));
+    TRY(m2p_png_meta_set(m, M2P_PNG_KEY_MODEL, mod, err));
     if (steps_matter) {
         TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_STEPS, err, "%d", req->steps));
         TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_GUIDANCE, err, "%g", req->guidance));
     }
     TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_SIZE, err, "%dx%d", req->width, req->height));
     if (source != NULL) {
-        TRY(m2p_png_meta_set(m, M2P_PNG_KEY_SOURCE, source, err));
+        TRY(set_clean(m, M2P_PNG_KEY_SOURCE, source, 2048, err));
     }
     if (req->title != NULL) {
-        TRY(m2p_png_meta_set(m, M2P_PNG_KEY_TITLE, req->title, err));
+        TRY(set_clean(m, M2P_PNG_KEY_TITLE, req->title, 1024, err));
     }
     if (req->artist != NULL) {
-        TRY(m2p_png_meta_set(m, M2P_PNG_KEY_ARTIST, req->artist, err));
+        TRY(set_clean(m, M2P_PNG_KEY_ARTIST, req->artist, 1024, err));
     }
     if (req->section >= 0) {
         TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_SECTION, err, "%d", req->section));
@@ -254,23 +326,28 @@ m2p_code m2p_png_meta_add_render(m2p_png_meta *m, const m2p_render_request *req,
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_FEATURES, feat, err));
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_SOFTWARE, "Mus2Pic " M2P_VERSION, err));
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_VERSION, M2P_VERSION, err));
-    /* The A1111 "parameters" layout; prompt and negative are capped so it fits setf's buffer. */
+    /* The A1111 "parameters" layout (fits setf's buffer: the parts are capped above). */
     if (steps_matter) {
         TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_PARAMETERS, err,
-                              "%.1500s\nNegative prompt: %.1000s\nSteps: %d, CFG scale: %g, Seed: %u, Size: %dx%d, "
-                              "Model: %.200s, Renderer: %.32s, Style: %.64s, Version: Mus2Pic %s",
+                              "%s\nNegative prompt: %s\nSteps: %d, CFG scale: %g, Seed: %u, Size: %dx%d, "
+                              "Model: %s, Renderer: %s, Style: %s, Version: Mus2Pic %s",
                               pos, neg, req->steps, req->guidance, (unsigned)req->seeds[index], req->width,
-                              req->height, model != NULL ? model : "unknown", renderer != NULL ? renderer : "unknown",
-                              style, M2P_VERSION));
+                              req->height, mod, ren, style, M2P_VERSION));
     } else {
         TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_PARAMETERS, err,
-                              "%.1500s\nNegative prompt: %.1000s\nSeed: %u, Size: %dx%d, Model: %.200s, "
-                              "Renderer: %.32s, Style: %.64s, Version: Mus2Pic %s",
-                              pos, neg, (unsigned)req->seeds[index], req->width, req->height,
-                              model != NULL ? model : "unknown", renderer, style, M2P_VERSION));
+                              "%s\nNegative prompt: %s\nSeed: %u, Size: %dx%d, Model: %s, Renderer: %s, Style: %s, "
+                              "Version: Mus2Pic %s",
+                              pos, neg, (unsigned)req->seeds[index], req->width, req->height, mod, ren, style,
+                              M2P_VERSION));
     }
 #undef TRY
-    return M2P_OK;
+done:
+    m2p_free(pos);
+    m2p_free(neg);
+    m2p_free(style);
+    m2p_free(mod);
+    m2p_free(ren);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- libpng glue */

@@ -260,6 +260,49 @@ static void test_sonic_meta_has_no_steps(void **state) {
     fix_free(f);
 }
 
+/* Titles from file names and sites are not always valid UTF-8, prompts can
+ * be long: the poster is still saved, with cleaned, capped text. */
+static void test_untidy_text(void **state) {
+    (void)state;
+    m2p_features *f = fix_make(FIX_CALM);
+    char longp[4000];
+    size_t n = 0;
+    while (n + 3 < sizeof longp - 1) { /* "é" repeated: a cut must not split one */
+        longp[n++] = 'x';
+        longp[n++] = '\xC3';
+        longp[n++] = '\xA9';
+    }
+    longp[n] = 0;
+    m2p_prompt prompt = {longp, "bad \xFF byte", "ink", NULL, 0, 3, false};
+    uint32_t seed = 5;
+    m2p_render_request req = {&prompt, f, NULL, 1, 512, 512, &seed, 4, 8.0, "Caf\xE9\x01 Song", "Art\xC3", false, -1};
+    m2p_png_meta *m = NULL;
+    m2p_error err;
+    assert_int_equal(m2p_png_meta_create(&m), M2P_OK);
+    assert_int_equal(m2p_png_meta_add_render(m, &req, 0, "lcm", "model", "/music/Caf\xE9.mp3", &err), M2P_OK);
+    assert_string_equal(m2p_png_meta_get(m, M2P_PNG_KEY_TITLE), "Caf\xEF\xBF\xBD  Song");
+    assert_string_equal(m2p_png_meta_get(m, M2P_PNG_KEY_ARTIST), "Art\xEF\xBF\xBD");
+    assert_string_equal(m2p_png_meta_get(m, M2P_PNG_KEY_NEGATIVE), "bad \xEF\xBF\xBD byte");
+    assert_string_equal(m2p_png_meta_get(m, M2P_PNG_KEY_SOURCE), "/music/Caf\xEF\xBF\xBD.mp3");
+    const char *pp = m2p_png_meta_get(m, M2P_PNG_KEY_PROMPT);
+    assert_true(strlen(pp) <= 1500 && strlen(pp) >= 1497);
+    assert_int_equal(strlen(pp) % 3, 0); /* whole "xé" units only */
+    assert_non_null(strstr(m2p_png_meta_get(m, M2P_PNG_KEY_PARAMETERS), "Negative prompt: bad"));
+    /* And it all writes and reads back. */
+    m2p_image *img = gradient(16, 16);
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    assert_int_equal(m2p_png_encode(img, m, &enc, &len, &err), M2P_OK);
+    m2p_png_meta *back = NULL;
+    assert_int_equal(m2p_png_read_meta_mem(enc, len, &back, &err), M2P_OK);
+    assert_string_equal(m2p_png_meta_get(back, M2P_PNG_KEY_PROMPT), pp);
+    m2p_png_meta_free(back);
+    m2p_free(enc);
+    m2p_image_free(img);
+    m2p_png_meta_free(m);
+    fix_free(f);
+}
+
 /* A 16-bit grey+alpha interlaced PNG written straight with libpng: the reader converts it. */
 static void test_foreign_formats(void **state) {
     (void)state;
@@ -437,6 +480,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meta_list),     cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_sonic_meta_has_no_steps), cmocka_unit_test(test_foreign_formats),
+        cmocka_unit_test(test_untidy_text),
         cmocka_unit_test(test_malformed),     cmocka_unit_test(test_webp_thumb),
         cmocka_unit_test(test_alloc_failures),
     };
