@@ -133,24 +133,24 @@ static void set_attrs(PangoLayout *lay, bool upper, double spacing_px) {
     pango_attr_list_unref(al);
 }
 
-/* Copies s into buf, dropping control characters and invalid UTF-8 (pango
- * wants valid text); at most cap-1 bytes, cut on a character boundary. */
+/* Copies s into buf, dropping control characters and the bytes of invalid
+ * UTF-8 (a Latin-1 file name keeps its readable letters), tabs and newlines
+ * as spaces; at most cap-1 bytes, cut on a character boundary. */
 static void clean_text(const char *s, char *buf, size_t cap) {
     size_t n = 0;
     buf[0] = 0;
     if (s == NULL) {
         return;
     }
-    const char *end = NULL;
-    size_t len = strlen(s);
-    if (!g_utf8_validate(s, (gssize)len, &end)) {
-        len = (size_t)(end - s);
-    }
     const char *p = s;
-    while ((size_t)(p - s) < len) {
+    while (*p != 0) {
+        gunichar ch = g_utf8_get_char_validated(p, -1);
+        if (ch == (gunichar)-1 || ch == (gunichar)-2) {
+            p++; /* not a character: skip the byte */
+            continue;
+        }
         const char *next = g_utf8_next_char(p);
         size_t cl = (size_t)(next - p);
-        gunichar ch = g_utf8_get_char(p);
         if (n + cl + 1 > cap) {
             break;
         }

@@ -97,6 +97,12 @@ static void test_titles_in_any_script(void **state) {
         }
         m2p_image_free(img);
     }
+    /* A Latin-1 title keeps its readable letters: invalid bytes are dropped, not the rest of the line. */
+    m2p_image *latin = poster(x, "abstract", "Caf\xE9 Ol\xE9\x02", NULL, true);
+    m2p_image *ascii = poster(x, "abstract", "Caf Ol", NULL, true);
+    assert_memory_equal(latin->pixels, ascii->pixels, (size_t)EDGE * latin->stride);
+    m2p_image_free(latin);
+    m2p_image_free(ascii);
     /* NULL title and artist: BPM and key still set. */
     m2p_image *bare = poster(x, "abstract", NULL, NULL, true);
     int first;
