@@ -246,6 +246,26 @@ static void test_stream_progress_memory(void **state) {
     m2p_decode_sink sink2 = {count_samples, &c2};
     assert_int_equal(m2p_decode_file_stream(dst, &o, &cancelled, &sink2, &err), M2P_E_CANCELLED);
     assert_int_equal(c2.n, 0);
+
+    /* the wall-time limit */
+    m2p_decode_opts hurry = o;
+    hurry.max_wall_s = 1e-6;
+    assert_int_equal(m2p_decode_file_stream(dst, &hurry, NULL, &sink2, &err), M2P_E_TIMEOUT);
+
+    /* a failed allocation anywhere is reported as such and frees everything (ASan checks leaks) */
+    for (long k = 0; k < 12; k++) {
+        m2p_audio *x = NULL;
+        m2p_alloc_fail_after(k);
+        m2p_code rc = m2p_decode_file(dst, &o, NULL, &x, &err);
+        m2p_alloc_fail_after(-1);
+        if (rc == M2P_OK) {
+            assert_non_null(x);
+            m2p_audio_free(x);
+        } else {
+            assert_int_equal(rc, M2P_E_NOMEM);
+            assert_null(x);
+        }
+    }
 }
 
 static void expect(const char *name, const m2p_decode_opts *o, m2p_code want) {
