@@ -154,10 +154,37 @@ static void test_long_titles_fit(void **state) {
     }
 }
 
+/* Typography on several threads at once gives the same pixels as one at a time. */
+static void test_parallel_layout(void **state) {
+    fx *x = *state;
+    m2p_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.threads = 2;
+    m2p_render_backend two;
+    assert_int_equal(m2p_sonic_backend_create(&cfg, &two, NULL), M2P_OK);
+    uint32_t seeds[4] = {4, 5, 6, 7};
+    m2p_render_request r = {&x->prompt, x->f, "cinematic", 4, EDGE, EDGE, seeds, 0, 0,
+                            "\xE5\xA4\x9C\xE3\x81\xAE Caf\xC3\xA9", "Ensemble", true, -1};
+    m2p_image *many[4];
+    assert_int_equal(two.render(two.self, &r, NULL, many, NULL), M2P_OK);
+    for (int i = 0; i < 4; i++) {
+        m2p_render_request one = r;
+        one.n = 1;
+        one.seeds = &seeds[i];
+        m2p_image *img = NULL;
+        assert_int_equal(x->be.render(x->be.self, &one, NULL, &img, NULL), M2P_OK);
+        assert_memory_equal(img->pixels, many[i]->pixels, (size_t)EDGE * img->stride);
+        m2p_image_free(img);
+        m2p_image_free(many[i]);
+    }
+    two.destroy(two.self);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_titles_in_any_script, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_titles_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_layout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
