@@ -282,6 +282,14 @@ static void shape_job(json_t *o) {
     (void)json_object_del(o, "error_hint");
     json_t *cr = json_object_get(o, "cancel_requested");
     (void)json_object_set_new(o, "cancel_requested", json_boolean(json_integer_value(cr) != 0));
+    /* Server paths stay on the server: clients see the stored file's name only. */
+    json_t *spec = json_object_get(o, "spec");
+    const char *up = json_string_value(json_object_get(spec, "upload_path"));
+    if (up != NULL) {
+        const char *slash = strrchr(up, '/');
+        (void)json_object_set_new(spec, "upload_file", json_string(slash != NULL ? slash + 1 : up));
+        (void)json_object_del(spec, "upload_path");
+    }
 }
 
 static m2p_code queue_position(m2p_store *s, int64_t id, int64_t *pos, m2p_error *err) {
