@@ -28,6 +28,7 @@ static int usage_error(const char *what) {
 
 int m2p_cmd_serve(m2p_config *cfg, int argc, char **argv) {
     bool warmup = false;
+    const char *warm_name = NULL;
     m2p_error err;
     m2p_error_clear(&err);
     for (int i = 1; i < argc; i++) {
@@ -70,10 +71,14 @@ int m2p_cmd_serve(m2p_config *cfg, int argc, char **argv) {
         if (m2p_pipeline_renderer(pipeline, cfg->renderer, &r, &err) != M2P_OK) {
             goto done;
         }
-        M2P_INFO("serve", "renderer %s ready in %.2f s", m2p_renderer_name(r), m2p_now_monotonic() - t0);
+        warm_name = m2p_renderer_name(r);
+        M2P_INFO("serve", "renderer %s ready in %.2f s", warm_name, m2p_now_monotonic() - t0);
     }
     if (m2p_queue_create(cfg, pipeline, &queue, &err) != M2P_OK) {
         goto done;
+    }
+    if (warm_name != NULL) {
+        m2p_queue_note_renderer(queue, warm_name);
     }
     if (m2p_web_start(cfg, queue, pipeline, &web, &err) != M2P_OK) {
         goto done;

@@ -103,6 +103,18 @@ m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type
     return c;
 }
 
+void m2p_queue_note_renderer(m2p_queue *q, const char *name) {
+    unsigned bit = 0;
+    if (name != NULL && strcmp(name, "sonic") == 0) {
+        bit = 1u;
+    } else if (name != NULL && strcmp(name, "lcm") == 0) {
+        bit = 2u;
+    }
+    (void)pthread_mutex_lock(&q->mu);
+    q->stats.renderers_loaded |= bit;
+    (void)pthread_mutex_unlock(&q->mu);
+}
+
 void m2p_queue_notify(m2p_queue *q) {
     atomic_fetch_add(&q->version, 1);
     m2p_queue_wake(q);
@@ -402,6 +414,7 @@ static json_t *result_json(const m2p_job_result *res) {
 
 static void record_stats(run_ctx *r, const m2p_job_result *res) {
     m2p_queue *q = r->w->q;
+    m2p_queue_note_renderer(q, res->renderer);
     const char *renderer = res->renderer[0] != '\0' ? res->renderer : r->renderer;
     char size[32];
     if (res->width > 0) {

@@ -42,6 +42,9 @@ typedef struct m2p_queue_stats {
     uint64_t audio_cache_hits, audio_cache_misses;
     int busy_workers;
     int workers;
+    /* renderers created in this process (the pipeline creates each once and keeps it):
+     * bit 0 sonic, bit 1 lcm; their count is the number of model loads */
+    unsigned renderers_loaded;
 } m2p_queue_stats;
 
 /* Creates the queue for cfg (workers = cfg->workers) over pipeline (not owned;
@@ -75,6 +78,9 @@ void m2p_queue_notify(m2p_queue *q);
 uint64_t m2p_queue_version(const m2p_queue *q);
 
 void m2p_queue_get_stats(m2p_queue *q, m2p_queue_stats *out);
+
+/* Records that the pipeline created renderer name ("sonic", "lcm"), e.g. at --warmup. */
+void m2p_queue_note_renderer(m2p_queue *q, const char *name);
 
 /* The normalised job spec (JSON object as stored) → a pipeline spec whose
  * strings point into spec_json (which must outlive it). out_dir is written

@@ -1179,6 +1179,12 @@ static m2p_code metrics_route(web_ctx *c, m2p_error *err) {
     tb_printf(&t, "# HELP m2p_request_dedup_total Job requests answered from stored results.\n"
                   "# TYPE m2p_request_dedup_total counter\nm2p_request_dedup_total %llu\n",
               (unsigned long long)atomic_load(&w->dedup_hits));
+    int loads = (int)(st.renderers_loaded & 1u) + (int)((st.renderers_loaded >> 1) & 1u);
+    tb_printf(&t, "# HELP m2p_model_loads_total Renderers (models) loaded by this process; each is loaded once "
+                  "and kept warm.\n# TYPE m2p_model_loads_total counter\nm2p_model_loads_total %d\n"
+                  "# TYPE m2p_renderer_loaded gauge\nm2p_renderer_loaded{renderer=\"sonic\"} %u\n"
+                  "m2p_renderer_loaded{renderer=\"lcm\"} %u\n",
+              loads, st.renderers_loaded & 1u, (st.renderers_loaded >> 1) & 1u);
     tb_printf(&t, "# TYPE m2p_http_requests_total counter\nm2p_http_requests_total %llu\n",
               (unsigned long long)atomic_load(&w->requests));
     tb_printf(&t, "# TYPE m2p_http_responses_total counter\nm2p_http_responses_total{class=\"4xx\"} %llu\n"

@@ -26,6 +26,14 @@ def main():
         raise
     finally:
         srv.cleanup()
+    # --warmup creates the renderer before the port opens: no job pays the load
+    warm = Server(args=["--warmup"]).start()
+    try:
+        st, h, m = warm.http("GET", "/metrics")
+        check(st == 200 and "m2p_model_loads_total 1" in m.decode(), m[:300])
+        warm.stop()
+    finally:
+        warm.cleanup()
     print("ok")
 
 
@@ -218,6 +226,7 @@ def run(srv):
     check(st == 200 and h["content-type"].startswith("text/plain"), h)
     check('m2p_jobs{status="succeeded"} 4' in m and "m2p_queue_depth 0" in m, m[:800])
     check('m2p_step_seconds_count{step="render"}' in m and "m2p_request_dedup_total 1" in m, m)
+    check("m2p_model_loads_total 1" in m and 'm2p_renderer_loaded{renderer="sonic"} 1' in m, m)
 
     rc = srv.stop()
     check(rc == 0, f"exit {rc}")
