@@ -103,6 +103,7 @@ static void soft_end(sn_ctx *c, soft *sl, cairo_operator_t op) {
     cairo_scale(cr, sl->f, sl->f);
     cairo_set_source_surface(cr, sl->surf, 0, 0);
     cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_BILINEAR);
+    cairo_pattern_set_extend(cairo_get_source(cr), CAIRO_EXTEND_PAD); /* no dark seam at the edges */
     cairo_set_operator(cr, op);
     cairo_rectangle(cr, 0, 0, c->w / sl->f, c->h / sl->f);
     cairo_fill(cr);
@@ -1073,6 +1074,7 @@ static void landscape(sn_ctx *c, bool with_stars) {
             cairo_scale(cr, wl.f, wl.f);
             cairo_set_source_surface(cr, wl.surf, 0, 0);
             cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_BILINEAR);
+            cairo_pattern_set_extend(cairo_get_source(cr), CAIRO_EXTEND_PAD);
             cairo_paint(cr);
             cairo_restore(cr);
             cairo_surface_destroy(wl.surf);
@@ -1095,6 +1097,24 @@ static void landscape(sn_ctx *c, bool with_stars) {
 
 static void paint_realistic(sn_ctx *c) {
     landscape(c, true);
+    const sn_song *s = c->song;
+    /* Weather: a driving minor song brings rain, slanted by the tempo. */
+    if (s->minor && s->energy > 0.55 && s->perc > 0.4) {
+        cairo_t *cr = c->cr;
+        double slant = 0.12 + 0.25 * clamp01((s->tempo - 80.0) / 100.0);
+        int drops = (int)(520.0 * s->energy * (c->w * (double)c->h) / (1024.0 * 1024.0)) + 40;
+        cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+        for (int i = 0; i < drops; i++) {
+            double x = sn_range(&c->rng, -0.1, 1.1) * c->w;
+            double y = sn_unif(&c->rng) * c->h;
+            double len = c->u * sn_range(&c->rng, 18.0, 46.0);
+            cairo_move_to(cr, x, y);
+            cairo_line_to(cr, x - len * slant, y + len);
+            sn_source(cr, c->pal.glow, sn_range(&c->rng, 0.14, 0.34));
+            cairo_set_line_width(cr, c->u * sn_range(&c->rng, 0.6, 1.3));
+            cairo_stroke(cr);
+        }
+    }
     c->grain = 0.03;
     c->vignette = 0.3;
 }
