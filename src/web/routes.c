@@ -123,7 +123,23 @@ static m2p_code prepare_job(web_ctx *c, const json_t *in, bool form, const json_
                             pending_job *p, m2p_error *err) {
     memset(p, 0, sizeof *p);
     m2p_spec_ctx sc = {&c->w->cfg, c->w->presets, defaults, form, upload == NULL};
+    /* "template" may name a saved user template; its text is used then. */
+    json_t *own = NULL;
+    const char *tname = json_string_value(json_object_get(in, "template"));
+    if (tname != NULL && strchr(tname, '{') == NULL && strlen(tname) <= 64) {
+        json_t *tpl = NULL;
+        m2p_error e2;
+        if (m2p_store_template_find(c->store, tname, &tpl, &e2) == M2P_OK) {
+            own = json_deep_copy(in);
+            if (own != NULL) {
+                (void)json_object_set(own, "template", json_object_get(tpl, "text"));
+                in = own;
+            }
+        }
+        json_decref(tpl);
+    }
     m2p_code code = m2p_web_parse_spec(in, &sc, random_seed(), &p->spec, &p->seed_given, err);
+    json_decref(own);
     if (code != M2P_OK) {
         return code;
     }

@@ -162,6 +162,13 @@ def run(srv):
     check(tp["text"] == "art of {mood}", tp)
     st, tl = srv.json("GET", "/api/templates", expect=200)
     check([t["name"] for t in tl["templates"]] == ["mine"], tl)
+    srv.json("POST", "/api/queue/pause", expect=200)
+    bt, ht = multipart({"template": "mine"}, [("file", "song.wav", song)])
+    st, tj = srv.json("POST", "/api/jobs", bt, ht, expect=201)
+    check(tj["spec"]["template"] == "art of {mood}", f"a template named by the job: {tj['spec']}")
+    srv.json("POST", f"/api/jobs/{tj['id']}/cancel", expect=202)
+    srv.json("DELETE", f"/api/jobs/{tj['id']}", expect=200)
+    srv.json("POST", "/api/queue/resume", expect=200)
     srv.json("DELETE", f"/api/templates/{tpid}", expect=200)
     srv.error("GET", f"/api/templates/{tpid}", status=404, code="not_found")
 
