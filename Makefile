@@ -31,8 +31,9 @@ build-asan: deps-test $(BUILD_ASAN)/build.ninja
 run: build
 	@scripts/run-demo.sh $(BUILD)/mus2pic
 
-test: build-asan
+test: build-asan build
 	@scripts/run-tests.sh $(BUILD_ASAN)
+	@scripts/valgrind-cli.sh $(BUILD)/mus2pic
 
 bench: build
 	@scripts/run-bench.sh $(BUILD)
