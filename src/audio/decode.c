@@ -190,7 +190,7 @@ static bool wav_cut_short(const reader *r, double *promised_s, double *held_s) {
     size_t at = 12;
     while (at + 8 <= n) {
         uint32_t size = le32(h + at + 4);
-        if (memcmp(h + at, "fmt ", 4) == 0 && at + 16 <= n) {
+        if (memcmp(h + at, "fmt ", 4) == 0 && at + 20 <= n) {
             byte_rate = le32(h + at + 8 + 8);
         } else if (memcmp(h + at, "data", 4) == 0) {
             int64_t start = (int64_t)at + 8;
