@@ -328,8 +328,9 @@ static int refuse_io_open(struct AVFormatContext *s, AVIOContext **pb, const cha
     (void)s;
     (void)flags;
     (void)options;
+    (void)url; /* attacker-chosen text: never logged */
     *pb = NULL;
-    m2p_log(M2P_LOG_WARN, "decode", "refused a nested open of '%.200s'", url != NULL ? url : "");
+    m2p_log(M2P_LOG_WARN, "decode", "refused a nested open requested by the file");
     return AVERROR(EPERM);
 }
 
