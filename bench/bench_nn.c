@@ -11,6 +11,10 @@
  *   build/bench/bench_nn MODEL_DIR [--size 512] [--runs 3] [--latents F.f32]
  *                        [--ids F.i32] [--vae-out F.f32] [--clip-out F.f32]
  *                        [--skip-vae] [--skip-clip]
+ *   build/bench/bench_nn --convs [--runs 5]
+ *     im2col+sgemm vs Winograd on the 3×3 conv shapes of the SD VAE decoder at
+ *     512² (runs alternate; min and median per shape: the min is the least
+ *     disturbed run on a shared machine).
  *
  * Inputs default to seeded pseudo-random latents and a fixed token sequence.
  * Prints one JSON object on stdout (times in seconds, one per run, after
@@ -24,6 +28,7 @@
 
 #include "core/alloc.h"
 #include "core/fs.h"
+#include "diffusion/ops.h"
 #include "diffusion/clip_text.h"
 #include "diffusion/model.h"
 #include "diffusion/vae.h"
@@ -135,7 +140,66 @@ static void print_times(const char *key, const double *t, int n) {
     (void)printf("], ");
 }
 
+/* im2col vs Winograd on VAE-decoder conv shapes. */
+static int bench_convs(int runs) {
+    static const int shapes[][3] = {{512, 512, 64}, {512, 512, 128}, {512, 512, 256}, {256, 256, 256},
+                                    {256, 256, 512}, {128, 128, 512}};
+    (void)printf("{\"convs\": [");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int cin = shapes[si][0], cout = shapes[si][1], hw = shapes[si][2];
+        size_t nx = (size_t)cin * hw * hw, ny = (size_t)cout * hw * hw, nw = (size_t)cout * cin * 9;
+        float *x = m2p_malloc_array(nx, sizeof(float)), *y = m2p_malloc_array(ny, sizeof(float));
+        float *y2 = m2p_malloc_array(ny, sizeof(float)), *wt = m2p_malloc_array(nw, sizeof(float));
+        size_t ws1 = m2p_nn_conv2d_workspace(cin, hw, hw, 3, 1, 1), ws2 = m2p_nn_conv3x3_workspace(cin, cout, hw, hw);
+        float *ws = m2p_malloc_array(ws1 > ws2 ? ws1 : ws2, sizeof(float));
+        if (x == NULL || y == NULL || y2 == NULL || wt == NULL || ws == NULL) {
+            return 1;
+        }
+        for (size_t i = 0; i < nx; i++) {
+            x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+        }
+        for (size_t i = 0; i < nw; i++) {
+            wt[i] = (float)((i * 40503u) % 1000) / 30000.0f - 0.016f;
+        }
+        double ti[64], tw[64];
+        for (int r = 0; r < runs; r++) {
+            double t0 = m2p_now_monotonic();
+            m2p_nn_conv2d(x, 1, cin, hw, hw, wt, NULL, cout, 3, 1, 1, y, ws);
+            ti[r] = m2p_now_monotonic() - t0;
+            t0 = m2p_now_monotonic();
+            m2p_nn_conv3x3(x, 1, cin, hw, hw, wt, NULL, cout, y2, ws);
+            tw[r] = m2p_now_monotonic() - t0;
+        }
+        double maxd = 0;
+        for (size_t i = 0; i < ny; i++) {
+            maxd = fmax(maxd, fabs((double)y[i] - y2[i]));
+        }
+        double gmac = (double)cin * cout * 9 * hw * hw / 1e9, mi = ti[0], mw = tw[0];
+        for (int r = 1; r < runs; r++) {
+            mi = fmin(mi, ti[r]);
+            mw = fmin(mw, tw[r]);
+        }
+        (void)printf("%s{\"cin\": %d, \"cout\": %d, \"hw\": %d, \"gmacs\": %.2f, \"im2col_min_s\": %.4f, "
+                     "\"im2col_median_s\": %.4f, \"winograd_min_s\": %.4f, \"winograd_median_s\": %.4f, "
+                     "\"im2col_gflops\": %.1f, \"max_abs_diff\": %.2g}",
+                     si ? ", " : "", cin, cout, hw, gmac, mi, median(ti, runs), mw, median(tw, runs), 2 * gmac / mi,
+                     maxd);
+        (void)fflush(stdout);
+        m2p_free(x);
+        m2p_free(y);
+        m2p_free(y2);
+        m2p_free(wt);
+        m2p_free(ws);
+    }
+    (void)printf("], \"sgemm2048_gflops\": %.1f}\n", sgemm_rate());
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--convs") == 0) {
+        int runs = argc > 3 && strcmp(argv[2], "--runs") == 0 ? (int)strtol(argv[3], NULL, 10) : 5;
+        return bench_convs(runs < 1 || runs > 64 ? 5 : runs);
+    }
     const char *dir = argc > 1 ? argv[1] : "/tmp/m2p-full-lcm";
     int size = 512, runs = 3;
     const char *lat_in = NULL, *ids_in = NULL, *vae_out = NULL, *clip_out = NULL;

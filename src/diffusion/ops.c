@@ -504,7 +504,7 @@ void m2p_nn_scale(float *x, size_t n, float s) {
  * The element-wise products over channels become 16 sgemms [cout × cin]·[cin × tiles].
  * Workspace: U (16·cout·cin), then per strip of tile rows V (16·cin·T) and M (16·cout·T). */
 
-#define WINO_STRIP_CAP ((size_t)12 * 1024 * 1024) /* floats of V + M per strip */
+#define WINO_STRIP_CAP ((size_t)32 * 1024 * 1024) /* floats of V + M per strip (128 MB) */
 
 /* Tiles per strip (a multiple of the tiles of one row, ≥ one row). */
 static size_t wino_strip_tiles(int cin, int cout, int tw, int th) {
@@ -573,73 +573,81 @@ bool m2p_nn_conv3x3_ex(const float *x, int n, int cin, int h, int w, const float
     }
     size_t hw = (size_t)h * (size_t)w;
     size_t ntiles = (size_t)th * (size_t)tw;
+    /* One parallel region per strip, three phases separated by barriers; the 16
+     * sgemms are spread over the threads, each single-threaded (OpenBLAS runs
+     * one thread inside a parallel region). Few fork/joins: on a loaded
+     * machine each costs a scheduler time slice. */
     for (int img = 0; img < n; img++) {
         const float *xi = x + (size_t)img * (size_t)cin * hw;
         float *yi = y + (size_t)img * (size_t)cout * hw;
         for (size_t t0 = 0; t0 < ntiles; t0 += strip) {
             size_t nt = ntiles - t0 < strip ? ntiles - t0 : strip;
-            /* Input transform V[k][c][t]. */
-#pragma omp parallel for schedule(static)
-            for (int c = 0; c < cin; c++) {
-                const float *xc = xi + (size_t)c * hw;
-                for (size_t t = 0; t < nt; t++) {
-                    int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
-                    int y0 = 2 * ty - 1, x0 = 2 * tx - 1;
-                    float d[4][4];
-                    for (int i = 0; i < 4; i++) {
-                        int iy = y0 + i;
-                        for (int j = 0; j < 4; j++) {
-                            int ix = x0 + j;
-                            d[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[(size_t)iy * (size_t)w + (size_t)ix]
-                                                                               : 0.0f;
+#pragma omp parallel
+            {
+                /* Input transform V[k][c][t]. */
+#pragma omp for schedule(static)
+                for (int c = 0; c < cin; c++) {
+                    const float *xc = xi + (size_t)c * hw;
+                    for (size_t t = 0; t < nt; t++) {
+                        int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
+                        int y0 = 2 * ty - 1, x0 = 2 * tx - 1;
+                        float d[4][4];
+                        for (int i = 0; i < 4; i++) {
+                            int iy = y0 + i;
+                            for (int j = 0; j < 4; j++) {
+                                int ix = x0 + j;
+                                d[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                              ? xc[(size_t)iy * (size_t)w + (size_t)ix]
+                                              : 0.0f;
+                            }
                         }
-                    }
-                    float r[4][4];
-                    for (int j = 0; j < 4; j++) {
-                        r[0][j] = d[0][j] - d[2][j];
-                        r[1][j] = d[1][j] + d[2][j];
-                        r[2][j] = d[2][j] - d[1][j];
-                        r[3][j] = d[1][j] - d[3][j];
-                    }
-                    for (int i = 0; i < 4; i++) {
-                        float v4[4] = {r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1], r[i][1] - r[i][3]};
+                        float r[4][4];
                         for (int j = 0; j < 4; j++) {
-                            V[((size_t)(i * 4 + j) * (size_t)cin + (size_t)c) * nt + t] = v4[j];
+                            r[0][j] = d[0][j] - d[2][j];
+                            r[1][j] = d[1][j] + d[2][j];
+                            r[2][j] = d[2][j] - d[1][j];
+                            r[3][j] = d[1][j] - d[3][j];
+                        }
+                        for (int i = 0; i < 4; i++) {
+                            float v4[4] = {r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1],
+                                           r[i][1] - r[i][3]};
+                            for (int j = 0; j < 4; j++) {
+                                V[((size_t)(i * 4 + j) * (size_t)cin + (size_t)c) * nt + t] = v4[j];
+                            }
                         }
                     }
                 }
-            }
-            for (int k = 0; k < 16; k++) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)nt, cin, 1.0f, U + (size_t)k * cc,
-                            cin, V + (size_t)k * (size_t)cin * nt, (int)nt, 0.0f, M + (size_t)k * (size_t)cout * nt,
-                            (int)nt);
-            }
-            /* Output transform. */
-#pragma omp parallel for schedule(static)
-            for (int o = 0; o < cout; o++) {
-                float bo = b != NULL ? b[o] : 0.0f;
-                float *yo = yi + (size_t)o * hw;
-                for (size_t t = 0; t < nt; t++) {
-                    float m[4][4];
-                    for (int k = 0; k < 16; k++) {
-                        m[k / 4][k % 4] = M[((size_t)k * (size_t)cout + (size_t)o) * nt + t];
-                    }
-                    float s[2][4];
-                    for (int j = 0; j < 4; j++) {
-                        s[0][j] = m[0][j] + m[1][j] + m[2][j];
-                        s[1][j] = m[1][j] - m[2][j] - m[3][j];
-                    }
-                    int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
-                    for (int i = 0; i < 2; i++) {
-                        int oy = 2 * ty + i;
-                        if (oy >= h) {
-                            continue;
+#pragma omp for schedule(static)
+                for (int k = 0; k < 16; k++) {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)nt, cin, 1.0f,
+                                U + (size_t)k * cc, cin, V + (size_t)k * (size_t)cin * nt, (int)nt, 0.0f,
+                                M + (size_t)k * (size_t)cout * nt, (int)nt);
+                }
+                /* Output transform. */
+#pragma omp for schedule(static)
+                for (int o = 0; o < cout; o++) {
+                    float bo = b != NULL ? b[o] : 0.0f;
+                    float *yo = yi + (size_t)o * hw;
+                    for (size_t t = 0; t < nt; t++) {
+                        float m[4][4];
+                        for (int k = 0; k < 16; k++) {
+                            m[k / 4][k % 4] = M[((size_t)k * (size_t)cout + (size_t)o) * nt + t];
                         }
-                        float o0 = s[i][0] + s[i][1] + s[i][2] + bo;
-                        float o1 = s[i][1] - s[i][2] - s[i][3] + bo;
-                        yo[(size_t)oy * (size_t)w + (size_t)(2 * tx)] = o0;
-                        if (2 * tx + 1 < w) {
-                            yo[(size_t)oy * (size_t)w + (size_t)(2 * tx + 1)] = o1;
+                        float s2[2][4];
+                        for (int j = 0; j < 4; j++) {
+                            s2[0][j] = m[0][j] + m[1][j] + m[2][j];
+                            s2[1][j] = m[1][j] - m[2][j] - m[3][j];
+                        }
+                        int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
+                        for (int i = 0; i < 2; i++) {
+                            int oy = 2 * ty + i;
+                            if (oy >= h) {
+                                continue;
+                            }
+                            yo[(size_t)oy * (size_t)w + (size_t)(2 * tx)] = s2[i][0] + s2[i][1] + s2[i][2] + bo;
+                            if (2 * tx + 1 < w) {
+                                yo[(size_t)oy * (size_t)w + (size_t)(2 * tx + 1)] = s2[i][1] - s2[i][2] - s2[i][3] + bo;
+                            }
                         }
                     }
                 }

@@ -85,7 +85,7 @@ bool m2p_nn_conv2d_ex(const float *x, int n, int cin, int h, int w, const float 
  * im2col, as 16 sgemms [cout × cin]·[cin × tiles] per strip of tile rows.
  * Same arguments as m2p_nn_conv2d with k = 3, stride = 1, pad = 1; ws holds
  * m2p_nn_conv3x3_workspace(cin, cout, h, w) floats (the transformed filter +
- * one strip, ≤ 48 MB + 64·cout·cin bytes). Rounding differs from direct
+ * one strip, ≤ 128 MB + 64·cout·cin bytes). Rounding differs from direct
  * summation by a small factor (transform entries are ±1 and ½). */
 size_t m2p_nn_conv3x3_workspace(int cin, int cout, int h, int w);
 void m2p_nn_conv3x3(const float *x, int n, int cin, int h, int w, const float *wt, const float *b, int cout, float *y,
