@@ -807,7 +807,28 @@ static m2p_code peaks_sink(void *ctx, const float *samples, size_t n) {
     return M2P_OK;
 }
 
-static m2p_code track_peaks(web_ctx *c, const char *path, m2p_error *err) {
+/* Peaks are decoded once per audio content and kept in <data_dir>/peaks/<sha256>.json. */
+static m2p_code track_peaks(web_ctx *c, const char *path, const char *content_hash, m2p_error *err) {
+    char cache[M2P_PATH_MAX];
+    char dir[M2P_PATH_MAX];
+    bool cacheable = strlen(content_hash) == 64 && strspn(content_hash, "0123456789abcdef") == 64;
+    (void)m2p_config_subdir(&c->w->cfg, "peaks", dir, sizeof dir);
+    int cn = snprintf(cache, sizeof cache, "%s/%s.json", dir, content_hash);
+    cacheable = cacheable && cn > 0 && (size_t)cn < sizeof cache;
+    if (cacheable) {
+        char *text = NULL;
+        size_t len = 0;
+        m2p_error e2;
+        if (m2p_fs_read_file(cache, 16u * 1024u * 1024u, &text, &len, &e2) == M2P_OK) {
+            json_t *j = json_loadb(text, len, 0, NULL);
+            m2p_free(text);
+            if (json_is_object(j)) {
+                web_json(c, MHD_HTTP_OK, j);
+                return M2P_OK;
+            }
+            json_decref(j);
+        }
+    }
     const int rate = 8000;
     m2p_decode_opts o;
     m2p_decode_opts_default(&o);
@@ -833,8 +854,16 @@ static m2p_code track_peaks(web_ctx *c, const char *path, m2p_error *err) {
         for (size_t i = 0; arr != NULL && i < p.n; i++) {
             (void)json_array_append_new(arr, json_real(round((double)p.peaks[i] * 1000.0) / 1000.0));
         }
-        web_json(c, MHD_HTTP_OK, json_pack("{s:f, s:I, s:o}", "seconds_per_peak", 0.05, "count", (json_int_t)p.n,
-                                           "peaks", arr != NULL ? arr : json_array()));
+        json_t *out = json_pack("{s:f, s:I, s:o}", "seconds_per_peak", 0.05, "count", (json_int_t)p.n, "peaks",
+                                arr != NULL ? arr : json_array());
+        char *text = cacheable && out != NULL ? json_dumps(out, JSON_COMPACT) : NULL;
+        m2p_error e2;
+        if (text != NULL && (m2p_fs_mkdirs(dir, &e2) != M2P_OK ||
+                             m2p_fs_write_atomic(cache, text, strlen(text), &e2) != M2P_OK)) {
+            M2P_WARN("web", "peaks not cached: %s", e2.detail);
+        }
+        free(text);
+        web_json(c, MHD_HTTP_OK, out);
     }
     m2p_free(p.peaks);
     return code;
@@ -866,7 +895,7 @@ static m2p_code track_routes(web_ctx *c, m2p_error *err) {
         return track_audio(c, id, t.path, err);
     }
     if (c->nseg == 4 && seg_is(c, 3, "peaks")) {
-        return track_peaks(c, t.path, err);
+        return track_peaks(c, t.path, t.content_hash, err);
     }
     return m2p_error_set(err, M2P_E_NOT_FOUND, "no such route");
 }

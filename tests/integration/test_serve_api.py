@@ -129,6 +129,9 @@ def run(srv):
               code="range_invalid")
     st, pk = srv.json("GET", f"/api/tracks/{tid}/peaks", expect=200)
     check(pk["count"] >= 100 and max(pk["peaks"]) > 0.01 and max(pk["peaks"]) <= 1.0, pk["count"])
+    check(os.path.isfile(os.path.join(srv.data_dir, "peaks", t["content_hash"] + ".json")), "peaks not cached")
+    st, pk2 = srv.json("GET", f"/api/tracks/{tid}/peaks", expect=200)
+    check(pk2 == pk, "cached peaks differ")
 
     # ZIP export of a selection
     ids = ",".join(str(i["id"]) for i in done["images"])
