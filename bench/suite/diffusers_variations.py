@@ -3,10 +3,11 @@
 LatentConsistencyModelPipeline on the CPU (fp32), on the same random weights the C engine uses.
 
 Measures, in one process, interleaved round by round:
-  * "load per request": from_pretrained + one image (what a script that loads the model for each
-    request pays) — only in the first round and every --load-every round after, since it is slow;
-  * warm pipeline, N images batched (num_images_per_prompt=N) vs N single calls, N in --ns.
-Prints one JSON object: {"load_s": [...], "batch": {N: [s...]}, "seq": {N: [s...]}, ...}.
+  * "load per request": from_pretrained + one image, once (what a script that loads the model for
+    each request pays on every request);
+  * warm pipeline, N images batched (num_images_per_prompt=N), N in --ns, rounds interleaving the N
+    (sequential = N × the N=1 median, as the suite does for the C engine).
+Prints one JSON object: {"load_s": [...], "first_image_s": [...], "batch": {N: [s...]}, ...}.
 
     tools/refvenv/bin/python bench/suite/diffusers_variations.py --model /tmp/m2p-mid-lcm \
         --size 256 --steps 4 --ns 1,2,4 --rounds 3 [--deadline-s 100]
@@ -51,7 +52,7 @@ def main():
               num_images_per_prompt=n, generator=g, output_type="np")
 
     res = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "steps": args.steps,
-           "load_s": [], "first_image_s": [], "batch": {str(n): [] for n in ns}, "seq": {str(n): [] for n in ns},
+           "load_s": [], "first_image_s": [], "batch": {str(n): [] for n in ns},
            "rounds_done": 0}
     # the Python way: a fresh pipeline per request
     t0 = time.perf_counter()
@@ -68,13 +69,6 @@ def main():
             t0 = time.perf_counter()
             gen(pipe, n, 10 + r)
             res["batch"][str(n)].append(time.perf_counter() - t0)
-            if n == 1:
-                res["seq"]["1"].append(res["batch"]["1"][-1])
-                continue
-            t0 = time.perf_counter()
-            for i in range(n):
-                gen(pipe, 1, 100 + r * 10 + i)
-            res["seq"][str(n)].append(time.perf_counter() - t0)
         else:
             res["rounds_done"] = r + 1
             continue
