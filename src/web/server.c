@@ -137,6 +137,24 @@ bool web_rate_allow(m2p_web *w, const char *client, int n, int *retry_after) {
     return ok;
 }
 
+/* Whether one more job creation would be allowed now (nothing counted). */
+static bool rate_would_allow(m2p_web *w, const char *client, int *retry_after) {
+    int limit = w->cfg.rate_limit_per_min;
+    *retry_after = 0;
+    if (limit <= 0) {
+        return true;
+    }
+    double now = m2p_now_monotonic();
+    (void)pthread_mutex_lock(&w->clients_mu);
+    web_client *c = client_slot(w, client, now);
+    bool ok = now - c->window_start >= 60.0 || c->created + 1 <= limit;
+    if (!ok) {
+        *retry_after = (int)(60.0 - (now - c->window_start)) + 1;
+    }
+    (void)pthread_mutex_unlock(&w->clients_mu);
+    return ok;
+}
+
 bool web_ws_acquire(m2p_web *w, const char *client) {
     (void)pthread_mutex_lock(&w->clients_mu);
     web_client *c = client_slot(w, client, m2p_now_monotonic());
@@ -527,6 +545,16 @@ static enum MHD_Result begin_request(m2p_web *w, struct MHD_Connection *conn, co
                                      web_req *r) {
     (void)snprintf(r->method, sizeof r->method, "%s", method);
     client_address(conn, r->client, sizeof r->client);
+    /* The token is checked before any body is read (no upload streams to disk
+     * for a client without it). */
+    if (strcmp(url, "/healthz") != 0) {
+        m2p_error e;
+        m2p_error_clear(&e);
+        if (check_auth(w, conn, &r->token_in_query, &e) != M2P_OK) {
+            r->responded = true;
+            return send_error(conn, w, e.code, e.detail, 0);
+        }
+    }
     if (!has_body_method(method)) {
         return MHD_YES;
     }
@@ -544,6 +572,17 @@ static enum MHD_Result begin_request(m2p_web *w, struct MHD_Connection *conn, co
     }
     if (ctype != NULL && strncasecmp(ctype, "multipart/form-data", 19) == 0) {
         r->is_multipart = true;
+        /* Files are streamed to disk only where a job is made of them, and not at all
+         * for a client already over its job-creation limit. */
+        if (strcmp(method, "POST") != 0 || (strcmp(url, "/api/jobs") != 0 && strcmp(url, "/api/batches") != 0)) {
+            r->responded = true;
+            return send_error(conn, w, M2P_E_MULTIPART_INVALID, "uploads go to POST /api/jobs or /api/batches", 0);
+        }
+        int retry_after = 0;
+        if (!rate_would_allow(w, r->client, &retry_after)) {
+            r->responded = true;
+            return send_error(conn, w, M2P_E_RATE_LIMITED, "too many jobs from this address", retry_after);
+        }
         long long cap = (long long)w->cfg.max_upload_mb * 1024 * 1024 * (long long)w->cfg.max_batch + 1024 * 1024;
         if (strncmp(url, "/api/batches", 12) != 0) {
             cap = (long long)w->cfg.max_upload_mb * 1024 * 1024 + 1024 * 1024;
@@ -621,11 +660,6 @@ static enum MHD_Result dispatch(m2p_web *w, struct MHD_Connection *conn, const c
         web_json(&c, MHD_HTTP_OK, json_pack("{s:s, s:s}", "status", "ok", "version", M2P_VERSION));
         goto respond;
     }
-    bool token_in_query = false;
-    code = check_auth(w, conn, &token_in_query, &err);
-    if (code != M2P_OK) {
-        goto respond;
-    }
     /* Split the (already percent-decoded) path into segments. */
     (void)snprintf(path, sizeof path, "%s", url);
     char *save = NULL;
@@ -658,7 +692,7 @@ static enum MHD_Result dispatch(m2p_web *w, struct MHD_Connection *conn, const c
         web_store_put(w, c.store);
         c.store = NULL;
     } else if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) {
-        code = serve_static(&c, token_in_query, &err);
+        code = serve_static(&c, r->token_in_query, &err);
     } else {
         code = m2p_error_set(&err, M2P_E_METHOD_NOT_ALLOWED, "%s %s", r->method, url);
     }

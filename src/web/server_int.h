@@ -79,6 +79,7 @@ typedef struct web_req {
     char method[8];
     char client[64];
     bool is_json, is_multipart;
+    bool token_in_query; /* the token came as ?token= (the page then sets the cookie) */
     /* JSON body */
     char *body;
     size_t body_len, body_cap;

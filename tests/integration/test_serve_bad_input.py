@@ -203,6 +203,9 @@ def run(srv):
 
     # methods, headers, ranges, batches
     srv.error("PUT", "/api/jobs", {"a": 1}, status=405, code="method_not_allowed")
+    bu, hu = multipart({}, [("file", "a.wav", song)])
+    srv.error("PUT", "/api/settings", bu, hu, status=400, code="multipart_invalid")
+    srv.error("POST", "/api/templates", bu, hu, status=400, code="multipart_invalid")
     srv.error("DELETE", "/api/images/%d" % img_id, status=405, code="method_not_allowed")
     srv.error("POST", "/", b"x", {"Content-Type": "text/plain"}, 405, "method_not_allowed")
     resp = raw_request(srv.port, b"GET /api/jobs HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n")
@@ -268,6 +271,9 @@ def limits():
             srv.json("POST", "/api/jobs", {"source": "dQw4w9WgXcQ"}, expect=201)
         st, h, data = srv.http("POST", "/api/jobs", {"source": "dQw4w9WgXcQ"})
         check(st == 429 and b"rate_limited" in data and int(h["retry-after"]) >= 1, (st, h, data))
+        bu, hu = multipart({}, [("file", "a.wav", b"RIFF" + b"\0" * 5000)])
+        st, h, data = srv.http("POST", "/api/jobs", bu, hu)
+        check(st == 429 and int(h["retry-after"]) >= 1, "an upload over the limit must be refused before reading")
         srv.error("POST", "/api/batches", {"sources": ["dQw4w9WgXcQ"]}, status=429, code="rate_limited")
         st, lst = srv.json("GET", "/api/jobs", expect=200)
         check(lst["total"] == 3, lst)
@@ -286,6 +292,11 @@ def auth():
         srv.error("GET", "/api/jobs", headers={"Authorization": "Bearer wrong"}, status=403, code="auth_invalid")
         srv.error("GET", "/api/jobs?token=s3cret-tokeX", status=403, code="auth_invalid")
         srv.json("GET", "/api/jobs", headers={"Authorization": "Bearer s3cret-token"}, expect=200)
+        # an upload without the token is refused before its body is read: nothing reaches the disk
+        bu, hu = multipart({}, [("file", "a.wav", b"RIFF" + b"\0" * 5000)])
+        srv.error("POST", "/api/jobs", bu, hu, status=401, code="auth_required")
+        check(not os.path.isdir(os.path.join(srv.data_dir, "uploads")) or
+              os.listdir(os.path.join(srv.data_dir, "uploads")) == [], "an unauthenticated upload was stored")
         srv.json("GET", "/api/jobs", headers={"Cookie": "a=b; m2p_token=s3cret-token"}, expect=200)
         st, h, body = srv.http("GET", "/?token=s3cret-token")
         check(st == 200 and "m2p_token=s3cret-token" in h.get("set-cookie", "") and "HttpOnly" in h["set-cookie"], h)
