@@ -549,6 +549,8 @@ function onJobEvent(ev) {
     if (ev.status === 'queued' && ev.retry_at) j.not_before = ev.retry_at;
     if (ev.images) j.images = ev.images;
     renderStatus();
+    renderSteps();
+    renderImages();
     if (ev.status === 'queued' && ev.retried) { openJob(j.id); return; }
     scheduleRefresh(true);
   } else if (ev.type === 'cancel_requested') {
@@ -770,6 +772,9 @@ async function renderTrack() {
   const j = state.job;
   const tid = j && (j.track_id || (j.result && j.result.track_id));
   if (!tid || state.trackShown === tid) return;
+  // only once the audio decoded (an undecodable upload has a track but nothing to play)
+  const dec = j.progress && j.progress.steps && j.progress.steps.decode;
+  if (!j.result && !(dec && dec.state === 'done')) return;
   state.trackShown = tid;
   const a = j.result && j.result.analysis;
   const meta = $('track-meta');
