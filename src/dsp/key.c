@@ -46,6 +46,15 @@ static const double k_prof[3][2][12] = {
 #endif
 #define KEY_BASS_BELOW 48 /* MIDI C3 */
 #define KEY_LOG_GAIN 100.0f
+#ifndef KEY_H3
+#define KEY_H3 0.3
+#endif
+#ifndef KEY_H5
+#define KEY_H5 0.15
+#endif
+#ifndef KEY_MAX_MIDI
+#define KEY_MAX_MIDI 200
+#endif
 
 static double pearson(const double *a, const double *b) {
     double ma = 0, mb = 0;
@@ -133,6 +142,9 @@ m2p_code m2p_dsp_key_estimate(const m2p_dsp_frames *fr, float *chroma_out, m2p_d
             float c[12] = {0};
             for (int k = 0; k < M2P_DSP_SEMITONES; k++) {
                 int midi = M2P_DSP_PITCH_LO + k;
+                if (midi > KEY_MAX_MIDI) {
+                    break;
+                }
                 float v = log1pf(g * h[k]);
                 c[midi % 12] += midi < KEY_BASS_BELOW ? (float)KEY_BASS_WEIGHT * v : v;
             }
@@ -170,7 +182,10 @@ m2p_code m2p_dsp_key_estimate(const m2p_dsp_frames *fr, float *chroma_out, m2p_d
         for (int tonic = 0; tonic < 12; tonic++) {
             double rot[12];
             for (int i = 0; i < 12; i++) {
-                rot[i] = k_prof[KEY_PROFILE][mode][(i - tonic + 12) % 12];
+                const double *pr = k_prof[KEY_PROFILE][mode];
+                /* the profile as audio sounds: each note also feeds its 3rd (fifth) and 5th (major third) harmonic */
+                rot[i] = pr[(i - tonic + 12) % 12] + KEY_H3 * pr[(i - tonic - 7 + 24) % 12] +
+                         KEY_H5 * pr[(i - tonic - 4 + 24) % 12];
             }
             double r = pearson(out->chroma, rot);
             if (r > best) {

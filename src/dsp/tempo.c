@@ -35,13 +35,16 @@
  * between pulses and alternate pulses are clearly weaker;
  * up (double) when the midpoints are nearly as strong as the pulses, or
  * fairly strong while the quarter points carry events too (the pulse found
- * is every other beat of a song with eighth-note hats). */
+ * is every other beat of a song with eighth-note hats) and alternate pulses
+ * are alike (a syncopated kick pattern — funk, hip-hop — makes them unlike
+ * at the true beat, where sixteenth hats would otherwise suggest doubling). */
 #define LEVEL_DOWN_RATIO 0.45
 #define LEVEL_DOWN_EMPTY_MID 0.1
 #define LEVEL_DOWN_RATIO_EMPTY 0.7
 #define LEVEL_UP_RATIO 0.9
 #define LEVEL_UP_MID 0.45
 #define LEVEL_UP_QUARTER 0.22
+#define LEVEL_UP_ALT 0.7
 
 void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out, float *low) {
     size_t n = fr->n;
@@ -454,7 +457,7 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f r_q %.2f nb %zu\n", pass, bpm, r_mid, r_alt, r_q, nb);
 #endif
         bool down = r_alt < LEVEL_DOWN_RATIO || (r_mid < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
-        bool up = r_mid > LEVEL_UP_RATIO || (r_mid > LEVEL_UP_MID && r_q > LEVEL_UP_QUARTER);
+        bool up = r_mid > LEVEL_UP_RATIO || (r_mid > LEVEL_UP_MID && r_q > LEVEL_UP_QUARTER && r_alt > LEVEL_UP_ALT);
         if (down && bpm / 2 >= TEMPO_MIN) {
             bpm /= 2;
         } else if (up && bpm * 2 <= TEMPO_MAX) {
