@@ -248,7 +248,7 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, m2p_web *w, m2p_c
 
 /* ---- authentication ----------------------------------------------------------------------------- */
 
-static m2p_code check_auth(m2p_web *w, struct MHD_Connection *conn, bool *from_query, m2p_error *err) {
+m2p_code web_check_auth(m2p_web *w, struct MHD_Connection *conn, bool *from_query, m2p_error *err) {
     *from_query = false;
     if (w->cfg.api_token[0] == '\0') {
         return M2P_OK;
@@ -547,10 +547,11 @@ static enum MHD_Result begin_request(m2p_web *w, struct MHD_Connection *conn, co
     client_address(conn, r->client, sizeof r->client);
     /* The token is checked before any body is read (no upload streams to disk
      * for a client without it). */
-    if (strcmp(url, "/healthz") != 0) {
+    /* WebSocket routes check it themselves, to refuse with a close frame (1008). */
+    if (strcmp(url, "/healthz") != 0 && strncmp(url, "/ws/", 4) != 0) {
         m2p_error e;
         m2p_error_clear(&e);
-        if (check_auth(w, conn, &r->token_in_query, &e) != M2P_OK) {
+        if (web_check_auth(w, conn, &r->token_in_query, &e) != M2P_OK) {
             r->responded = true;
             return send_error(conn, w, e.code, e.detail, 0);
         }

@@ -116,6 +116,8 @@ void web_json(web_ctx *c, unsigned status, json_t *j);
 struct MHD_Response *web_error_response(m2p_code code, const char *detail, unsigned *status);
 void web_add_common_headers(struct MHD_Response *r);
 const char *web_query(web_ctx *c, const char *key);
+/* Checks the API token (header, cookie or ?token=) when the server has one. */
+m2p_code web_check_auth(m2p_web *w, struct MHD_Connection *conn, bool *from_query, m2p_error *err) M2P_WUR;
 /* Counts one job creation for the client; false (and *retry_after) when over the limit. */
 bool web_rate_allow(m2p_web *w, const char *client, int n, int *retry_after);
 /* Takes a WebSocket slot for client; false when the client has too many. */

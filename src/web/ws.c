@@ -2,8 +2,11 @@
  * web/ws.c — live progress over WebSocket: /ws/jobs/{id} and /ws/queue.
  *
  * The handshake is checked here (GET, Upgrade: websocket, a 24-character
- * Sec-WebSocket-Key, version 13, Origin same host or absent, the per-client
- * socket cap; the API token was checked by server.c), then libmicrohttpd hands
+ * Sec-WebSocket-Key, version 13: else HTTP 400). A valid handshake that may not
+ * open (missing or wrong token, foreign Origin, unknown job, per-client socket
+ * cap, shutdown) is answered 101 and closed at once with code 1008 and the
+ * error's name as reason (browsers cannot read HTTP error bodies of failed
+ * upgrades). Otherwise libmicrohttpd hands
  * the socket over (MHD_create_response_for_upgrade) and one thread per session
  * frames messages with wslay.
  *
@@ -326,6 +329,54 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
     (void)pthread_attr_destroy(&attr);
 }
 
+/* ---- refusals: a valid handshake that may not open gets 101, then close 1008 ------------------ */
+
+/* cls is the error's stable name (static storage). Sends one close frame with
+ * code 1008 and the name as reason, then hands the socket back. */
+static void on_refuse(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
+                      size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
+    const char *reason = cls;
+    size_t n = strlen(reason);
+    if (n > 100) {
+        n = 100;
+    }
+    unsigned char frame[2 + 2 + 100];
+    frame[0] = 0x88; /* FIN + close */
+    frame[1] = (unsigned char)(2 + n);
+    frame[2] = (unsigned char)(1008 >> 8);
+    frame[3] = (unsigned char)(1008 & 0xff);
+    memcpy(frame + 4, reason, n);
+    size_t len = 4 + n;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t k = send(sock, frame + off, len - off, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k <= 0) {
+            break;
+        }
+        off += (size_t)k;
+    }
+    (void)MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static m2p_code refuse(web_ctx *c, const char *accept, m2p_code code, m2p_error *err) {
+    struct MHD_Response *r = MHD_create_response_for_upgrade(on_refuse, (void *)m2p_errname(code));
+    if (r == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "upgrade");
+    }
+    (void)MHD_add_response_header(r, "Upgrade", "websocket");
+    (void)MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
+    enum MHD_Result q = MHD_queue_response(c->conn, MHD_HTTP_SWITCHING_PROTOCOLS, r);
+    MHD_destroy_response(r);
+    if (q != MHD_YES) {
+        return m2p_error_set(err, code, "refused");
+    }
+    c->resp = NULL;
+    return M2P_OK;
+}
+
 /* ---- handshake ------------------------------------------------------------------------------- */
 
 static bool header_has_token(const char *value, const char *token) {
@@ -375,18 +426,31 @@ m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) {
         strcmp(version, "13") != 0) {
         return m2p_error_set(err, M2P_E_INVALID_ARG, "not a WebSocket (version 13) handshake");
     }
+    char acc[64];
+    if (!accept_key(key, acc)) {
+        return m2p_error_set(err, M2P_E_NOMEM, "handshake");
+    }
+    /* From here the handshake is valid: refusals are a close frame 1008 whose
+     * reason is the error's name (browsers cannot read an HTTP error body). */
+    bool from_query = false;
+    m2p_error e2;
+    m2p_error_clear(&e2);
+    m2p_code auth = web_check_auth(w, c->conn, &from_query, &e2);
+    if (auth != M2P_OK) {
+        return refuse(c, acc, auth, err);
+    }
     const char *origin = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Origin");
     const char *host = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Host");
     if (!m2p_web_origin_allowed(origin, host)) {
-        return m2p_error_set(err, M2P_E_ORIGIN_FORBIDDEN, "origin '%.100s' is not this server", origin);
+        return refuse(c, acc, M2P_E_ORIGIN_FORBIDDEN, err);
     }
     long since = -1;
     const char *sv = web_query(c, "since");
     if (sv != NULL && !m2p_web_parse_int(sv, 0, 1000000000000L, &since)) {
-        return m2p_error_set(err, M2P_E_FIELD_INVALID, "since: a sequence number");
+        return refuse(c, acc, M2P_E_FIELD_INVALID, err);
     }
     if (atomic_load(&w->stopping)) {
-        return m2p_error_set(err, M2P_E_QUEUE_FULL, "the server is shutting down");
+        return refuse(c, acc, M2P_E_QUEUE_FULL, err);
     }
     if (job_id > 0) {
         m2p_store *st = NULL;
@@ -396,17 +460,15 @@ m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) {
             code = m2p_store_job_seq(st, job_id, &seq, err);
         }
         web_store_put(w, st);
+        if (code == M2P_E_JOB_NOT_FOUND) {
+            return refuse(c, acc, code, err);
+        }
         if (code != M2P_OK) {
             return code;
         }
     }
-    char acc[64];
-    if (!accept_key(key, acc)) {
-        return m2p_error_set(err, M2P_E_NOMEM, "handshake");
-    }
     if (!web_ws_acquire(w, c->req->client)) {
-        return m2p_error_set(err, M2P_E_TOO_MANY_SOCKETS, "at most %d live connections per client",
-                             w->cfg.max_ws_per_client);
+        return refuse(c, acc, M2P_E_TOO_MANY_SOCKETS, err);
     }
     ws_session *s = m2p_calloc(1, sizeof *s);
     if (s == NULL) {

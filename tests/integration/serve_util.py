@@ -229,11 +229,20 @@ class WS:
             return "text", payload.decode()
         if op == 8:
             code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+            self.close_reason = payload[2:].decode(errors="replace")
             return "close", code
         if op == 9:  # ping → pong
             self._send(0xA, payload)
             return self.recv(timeout)
         return "other", payload
+
+    def expect_refusal(self, reason, timeout=10):
+        """A refused live connection: 101, then at once a close frame 1008 naming the error."""
+        check(self.status == 101, f"expected 101 then close 1008, got {self.head}")
+        kind, code = self.recv(timeout)
+        check(kind == "close" and code == 1008 and self.close_reason == reason,
+              f"expected close 1008 {reason}, got {kind} {code} {getattr(self, 'close_reason', '')}")
+        self.sock.close()
 
     def recv_json(self, timeout=30):
         kind, data = self.recv(timeout)
