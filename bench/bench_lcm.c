@@ -146,9 +146,9 @@ static void diff(const float *a, const float *b, size_t n, double *max_abs, doub
 
 static void row(const char *what, double c, double ref, const char *unit) {
     if (isnan(ref)) {
-        printf("| %-44s | %10.3f %-4s | %10s      | %8s |\n", what, c, unit, "-", "-");
+        printf("| %-52s | %10.3f %-4s | %10s      | %8s |\n", what, c, unit, "-", "-");
     } else {
-        printf("| %-44s | %10.3f %-4s | %10.3f %-4s | %8.2f |\n", what, c, unit, ref, unit, c / ref);
+        printf("| %-52s | %10.3f %-4s | %10.3f %-4s | %8.2f |\n", what, c, unit, ref, unit, c / ref);
     }
 }
 
@@ -320,8 +320,8 @@ int main(int argc, char **argv) {
     const char *tv = json_string_value(json_object_get(ref, "torch"));
     printf("\nLCM engine vs diffusers (torch %s, CPU fp32, %d threads), %dx%d, model %s (%.0f M UNet parameters)\n\n",
            tv != NULL ? tv : "?", (int)ref_num(ref, "threads"), o.size, o.size, o.model, params / 1e6);
-    printf("| %-50s | %15s | %15s | %8s |\n", "measure", "mus2pic (C)", "diffusers", "C/torch");
-    printf("|%s|%s|%s|%s|\n", "----------------------------------------------------", "-----------------",
+    printf("| %-52s | %15s | %15s | %8s |\n", "measure", "mus2pic (C)", "diffusers", "C/torch");
+    printf("|%s|%s|%s|%s|\n", "------------------------------------------------------", "-----------------",
            "-----------------", "----------");
     row("load (C: map + bind all; torch: from_pretrained)", load_c, ref_num(ref, "load_s"), "s");
     row("UNet step, batch 1, first call", step1_first, ref_num(ref, "step1_first_s"), "s");
