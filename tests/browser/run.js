@@ -135,6 +135,13 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: false });
 }
 
+// every image in the viewport has loaded (lazy ones below the fold may wait)
+async function waitImagesShown(page, sel) {
+  await page.waitForFunction((q) => [...document.querySelectorAll(q)].filter((i) => {
+    const r = i.getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0;
+  }).every((i) => i.complete && i.naturalWidth > 0), sel, { timeout: 60000 });
+}
+
 async function jobIdOf(page) {
   await page.waitForFunction(() => /^#\/job\/\d+$/.test(location.hash));
   return Number((await page.evaluate(() => location.hash)).split('/')[2]);
@@ -303,7 +310,7 @@ test('job: Esc cancels a running job; Retry then succeeds', async () => {
   await open(page, '#/create');
   await page.setInputFiles('#file', songs.a);
   await page.fill('#opt-variations', '16');
-  await page.selectOption('#opt-size', '1024x1024');
+  await page.selectOption('#opt-size', '512x512');
   await page.click('.style-card[data-style="oil-painting"]');
   await page.click('#submit');
   const id = await jobIdOf(page);
@@ -379,6 +386,7 @@ test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows
   await page.waitForFunction((n) => document.querySelectorAll('#gallery .tile').length === n, Math.min(all.total, 60));
   // thumbnails are lazy-loaded
   assert.strictEqual(await page.getAttribute('#gallery .tile img', 'loading'), 'lazy');
+  await waitImagesShown(page, '#gallery .tile img');
   await shot(page, 'gallery-desktop');
   await page.selectOption('#f-key', 'A');
   await page.selectOption('#f-mode', 'minor');
@@ -596,7 +604,7 @@ test('phone 390×844: bottom navigation, no sideways scrolling, touch-size targe
   for (const [hash, name] of views) {
     await open(page, hash);
     if (name === 'job') await page.waitForFunction(() => document.querySelectorAll('#job-images img').length > 0 && [...document.querySelectorAll('#job-images img')].every((i) => i.complete));
-    if (name === 'gallery') await page.waitForFunction(() => document.querySelectorAll('#gallery .tile img').length > 0);
+    if (name === 'gallery') { await page.waitForFunction(() => document.querySelectorAll('#gallery .tile img').length > 0); await waitImagesShown(page, '#gallery .tile img'); }
     await sleep(300);
     const m = await page.evaluate(() => ({
       sw: document.documentElement.scrollWidth, nav: getComputedStyle(document.querySelector('.bottom-nav')).display,
