@@ -1246,6 +1246,18 @@ static m2p_code metrics_route(web_ctx *c, m2p_error *err) {
               ws_open, (unsigned long long)atomic_load(&w->ws_total));
     tb_printf(&t, "# TYPE m2p_events_total counter\nm2p_events_total %llu\n", (unsigned long long)st.events);
     tb_printf(&t, "# TYPE m2p_uptime_seconds gauge\nm2p_uptime_seconds %.1f\n", m2p_now_wall() - w->started_at);
+    /* resident memory of this process (Linux /proc; absent elsewhere), for the page's performance panel */
+    FILE *statm = fopen("/proc/self/statm", "r");
+    unsigned long long vm_pages = 0;
+    unsigned long long rss_pages = 0;
+    if (statm != NULL) {
+        if (fscanf(statm, "%llu %llu", &vm_pages, &rss_pages) == 2) {
+            tb_printf(&t, "# HELP m2p_process_resident_bytes Resident memory of the server process.\n"
+                          "# TYPE m2p_process_resident_bytes gauge\nm2p_process_resident_bytes %llu\n",
+                      rss_pages * (unsigned long long)sysconf(_SC_PAGESIZE));
+        }
+        (void)fclose(statm);
+    }
     json_decref(counts);
     json_decref(stats);
     if (t.failed || t.p == NULL) {
