@@ -422,7 +422,7 @@ def s_variations(ctx, dl):
     cnet = {str(n): [] for n in ns}
     ccpu = {str(n): [] for n in ns}
     dd = tempfile.mkdtemp(prefix="m2p-var-", dir=WORK)
-    base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "--json", "-v",
+    base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "-v",
             "--data-dir", dd, "--set", "model=" + MID_MODEL, "--out", os.path.join(dd, "out")]
     pcmd = [PY, os.path.join(HERE, "diffusers_variations.py"), "--model", MID_MODEL, "--size", str(SIZE), "--steps",
             "4", "--ns", "1,2,4", "--rounds", "3", "--deadline-s", "40"]
@@ -475,7 +475,7 @@ def s_model_cli(ctx, dl):
     song = demo_song(ctx, 30, "wav")
     dd = tempfile.mkdtemp(prefix="m2p-model-", dir=WORK)
     base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "-n", "1",
-            "--json", "-v", "--data-dir", dd, "--set", "model=" + MID_MODEL, "--out", os.path.join(dd, "out")]
+            "-v", "--data-dir", dd, "--set", "model=" + MID_MODEL, "--out", os.path.join(dd, "out")]
     walls, renders, loads, warms, cpus = [], [], [], [], []
     while dl.left() > 15 and len(walls) < 5:
         rc, o, e, w = run(base + ["--seed", str(len(walls) + 1)], dl.left())
@@ -529,7 +529,7 @@ def s_repeat(ctx, dl):
         rounds = 0
         while dl.left() > 30 and rounds < 5:
             dd = tempfile.mkdtemp(prefix="m2p-rep-", dir=WORK)
-            cmd = [ctx.bin, "analyze", url, "--json", "--data-dir", dd, "--set", "unsafe_test_loopback=true"]
+            cmd = [ctx.bin, "analyze", url, "--data-dir", dd, "--set", "unsafe_test_loopback=true"]
             s0 = stats()
             rc, o, e, w = run(cmd, dl.left())
             s1 = stats()
@@ -564,7 +564,7 @@ def s_repeat(ctx, dl):
                      "", ""])
     return {"title": f"Repeated song: a 4-minute OGG ({size / 1e6:.1f} MB) from a loopback page throttled to "
                      f"{kbps / 1000:.0f} Mbit/s, through the real binary",
-            "cmd": f"bench/suite/song_server.py --kbps {kbps}; {ctx.bin} analyze http://127.0.0.1:PORT/song --json "
+            "cmd": f"bench/suite/song_server.py --kbps {kbps}; {ctx.bin} analyze http://127.0.0.1:PORT/song "
                    "--data-dir FRESH --set unsafe_test_loopback=true   (then the same again)",
             "rows": rows, "header": ["request", "wall (median, min–max, n)", "network requests", "media bytes"],
             "data": {"first": first, "repeat": repeat, "req_first": req_first, "req_rep": req_rep,
@@ -681,7 +681,7 @@ def s_where(ctx, dl):
     while dl.left() > 25 and rounds < 5:
         for name, args in variants:
             dd = tempfile.mkdtemp(prefix="m2p-where-", dir=WORK)
-            rc, o, e, w = run([ctx.bin, "make", song, "--json", "--data-dir", dd, "--out", os.path.join(dd, "o")]
+            rc, o, e, w = run([ctx.bin, "make", song, "--data-dir", dd, "--out", os.path.join(dd, "o")]
                               + args, dl.left())
             shutil.rmtree(dd, ignore_errors=True)
             if rc == 0:
@@ -697,8 +697,8 @@ def s_where(ctx, dl):
             rows.append([name, s, mmm([t.get(s) for t in res[name]], "{:.3f}") + " s"])
         rows.append([name, "whole process (wall)", mmm(walls[name], "{:.3f}") + " s"])
     return {"title": "Where the time goes: one `mus2pic make` of a 4-minute OGG (fresh data folder each run)",
-            "cmd": f"{ctx.bin} make SONG.ogg --json --data-dir FRESH [--renderer sonic -n 4 | --renderer lcm "
-                   f"--size {SIZE}x{SIZE} -n 1 --set model={MID_MODEL}]   (per-step times from stderr 'time:')",
+            "cmd": f"{ctx.bin} make SONG.ogg --data-dir FRESH [--renderer sonic -n 4 | --renderer lcm "
+                   f"--size {SIZE}x{SIZE} -n 1 --set model={MID_MODEL}]   (per-step times from the stderr 'time:' line)",
             "rows": rows, "header": ["request", "step", "median (min–max, n)"],
             "data": {"steps": {k: [t for t in v] for k, v in res.items()}, "walls": walls}}
 
