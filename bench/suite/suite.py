@@ -397,7 +397,10 @@ def s_lcm(ctx, dl):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("|") and len(cells) == 4 and not cells[0].startswith("---") and cells[0] != "measure":
             rows.append(cells)
-            data[cells[0]] = cells[1:]
+            if cells[0].startswith("CPU seconds") and rows[:-1]:
+                data[rows[-2][0] + " / CPU"] = cells[1:]
+            else:
+                data[cells[0]] = cells[1:]
     m = re.search(r"UNet step: ([0-9.]+) GMACs = ([0-9.]+) GFLOP", o)
     r = {"title": f"LCM engine vs diffusers (mid-size random model, {SIZE}², CPU fp32)", "cmd": " ".join(cmd),
          "rows": rows, "header": ["measure", "mus2pic (C)", "diffusers", "C/torch"], "data": data,
