@@ -281,7 +281,7 @@ static void naive_attention(const float *q, const float *k, const float *v, size
 static void test_attention_op(void **state) {
     (void)state;
     /* tq not a multiple of the query block; tk not a multiple of 8 (vector tail); shared and per-image k/v. */
-    enum { B = 2, TQ = 150, TK = 77, H = 3, DH = 5, C = H * DH };
+    enum { B = 2, TQ = 300, TK = 77, H = 3, DH = 5, C = H * DH }; /* TQ: one full query block + a partial one */
     static float q[B * TQ * C], k[B * TK * C], v[B * TK * C], out[B * TQ * C], ref[B * TQ * C];
     uint32_t x = 12345;
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
