@@ -592,13 +592,21 @@ bool m2p_nn_conv3x3_ex(const float *x, int n, int cin, int h, int w, const float
                         int ty = (int)((t0 + t) / (size_t)tw), tx = (int)((t0 + t) % (size_t)tw);
                         int y0 = 2 * ty - 1, x0 = 2 * tx - 1;
                         float d[4][4];
-                        for (int i = 0; i < 4; i++) {
-                            int iy = y0 + i;
-                            for (int j = 0; j < 4; j++) {
-                                int ix = x0 + j;
-                                d[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                                              ? xc[(size_t)iy * (size_t)w + (size_t)ix]
-                                              : 0.0f;
+                        if (y0 >= 0 && y0 + 3 < h && x0 >= 0 && x0 + 3 < w) {
+                            /* Interior tile: no bounds checks. */
+                            const float *src = xc + (size_t)y0 * (size_t)w + (size_t)x0;
+                            for (int i = 0; i < 4; i++) {
+                                memcpy(d[i], src + (size_t)i * (size_t)w, sizeof d[i]);
+                            }
+                        } else {
+                            for (int i = 0; i < 4; i++) {
+                                int iy = y0 + i;
+                                for (int j = 0; j < 4; j++) {
+                                    int ix = x0 + j;
+                                    d[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                                  ? xc[(size_t)iy * (size_t)w + (size_t)ix]
+                                                  : 0.0f;
+                                }
                             }
                         }
                         float r[4][4];
