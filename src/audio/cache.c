@@ -297,6 +297,11 @@ m2p_code m2p_cache_open(const m2p_config *cfg, m2p_cache **out, m2p_error *err) 
         rc = m2p_error_set(err, M2P_E_CONFIG, "data_dir is empty");
         goto fail;
     }
+    if (strlen(cfg->data_dir) > M2P_PATH_MAX - 256) {
+        /* entry paths add "/audio/<key>.<ext>" (≤ 200 bytes) and must fit M2P_PATH_MAX */
+        rc = m2p_error_set(err, M2P_E_CONFIG, "data_dir is longer than %d characters", M2P_PATH_MAX - 256);
+        goto fail;
+    }
     int n = snprintf(c->dir, sizeof c->dir, "%s/audio", cfg->data_dir);
     if (n < 0 || (size_t)n >= sizeof c->dir - 100) {
         rc = m2p_error_set(err, M2P_E_CONFIG, "data_dir is too long");
@@ -331,8 +336,17 @@ void m2p_cache_close(m2p_cache *c) {
 
 /* ---- get ----------------------------------------------------------------------------------- */
 
+/* Copies src into dst (cap bytes), truncating. Paths cannot be truncated in
+ * practice: m2p_cache_open refuses data folders long enough for that. */
 static void copy_str(char *dst, size_t cap, const char *src) {
-    (void)snprintf(dst, cap, "%s", src != NULL ? src : "");
+    size_t n = src != NULL ? strlen(src) : 0;
+    if (n >= cap) {
+        n = cap - 1;
+    }
+    if (n > 0) {
+        memcpy(dst, src, n);
+    }
+    dst[n] = '\0';
 }
 
 static void count(m2p_cache *c, uint64_t *counter) {
