@@ -224,7 +224,9 @@ def claims(all_r):
 def floors(all_r):
     rows = []
     sg = all_r.get("sgemm", {})
-    peak = sg.get("data", {}).get("gflops", {}).get("2") if sg.get("status") == "ok" else None
+    rates = sg.get("data", {}).get("gflops", {}) if sg.get("status") == "ok" else {}
+    peak = max(rates.values()) if rates else None  # the best rate seen, 1 or 2 threads: the most the hardware gave
+    peak1 = rates.get("1")
     lcm = all_r.get("lcm", {})
     if lcm.get("status") == "ok" and lcm["data"].get("unet_gflop"):
         g = lcm["data"]["unet_gflop"]
@@ -232,7 +234,7 @@ def floors(all_r):
         fl = g / peak if peak else float("nan")
         cpu = num(lcm["data"].get("UNet step, batch 1 (second call) / CPU", ["nan"])[0])
         rows.append(["UNet step (mid model, %d×%d latents, batch 1)" % (SIZE // 8, SIZE // 8), "%.1f GFLOP" % g,
-                     "%.3f s at %.1f GFLOP/s (2 threads, probe)" % (fl, peak or float("nan")),
+                     "%.3f s at %.1f GFLOP/s (best sgemm probe rate)" % (fl, peak or float("nan")),
                      "%.3f s wall, %.3f CPU s" % (step, cpu),
                      "%.0f%% of wall" % (100 * fl / step) if peak else "—"])
     dec = all_r.get("decode", {})
@@ -249,9 +251,9 @@ def floors(all_r):
             if abs(x["duration_s"] - 240) < 1:
                 frames = x["duration_s"] * 22050 / 512
                 fft_gflop = frames * 5 * 2048 * 11 / 1e9
-                fl = fft_gflop / (peak / 2) if peak else float("nan")
+                fl = fft_gflop / peak1 if peak1 else float("nan")
                 rows.append(["STFT of a 240 s song (n_fft 2048, hop 512, 22050 Hz)", "%.2f GFLOP (5 N log2 N)" % fft_gflop,
-                             "%.3f s at one core's sgemm rate" % fl if peak else "—",
+                             "%.3f s at one thread's sgemm rate" % fl if peak1 else "—",
                              "whole analysis %.3f s CPU" % x["cpu_median_s"], "FFT is a small part of it"])
     return rows
 
