@@ -152,6 +152,26 @@ def charts(all_r, outdir):
 
 # --- the document ------------------------------------------------------------------------------
 
+def mmm_txt(xs):
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    if not xs:
+        return "—"
+    return "%.2f s (%.2f–%.2f, n=%d)" % (statistics.median(xs), min(xs), max(xs), len(xs))
+
+
+def nn_rows(d):
+    rows = []
+    for part, name in (("clip", "CLIP text encoder, 1 prompt (full size)"), ("vae", "VAE decode, 1 image (mid size, %d²)" % SIZE)):
+        x = d.get(part)
+        if not x:
+            continue
+        rows.append([name, "%.3f s (%.3f–%.3f)" % (x["ours_s"], min(x["all_ours"]), max(x["all_ours"])),
+                     "%.3f s (%.3f–%.3f)" % (x["torch_s"], min(x["all_torch"]), max(x["all_torch"])),
+                     "%.2f" % x["ratio"], "%.2f GMAC" % x["gmacs"], "%.2g (of max %.3g)" % (x["max_abs_diff"], x["max_abs_ref"])])
+    return (["network", "mus2pic C, median of %s (min–max)" % d.get("runs", "?"), "PyTorch, median (min–max)",
+             "C / torch (wall)", "work", "largest output difference"], rows)
+
+
 def claims(all_r):
     rows = []
     mc, lcm, rep, var, al, sv = (all_r.get(k, {}) for k in ("model_cli", "lcm", "repeat", "variations",
@@ -237,6 +257,15 @@ def floors(all_r):
                      "%.3f s at %.1f GFLOP/s (best sgemm probe rate)" % (fl, peak or float("nan")),
                      "%.3f s wall, %.3f CPU s" % (step, cpu),
                      "%.0f%% of wall" % (100 * fl / step) if peak else "—"])
+    nn = all_r.get("nn", {})
+    if nn.get("status") == "ok" and isinstance(nn.get("data"), dict):
+        for part, name in (("vae", "VAE decode (mid model, %d², 1 image)" % SIZE), ("clip", "CLIP text encoder (1 prompt)")):
+            x = nn["data"].get(part)
+            if x and peak:
+                fl = 2 * x["gmacs"] / peak
+                rows.append([name, "%.2f GFLOP" % (2 * x["gmacs"]), "%.3f s at %.1f GFLOP/s" % (fl, peak),
+                             "%.3f s wall (PyTorch %.3f s)" % (x["ours_s"], x["torch_s"]),
+                             "%.0f%% of wall" % (100 * fl / x["ours_s"])])
     dec = all_r.get("decode", {})
     if dec.get("status") == "ok" and dec["data"]["rows"]:
         for r in dec["data"]["rows"]:
@@ -294,6 +323,15 @@ def write(all_r, md_path, chart_dir, build, suite_s):
         if r.get("status") != "ok":
             L.append(f"**{r.get('status')}**\n")
             continue
+        if key == "model_cli":
+            py = (all_r.get("variations", {}).get("data") or {}).get("py") or {}
+            if py.get("load_s"):
+                r["rows"] = r.get("rows", []) + [
+                    ["the Python way, per request: diffusers from_pretrained (same weights)", "%.2f s" % med(py["load_s"])],
+                    ["the Python way: first image after loading", "%.2f s" % med(py["first_image_s"])],
+                    ["the Python way: warm image (pipeline kept, N=1)", mmm_txt(py["batch"].get("1", []))]]
+        if key == "nn" and isinstance(r.get("data"), dict):
+            r["header"], r["rows"] = nn_rows(r["data"])
         L.append(md_table(r.get("header", []), r.get("rows", [])))
         for n in ("notes", "notes_extra"):
             if r.get(n):
