@@ -1288,6 +1288,7 @@ async function start() {
   $('f-key').append(...KEYS.map((k) => el('option', { value: k, text: k })));
   buildShortcuts();
   buildTemplateEditor();
+  if (window.matchMedia('(max-width: 640px)').matches) $('filters-box').open = false; // the grid first on a phone
   wire();
   try { state.presets = (await api('/api/presets')).presets; } catch (e) { state.presets = []; }
   buildStyleGallery();

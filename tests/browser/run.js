@@ -130,7 +130,7 @@ async function open(page, hash) {
 }
 
 async function shot(page, name) {
-  await page.evaluate(() => document.activeElement && document.activeElement.blur());
+  await page.evaluate(() => { if (document.activeElement) document.activeElement.blur(); document.getElementById('toast').hidden = true; });
   await sleep(250);
   await page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: false });
 }
@@ -238,6 +238,44 @@ test('create: upload a song → steps in order → images → why panel and audi
   await page.reload(); await page.waitForSelector('body[data-ready="1"]');
   await waitStatus(page, 'succeeded');
   await page.waitForFunction(() => document.querySelectorAll('#job-images img').length === 3);
+  // regenerate with new seeds: a new job from the same song and settings, other seeds
+  await page.click('#job-regen');
+  await page.waitForFunction((old) => location.hash !== `#/job/${old}`, id);
+  const id2 = await jobIdOf(page);
+  await waitStatus(page, 'succeeded');
+  const [j1, j2] = [await apiGet(`/api/jobs/${id}`), await apiGet(`/api/jobs/${id2}`)];
+  assert.strictEqual(j2.spec.style, 'synthwave'); assert.strictEqual(j2.images.length, 3);
+  assert.strictEqual(j2.track_id, j1.track_id, 'the same song (uploaded again, stored once)');
+  assert.notDeepStrictEqual(j2.images.map((i) => i.seed), j1.images.map((i) => i.seed));
+  await page.close();
+});
+
+test('create: advanced prompt editor — variables, preview from the song, suggestions, typo help', async () => {
+  const page = await newPage();
+  await open(page, '#/create');
+  await page.click('#advanced summary');
+  await page.click('#var-chips .chip:has-text("{mood}")');
+  await page.keyboard.type(' poster, ');
+  await page.click('#var-chips .chip:has-text("{color}")');
+  assert.strictEqual(await page.inputValue('#opt-template'), '{mood} poster, {color}');
+  // the preview fills the variables with the last analysed song's fragments
+  assert.strictEqual(await page.textContent('#tpl-preview'), 'moody, introspective poster, deep forest green and teal hues');
+  const sug = await page.locator('#suggestions .chip').allTextContents();
+  assert.ok(sug.includes('driving, pulsing rhythm'), `suggestions from the song: ${sug}`);
+  await page.fill('#opt-template', 'art of {moood}');
+  assert.ok(/unknown variable \{moood\}; did you mean \{mood\}\?/.test(await page.textContent('#tpl-preview')));
+  assert.strictEqual(await page.getAttribute('#opt-template', 'aria-invalid'), 'true');
+  await shot(page, 'create-prompt-editor-desktop');
+  await page.fill('#opt-template', 'tiny poster of {mood}, {palette}');
+  await page.setInputFiles('#file', songs.a);
+  await page.fill('#opt-variations', '1');
+  await page.selectOption('#opt-size', '256x256');
+  await page.press('#opt-template', 'Enter');
+  const id = await jobIdOf(page);
+  await waitStatus(page, 'succeeded');
+  const j = await apiGet(`/api/jobs/${id}`);
+  assert.strictEqual(j.spec.template, 'tiny poster of {mood}, {palette}');
+  await page.waitForFunction(() => document.getElementById('job-prompt').textContent.startsWith('tiny poster of moody'));
   await page.close();
 });
 
@@ -540,6 +578,7 @@ test('help and shortcuts: ?, Esc, view keys, / focus; FAQ and performance panel'
   const perf = await page.textContent('#perf');
   assert.ok(/Modelsonic · procedural/.test(perf), perf);
   assert.ok(/Jobs done[1-9]/.test(perf), perf);
+  assert.ok(/Memory in use\d+ MB/.test(perf), perf);
   const steps = await page.locator('#perf-steps div').allTextContents();
   assert.strictEqual(steps.length, 6);
   assert.ok(steps.some((s) => /^analyze.*\d s$/.test(s)), `step means: ${steps}`);
