@@ -14,7 +14,7 @@ the 24 keys twice (different tempo, groove and instruments each time).
 
 Output (outside git): OUT/songNN.{ogg,mp3} (alternating), OUT/midi/songNN.mid, OUT/truth.json:
   {"generator": ..., "songs": [{"file": "song01.ogg", "tempo": 124.0, "key": "A", "key_pc": 9,
-    "mode": "minor", "seconds": 41.9, "first_downbeat_s": 0.0, "meter": "4/4", "groove": "rock",
+    "mode": "minor", "seconds": 43.9, "music_seconds": 41.9, "first_downbeat_s": 0.0, "meter": "4/4", "groove": "rock",
     "swing": false, "instruments": {...}, "progressions": [...]}, ...]}
 
 Usage: python3 tools/songs/make_corpus.py [--out /tmp/m2p-corpus] [--count 48] [--seed 1]
@@ -357,7 +357,7 @@ def main():
         key = i % 12
         minor = (i // 12) % 2 == 1
         tempo = float(tempos[i])
-        seconds = rng.uniform(32.0, 56.0)
+        seconds = rng.uniform(30.0, 56.0)  # music; the file adds 2 s of ring-out
         song_rng = random.Random(args.seed * 1000 + i)
         tracks, info = make_song(i, song_rng, key, minor, tempo, seconds)
         name = "song%02d" % (i + 1)
@@ -368,7 +368,11 @@ def main():
         ext = "ogg" if i % 2 == 0 else "mp3"
         out = os.path.join(args.out, name + "." + ext)
         codec = ["-c:a", "libvorbis", "-q:a", "5"] if ext == "ogg" else ["-c:a", "libmp3lame", "-b:a", "192k"]
-        run(["ffmpeg", "-v", "error", "-y", "-i", wav] + codec + [out])
+        # keep 2 s of the final chord's ring and reverb, fading over the last second
+        end = info["music_seconds"] + 2.0
+        fade = ["-af", "afade=t=out:st=%.3f:d=1" % (end - 1.0), "-t", "%.3f" % end]
+        run(["ffmpeg", "-v", "error", "-y", "-i", wav] + fade + codec + [out])
+        info["seconds"] = round(end, 3)
         os.remove(wav)
         info["file"] = name + "." + ext
         songs.append(info)
