@@ -30,6 +30,7 @@ static const command k_commands[] = {
     {"config", m2p_cmd_config, "config [--markdown]                          print the settings in force"},
     {"model", m2p_cmd_model, "model pull [ID] [--fp16] [--retries N] | model info   download / describe the diffusion model"},
     {"serve", m2p_cmd_serve, "serve [--host H] [--port P] [--warmup]      the web app, API and job queue"},
+    {"worker", m2p_cmd_worker, "worker [--threads N] [--lease S]    runs jobs from the shared queue (PostgreSQL)"},
 };
 
 static void usage(FILE *out) {

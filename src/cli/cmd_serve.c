@@ -28,6 +28,7 @@ static int usage_error(const char *what) {
 
 int m2p_cmd_serve(m2p_config *cfg, int argc, char **argv) {
     bool warmup = false;
+    bool no_workers = false;
     const char *warm_name = NULL;
     m2p_error err;
     m2p_error_clear(&err);
@@ -35,13 +36,15 @@ int m2p_cmd_serve(m2p_config *cfg, int argc, char **argv) {
         const char *a = argv[i];
         if (strcmp(a, "--warmup") == 0) {
             warmup = true;
+        } else if (strcmp(a, "--no-workers") == 0) {
+            no_workers = true; /* API only: `mus2pic worker` processes run the jobs (shared database) */
         } else if ((strcmp(a, "--host") == 0 || strcmp(a, "--port") == 0) && i + 1 < argc) {
             if (m2p_config_set(cfg, a + 2, argv[++i], &err) != M2P_OK) {
                 m2p_cli_print_error(&err);
                 return M2P_EXIT_USAGE;
             }
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            (void)printf("usage: mus2pic serve [--host H] [--port P] [--warmup]\n"
+            (void)printf("usage: mus2pic serve [--host H] [--port P] [--warmup] [--no-workers]\n"
                          "Serves the web app and the API (docs/api.md). Settings: workers, api_token,\n"
                          "max_upload_mb, rate_limit_per_min, max_ws_per_client, max_batch, max_attempts.\n");
             return M2P_EXIT_OK;
@@ -83,7 +86,12 @@ int m2p_cmd_serve(m2p_config *cfg, int argc, char **argv) {
     if (m2p_web_start(cfg, queue, pipeline, &web, &err) != M2P_OK) {
         goto done;
     }
-    if (m2p_queue_start(queue, &err) != M2P_OK) {
+    if (no_workers && !m2p_queue_is_shared(queue)) {
+        (void)m2p_error_set(&err, M2P_E_CONFIG,
+                            "--no-workers needs the shared database (MUS2PIC_DATABASE_URL=postgresql://...)");
+        goto done;
+    }
+    if (m2p_queue_start_workers(queue, no_workers ? 0 : cfg->workers, &err) != M2P_OK) {
         goto done;
     }
     const char *host = cfg->host;

@@ -42,6 +42,7 @@ typedef struct worker {
     bool started;
     m2p_store *store;
     int64_t job_id; /* guarded by q->mu */
+    int attempt;    /* of job_id; guarded by q->mu */
     atomic_bool cancel;
     uint64_t rng;
 } worker;
@@ -57,6 +58,13 @@ struct m2p_queue {
     worker *workers;
     atomic_uint_fast64_t version;
     m2p_queue_stats stats; /* guarded by mu */
+    /* distributed mode (shared PostgreSQL store): claims carry a lease that a
+     * heartbeat thread renews; 0 = local mode (recovery at start instead) */
+    double lease_s;
+    bool shared;
+    m2p_store *hb_store; /* the heartbeat thread's handle */
+    pthread_t hb_thread;
+    bool hb_started;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -683,10 +691,11 @@ static void *worker_main(void *arg) {
         m2p_job_claim claim;
         m2p_error err;
         m2p_error_clear(&err);
-        m2p_code c = m2p_store_job_claim(w->store, m2p_now_wall(), &claim, &err);
+        m2p_code c = m2p_store_job_claim_lease(w->store, m2p_now_wall(), q->lease_s, &claim, &err);
         if (c == M2P_OK) {
             (void)pthread_mutex_lock(&q->mu);
             w->job_id = claim.id;
+            w->attempt = claim.attempt;
             atomic_store(&w->cancel, q->stopping);
             q->stats.jobs_started++;
             (void)pthread_mutex_unlock(&q->mu);
@@ -697,6 +706,7 @@ static void *worker_main(void *arg) {
             run_job(w, &claim);
             (void)pthread_mutex_lock(&q->mu);
             w->job_id = 0;
+            w->attempt = 0;
             atomic_store(&w->cancel, false);
             (void)pthread_mutex_unlock(&q->mu);
             m2p_job_claim_clear(&claim);
@@ -720,6 +730,76 @@ static void *worker_main(void *arg) {
         (void)pthread_mutex_unlock(&q->mu);
     }
     return NULL;
+}
+
+/* ---- heartbeats (distributed mode) ----------------------------------------------------------- */
+
+/* Every lease/3 seconds: renews the lease of each running attempt and looks
+ * for cancels requested from any host; an attempt that lost its row (taken
+ * over after a stall, or finished elsewhere) is stopped. */
+static void *heartbeat_main(void *arg) {
+    m2p_queue *q = arg;
+    double period = q->lease_s / 3.0;
+    if (period < 0.2) {
+        period = 0.2;
+    }
+    for (;;) {
+        (void)pthread_mutex_lock(&q->mu);
+        if (!q->stopping) {
+            struct timespec ts;
+            (void)clock_gettime(CLOCK_REALTIME, &ts);
+            long long ns = (long long)ts.tv_nsec + (long long)(period * 1e9);
+            ts.tv_sec += (time_t)(ns / 1000000000LL);
+            ts.tv_nsec = (long)(ns % 1000000000LL);
+            (void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        }
+        bool stop = q->stopping;
+        int64_t ids[64];
+        int attempts[64];
+        int n = 0;
+        for (int i = 0; i < q->n_workers && n < 64; i++) {
+            if (q->workers[i].job_id != 0) {
+                ids[n] = q->workers[i].job_id;
+                attempts[n] = q->workers[i].attempt;
+                n++;
+            }
+        }
+        (void)pthread_mutex_unlock(&q->mu);
+        if (stop) {
+            return NULL;
+        }
+        for (int i = 0; i < n; i++) {
+            bool cancel = false;
+            bool lost = false;
+            m2p_error e;
+            m2p_error_clear(&e);
+            if (m2p_store_job_heartbeat(q->hb_store, ids[i], attempts[i], m2p_now_wall(), &cancel, &lost, &e) !=
+                M2P_OK) {
+                M2P_WARN("jobs", "job %lld: heartbeat failed: %s", (long long)ids[i], e.detail);
+                continue;
+            }
+            if (lost) {
+                M2P_WARN("jobs", "job %lld: attempt %d lost its claim; stopping it", (long long)ids[i], attempts[i]);
+            }
+            if (cancel || lost) {
+                (void)pthread_mutex_lock(&q->mu);
+                for (int k = 0; k < q->n_workers; k++) {
+                    if (q->workers[k].job_id == ids[i] && q->workers[k].attempt == attempts[i]) {
+                        atomic_store(&q->workers[k].cancel, true);
+                    }
+                }
+                (void)pthread_mutex_unlock(&q->mu);
+            }
+        }
+    }
+}
+
+void m2p_queue_set_lease(m2p_queue *q, double lease_s) {
+    q->lease_s = q->shared && lease_s > 0 ? lease_s : 0;
+}
+
+bool m2p_queue_is_shared(const m2p_queue *q) {
+    return q->shared;
 }
 
 m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_queue **out, m2p_error *err) {
@@ -755,7 +835,14 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
         }
     }
     c = m2p_store_open(cfg, &s, err);
-    if (c == M2P_OK) {
+    q->shared = c == M2P_OK && m2p_store_is_shared(s);
+    if (c == M2P_OK && q->shared) {
+        /* Several processes share the queue: a restarted process must not take
+         * the jobs other live workers run; expired leases are taken over instead. */
+        q->lease_s = M2P_QUEUE_DEFAULT_LEASE_S;
+        q->hb_store = s;
+        s = NULL;
+    } else if (c == M2P_OK) {
         int requeued = 0;
         int failed = 0;
         c = m2p_store_job_recover(s, &requeued, &failed, err);
@@ -776,7 +863,17 @@ fail:
 }
 
 m2p_code m2p_queue_start(m2p_queue *q, m2p_error *err) {
-    for (int i = 0; i < q->n_workers; i++) {
+    return m2p_queue_start_workers(q, q->n_workers, err);
+}
+
+m2p_code m2p_queue_start_workers(m2p_queue *q, int n, m2p_error *err) {
+    if (q->lease_s > 0 && q->hb_store != NULL && n > 0) {
+        if (pthread_create(&q->hb_thread, NULL, heartbeat_main, q) != 0) {
+            return m2p_error_set(err, M2P_E_NOMEM, "cannot start the heartbeat thread");
+        }
+        q->hb_started = true;
+    }
+    for (int i = 0; i < q->n_workers && i < n; i++) {
         if (pthread_create(&q->workers[i].thread, NULL, worker_main, &q->workers[i]) != 0) {
             m2p_queue_stop(q);
             return m2p_error_set(err, M2P_E_NOMEM, "cannot start worker thread %d", i);
@@ -804,6 +901,10 @@ void m2p_queue_stop(m2p_queue *q) {
             q->workers[i].started = false;
         }
     }
+    if (q->hb_started) {
+        (void)pthread_join(q->hb_thread, NULL);
+        q->hb_started = false;
+    }
 }
 
 void m2p_queue_free(m2p_queue *q) {
@@ -815,6 +916,7 @@ void m2p_queue_free(m2p_queue *q) {
         m2p_store_close(q->workers[i].store);
     }
     m2p_free(q->workers);
+    m2p_store_close(q->hb_store);
     (void)pthread_cond_destroy(&q->cv);
     (void)pthread_mutex_destroy(&q->mu);
     m2p_free(q);

@@ -52,6 +52,21 @@ typedef struct m2p_queue_stats {
  * Threads start with m2p_queue_start. */
 m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_queue **out, m2p_error *err) M2P_WUR;
 m2p_code m2p_queue_start(m2p_queue *q, m2p_error *err) M2P_WUR;
+/* Starts only the first n workers (0: an API-only process that enqueues and
+ * serves while separate `mus2pic worker` processes run the jobs). */
+m2p_code m2p_queue_start_workers(m2p_queue *q, int n, m2p_error *err) M2P_WUR;
+
+/* Distributed mode: the store is shared (PostgreSQL), so several processes on
+ * several hosts run jobs from one queue. Each claim holds a lease renewed by
+ * a heartbeat thread every lease/3 s (which also picks up cancels requested
+ * on other hosts); a job whose worker died is taken over by another worker
+ * once its lease is older than lease_s, as a new attempt (attempts counted in
+ * the database, fencing as in store/jobs.h), and fails job_interrupted when
+ * its attempts are used up. No start-up recovery in this mode. */
+#define M2P_QUEUE_DEFAULT_LEASE_S 30.0
+bool m2p_queue_is_shared(const m2p_queue *q);
+/* Sets the lease (seconds, > 0) before m2p_queue_start; ignored in local mode. */
+void m2p_queue_set_lease(m2p_queue *q, double lease_s);
 /* Graceful stop: running jobs are asked to stop at their next step boundary
  * and go back to queued without counting the attempt; joins every worker. */
 void m2p_queue_stop(m2p_queue *q);

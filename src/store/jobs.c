@@ -47,19 +47,14 @@ bool m2p_job_status_parse(const char *name, m2p_job_status *out) {
 
 /* ---- small SQLite helpers ------------------------------------------------------------------ */
 
-static m2p_code prep(m2p_store *s, const char *sql, sqlite3_stmt **st, m2p_error *err) {
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-    if (rc != SQLITE_OK) {
-        *st = NULL;
-        return m2p_store_sqlite_error(s, rc, "prepare", err);
-    }
-    return M2P_OK;
+static m2p_code prep(m2p_store *s, const char *sql, m2p_db_stmt **st, m2p_error *err) {
+    return m2p_db_prepare(s, sql, st, err);
 }
 
 static m2p_code exec_sql(m2p_store *s, const char *sql, m2p_error *err) {
-    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        return m2p_store_sqlite_error(s, rc, sql, err);
+    int rc = m2p_db_exec(s, sql);
+    if (rc != 0) {
+        return m2p_store_db_error(s, rc, sql, err);
     }
     return M2P_OK;
 }
@@ -69,7 +64,7 @@ static m2p_code begin_write(m2p_store *s, m2p_error *err) {
 }
 
 static void rollback(m2p_store *s) {
-    (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    (void)m2p_db_exec(s, "ROLLBACK");
 }
 
 static m2p_code commit(m2p_store *s, m2p_error *err) {
@@ -81,44 +76,40 @@ static m2p_code commit(m2p_store *s, m2p_error *err) {
 }
 
 /* Steps a statement expected to finish (no rows wanted). */
-static m2p_code step_done(m2p_store *s, sqlite3_stmt *st, const char *what, m2p_error *err) {
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        return m2p_store_sqlite_error(s, rc, what, err);
+static m2p_code step_done(m2p_store *s, m2p_db_stmt *st, const char *what, m2p_error *err) {
+    int rc = m2p_db_step(st);
+    if (rc != M2P_DB_DONE && rc != M2P_DB_ROW) {
+        return m2p_store_db_error(s, rc, what, err);
     }
     return M2P_OK;
 }
 
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v) {
-    if (v != NULL) {
-        (void)sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    } else {
-        (void)sqlite3_bind_null(st, i);
-    }
+static void bind_text_or_null(m2p_db_stmt *st, int i, const char *v) {
+    (void)m2p_db_bind_text(st, i, v); /* NULL binds a (text) NULL */
 }
 
 /* The current row as a JSON object keyed by column name. Columns whose name
  * ends in "_json" are parsed and stored without the suffix (NULL or invalid → null). */
-static json_t *row_to_json(sqlite3_stmt *st) {
+static json_t *row_to_json(m2p_db_stmt *st) {
     json_t *o = json_object();
     if (o == NULL) {
         return NULL;
     }
-    int n = sqlite3_column_count(st);
+    int n = m2p_db_column_count(st);
     for (int i = 0; i < n; i++) {
-        const char *name = sqlite3_column_name(st, i);
+        const char *name = m2p_db_column_name(st, i);
         json_t *v = NULL;
         size_t nlen = strlen(name);
         bool is_json = nlen > 5 && strcmp(name + nlen - 5, "_json") == 0;
-        switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER:
-            v = json_integer(sqlite3_column_int64(st, i));
+        switch (m2p_db_column_type(st, i)) {
+        case M2P_DB_INTEGER:
+            v = json_integer(m2p_db_column_int64(st, i));
             break;
-        case SQLITE_FLOAT:
-            v = json_real(sqlite3_column_double(st, i));
+        case M2P_DB_FLOAT:
+            v = json_real(m2p_db_column_double(st, i));
             break;
-        case SQLITE_TEXT: {
-            const char *t = (const char *)sqlite3_column_text(st, i);
+        case M2P_DB_TEXT: {
+            const char *t = (const char *)m2p_db_column_text(st, i);
             if (is_json) {
                 v = json_loads(t, 0, NULL);
                 if (v == NULL) {
@@ -150,33 +141,33 @@ static json_t *row_to_json(sqlite3_stmt *st) {
 }
 
 /* Runs st and collects every row into a JSON array. */
-static m2p_code rows_to_array(m2p_store *s, sqlite3_stmt *st, json_t **out, m2p_error *err) {
+static m2p_code rows_to_array(m2p_store *s, m2p_db_stmt *st, json_t **out, m2p_error *err) {
     json_t *arr = json_array();
     if (arr == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "json array");
     }
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = m2p_db_step(st)) == M2P_DB_ROW) {
         json_t *o = row_to_json(st);
         if (o == NULL || json_array_append_new(arr, o) != 0) {
             json_decref(arr);
             return m2p_error_set(err, M2P_E_NOMEM, "json row");
         }
     }
-    if (rc != SQLITE_DONE) {
+    if (rc != M2P_DB_DONE) {
         json_decref(arr);
-        return m2p_store_sqlite_error(s, rc, "query", err);
+        return m2p_store_db_error(s, rc, "query", err);
     }
     *out = arr;
     return M2P_OK;
 }
 
-static m2p_code count_query(m2p_store *s, sqlite3_stmt *st, int64_t *out, m2p_error *err) {
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        return m2p_store_sqlite_error(s, rc, "count", err);
+static m2p_code count_query(m2p_store *s, m2p_db_stmt *st, int64_t *out, m2p_error *err) {
+    int rc = m2p_db_step(st);
+    if (rc != M2P_DB_ROW) {
+        return m2p_store_db_error(s, rc, "count", err);
     }
-    *out = sqlite3_column_int64(st, 0);
+    *out = m2p_db_column_int64(st, 0);
     return M2P_OK;
 }
 
@@ -192,7 +183,7 @@ static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *
                             bool queue_too, int64_t *seq_out, m2p_error *err);
 
 m2p_code m2p_store_job_insert(m2p_store *s, const m2p_job_new *nj, int64_t *id_out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     double now = m2p_now_wall();
     m2p_code c = begin_write(s, err);
     if (c != M2P_OK) {
@@ -208,26 +199,26 @@ m2p_code m2p_store_job_insert(m2p_store *s, const m2p_job_new *nj, int64_t *id_o
         return c;
     }
     if (nj->batch_id > 0) {
-        (void)sqlite3_bind_int64(st, 1, nj->batch_id);
+        (void)m2p_db_bind_int64(st, 1, nj->batch_id);
     } else {
-        (void)sqlite3_bind_null(st, 1);
+        (void)m2p_db_bind_null(st, 1);
     }
     bind_text_or_null(st, 2, nj->spec_json);
     bind_text_or_null(st, 3, nj->request_hash);
-    (void)sqlite3_bind_text(st, 4, nj->source != NULL ? nj->source : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 5, nj->style != NULL ? nj->style : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 6, nj->client != NULL ? nj->client : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_int(st, 7, nj->max_attempts > 0 ? nj->max_attempts : 1);
-    (void)sqlite3_bind_double(st, 8, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *id_out = sqlite3_column_int64(st, 0);
-        rc = sqlite3_step(st);
+    (void)m2p_db_bind_text(st, 4, nj->source != NULL ? nj->source : "");
+    (void)m2p_db_bind_text(st, 5, nj->style != NULL ? nj->style : "");
+    (void)m2p_db_bind_text(st, 6, nj->client != NULL ? nj->client : "");
+    (void)m2p_db_bind_int(st, 7, nj->max_attempts > 0 ? nj->max_attempts : 1);
+    (void)m2p_db_bind_double(st, 8, now);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *id_out = m2p_db_column_int64(st, 0);
+        rc = m2p_db_step(st);
         c = M2P_OK;
     } else {
-        c = m2p_store_sqlite_error(s, rc, "insert job", err);
+        c = m2p_store_db_error(s, rc, "insert job", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (c == M2P_OK) {
         /* The job's first event ("queued", seq 1) commits with the row. */
         json_t *d = json_pack("{s:s}", "status", "queued");
@@ -243,7 +234,7 @@ m2p_code m2p_store_job_insert(m2p_store *s, const m2p_job_new *nj, int64_t *id_o
 }
 
 m2p_code m2p_store_job_find_hash(m2p_store *s, const char *request_hash, int64_t *id_out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
                       "SELECT id FROM jobs WHERE request_hash = ?1 AND status = 'succeeded'"
                       " ORDER BY id DESC LIMIT 1",
@@ -251,17 +242,17 @@ m2p_code m2p_store_job_find_hash(m2p_store *s, const char *request_hash, int64_t
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, request_hash, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *id_out = sqlite3_column_int64(st, 0);
+    (void)m2p_db_bind_text(st, 1, request_hash);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *id_out = m2p_db_column_int64(st, 0);
         c = M2P_OK;
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         c = M2P_E_NOT_FOUND;
     } else {
-        c = m2p_store_sqlite_error(s, rc, "find job", err);
+        c = m2p_store_db_error(s, rc, "find job", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -293,7 +284,7 @@ static void shape_job(json_t *o) {
 }
 
 static m2p_code queue_position(m2p_store *s, int64_t id, int64_t *pos, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
                       "SELECT count(*) FROM jobs WHERE status = 'queued' AND queue_pos <="
                       " (SELECT queue_pos FROM jobs WHERE id = ?1 AND status = 'queued')",
@@ -301,14 +292,14 @@ static m2p_code queue_position(m2p_store *s, int64_t id, int64_t *pos, m2p_error
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
+    (void)m2p_db_bind_int64(st, 1, id);
     c = count_query(s, st, pos, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 static m2p_code job_images(m2p_store *s, int64_t id, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
                       "SELECT id, idx AS \"index\", seed, width, height, renderer, style, created_at,"
                       " '/api/images/' || id AS url, '/api/images/' || id || '/thumb' AS thumb_url"
@@ -317,31 +308,31 @@ static m2p_code job_images(m2p_store *s, int64_t id, json_t **out, m2p_error *er
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
+    (void)m2p_db_bind_int64(st, 1, id);
     c = rows_to_array(s, st, out, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 m2p_code m2p_store_job_get(m2p_store *s, int64_t id, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        (void)sqlite3_finalize(st);
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_DONE) {
+        (void)m2p_db_finalize(st);
         return m2p_error_set(err, M2P_E_JOB_NOT_FOUND, "job %lld", (long long)id);
     }
-    if (rc != SQLITE_ROW) {
-        c = m2p_store_sqlite_error(s, rc, "get job", err);
-        (void)sqlite3_finalize(st);
+    if (rc != M2P_DB_ROW) {
+        c = m2p_store_db_error(s, rc, "get job", err);
+        (void)m2p_db_finalize(st);
         return c;
     }
     json_t *o = row_to_json(st);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (o == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "job json");
     }
@@ -368,17 +359,17 @@ m2p_code m2p_store_job_get(m2p_store *s, int64_t id, json_t **out, m2p_error *er
     " AND (?3 IS NULL OR style = ?3) AND (?4 = 0 OR created_at >= ?4) AND (?5 = 0 OR created_at <= ?5)" \
     " AND (?6 = 0 OR batch_id = ?6)"
 
-static void bind_job_filter(sqlite3_stmt *st, const m2p_job_filter *f) {
+static void bind_job_filter(m2p_db_stmt *st, const m2p_job_filter *f) {
     bind_text_or_null(st, 1, f->status);
     bind_text_or_null(st, 2, f->source);
     bind_text_or_null(st, 3, f->style);
-    (void)sqlite3_bind_double(st, 4, f->from);
-    (void)sqlite3_bind_double(st, 5, f->to);
-    (void)sqlite3_bind_int64(st, 6, f->batch_id);
+    (void)m2p_db_bind_double(st, 4, f->from);
+    (void)m2p_db_bind_double(st, 5, f->to);
+    (void)m2p_db_bind_int64(st, 6, f->batch_id);
 }
 
 m2p_code m2p_store_job_list(m2p_store *s, const m2p_job_filter *f, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     json_t *arr = NULL;
     int64_t total = 0;
     m2p_code c = prep(s, "SELECT count(*) FROM jobs" JOB_WHERE, &st, err);
@@ -387,7 +378,7 @@ m2p_code m2p_store_job_list(m2p_store *s, const m2p_job_filter *f, json_t **out,
     }
     bind_job_filter(st, f);
     c = count_query(s, st, &total, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (c != M2P_OK) {
         return c;
     }
@@ -397,10 +388,10 @@ m2p_code m2p_store_job_list(m2p_store *s, const m2p_job_filter *f, json_t **out,
     }
     bind_job_filter(st, f);
     int limit = f->limit < 1 ? 50 : (f->limit > 500 ? 500 : f->limit);
-    (void)sqlite3_bind_int(st, 7, limit);
-    (void)sqlite3_bind_int(st, 8, f->offset < 0 ? 0 : f->offset);
+    (void)m2p_db_bind_int(st, 7, limit);
+    (void)m2p_db_bind_int(st, 8, f->offset < 0 ? 0 : f->offset);
     c = rows_to_array(s, st, &arr, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (c != M2P_OK) {
         return c;
     }
@@ -422,91 +413,191 @@ void m2p_job_claim_clear(m2p_job_claim *c) {
     }
 }
 
-m2p_code m2p_store_job_claim(m2p_store *s, double now, m2p_job_claim *out, m2p_error *err) {
-    memset(out, 0, sizeof *out);
-    sqlite3_stmt *st = NULL;
+/* Fails running jobs whose lease ran out (no heartbeat for lease_s) and whose
+ * attempts are used up: the worker died during every attempt. */
+static m2p_code fail_expired(m2p_store *s, double now, double lease_s, m2p_error *err) {
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
-                      "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?1,"
-                      " updated_at = ?1, cancel_requested = 0"
-                      " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND not_before <= ?1"
-                      "   ORDER BY queue_pos LIMIT 1)"
-                      " AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
-                      " RETURNING id, attempts, max_attempts, spec",
+                      "UPDATE jobs SET status = 'failed', error_code = ?1, error_message = ?2,"
+                      " error_detail = 'the worker running it stopped during every attempt', error_hint = ?3,"
+                      " finished_at = ?4, updated_at = ?4"
+                      " WHERE status = 'running' AND updated_at < ?4 - ?5 AND attempts >= max_attempts RETURNING id",
                       &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_double(st, 1, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        out->id = sqlite3_column_int64(st, 0);
-        out->attempt = sqlite3_column_int(st, 1);
-        out->max_attempts = sqlite3_column_int(st, 2);
-        out->spec_json = m2p_strdup((const char *)sqlite3_column_text(st, 3));
+    (void)m2p_db_bind_text(st, 1, m2p_errname(M2P_E_JOB_INTERRUPTED));
+    (void)m2p_db_bind_text(st, 2, m2p_strerror(M2P_E_JOB_INTERRUPTED));
+    (void)m2p_db_bind_text(st, 3, m2p_errhint(M2P_E_JOB_INTERRUPTED));
+    (void)m2p_db_bind_double(st, 4, now);
+    (void)m2p_db_bind_double(st, 5, lease_s);
+    int64_t ids[64];
+    int n = 0;
+    int rc;
+    while ((rc = m2p_db_step(st)) == M2P_DB_ROW) {
+        if (n < 64) {
+            ids[n++] = m2p_db_column_int64(st, 0);
+        }
+    }
+    m2p_db_finalize(st);
+    if (rc != M2P_DB_DONE) {
+        return m2p_store_db_error(s, rc, "expire jobs", err);
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *d = json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "status", "failed", "error", "code",
+                              m2p_errname(M2P_E_JOB_INTERRUPTED), "message", m2p_strerror(M2P_E_JOB_INTERRUPTED),
+                              "detail", "the worker running it stopped during every attempt", "hint",
+                              m2p_errhint(M2P_E_JOB_INTERRUPTED));
+        m2p_error e;
+        if (d != NULL && m2p_store_job_event(s, ids[i], "state", d, NULL, true, NULL, &e) != M2P_OK) {
+            json_decref(d);
+            return m2p_error_set(err, e.code, "%s", e.detail);
+        }
+        json_decref(d);
+    }
+    return M2P_OK;
+}
+
+m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p_job_claim *out, m2p_error *err) {
+    memset(out, 0, sizeof *out);
+    if (lease_s > 0) {
+        m2p_code fc = fail_expired(s, now, lease_s, err);
+        if (fc != M2P_OK) {
+            return fc;
+        }
+    }
+    m2p_db_stmt *st = NULL;
+    /* One statement: pick the oldest runnable row (queued and due, or running
+     * with an expired lease and attempts left) and take it. PostgreSQL locks
+     * the picked row and skips rows other workers are taking (SKIP LOCKED);
+     * SQLite has one writer at a time. */
+    m2p_code c = prep(s,
+                      s->kind == M2P_STORE_POSTGRES
+                          ? "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?1,"
+                            " updated_at = ?1, cancel_requested = 0"
+                            " WHERE id = (SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
+                            "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                            "   AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
+                            "   ORDER BY queue_pos LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                            " RETURNING id, attempts, max_attempts, spec"
+                          : "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?1,"
+                            " updated_at = ?1, cancel_requested = 0"
+                            " WHERE id = (SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
+                            "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                            "   ORDER BY queue_pos LIMIT 1)"
+                            " AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
+                            " RETURNING id, attempts, max_attempts, spec",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_double(st, 1, now);
+    (void)m2p_db_bind_double(st, 2, lease_s > 0 ? lease_s : 0);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        out->id = m2p_db_column_int64(st, 0);
+        out->attempt = m2p_db_column_int(st, 1);
+        out->max_attempts = m2p_db_column_int(st, 2);
+        const unsigned char *spec = m2p_db_column_text(st, 3);
+        out->spec_json = m2p_strdup(spec != NULL ? (const char *)spec : "");
         c = out->spec_json != NULL ? M2P_OK : m2p_error_set(err, M2P_E_NOMEM, "claim");
         /* Finish the statement so the UPDATE commits. */
-        rc = sqlite3_step(st);
-        if (c == M2P_OK && rc != SQLITE_DONE) {
-            c = m2p_store_sqlite_error(s, rc, "claim", err);
+        rc = m2p_db_step(st);
+        if (c == M2P_OK && rc != M2P_DB_DONE) {
+            c = m2p_store_db_error(s, rc, "claim", err);
         }
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         c = M2P_E_NOT_FOUND;
     } else {
-        c = m2p_store_sqlite_error(s, rc, "claim", err);
+        c = m2p_store_db_error(s, rc, "claim", err);
     }
-    (void)sqlite3_finalize(st);
+    m2p_db_finalize(st);
     if (c != M2P_OK) {
         m2p_job_claim_clear(out);
     }
     return c;
 }
 
-static void bind_error(sqlite3_stmt *st, int first, m2p_code code, const char *detail) {
-    if (code == M2P_OK) {
-        for (int i = 0; i < 4; i++) {
-            (void)sqlite3_bind_null(st, first + i);
-        }
-        return;
-    }
-    (void)sqlite3_bind_text(st, first, m2p_errname(code), -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, first + 1, m2p_strerror(code), -1, SQLITE_STATIC);
-    bind_text_or_null(st, first + 2, detail != NULL && detail[0] != '\0' ? detail : NULL);
-    (void)sqlite3_bind_text(st, first + 3, m2p_errhint(code), -1, SQLITE_STATIC);
+m2p_code m2p_store_job_claim(m2p_store *s, double now, m2p_job_claim *out, m2p_error *err) {
+    return m2p_store_job_claim_lease(s, now, 0, out, err);
 }
 
-static m2p_code insert_image(m2p_store *s, int64_t job_id, const m2p_image_row *r, double now, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+m2p_code m2p_store_job_heartbeat(m2p_store *s, int64_t id, int attempt, double now, bool *cancel, bool *lost,
+                                 m2p_error *err) {
+    *cancel = false;
+    *lost = false;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
-                      "INSERT OR IGNORE INTO images (job_id, idx, seed, path, width, height, prompt, style,"
-                      " renderer, model, metadata, track_id, source, tempo, key, mode, created_at)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                      "UPDATE jobs SET updated_at = ?1 WHERE id = ?2 AND status = 'running' AND attempts = ?3"
+                      " RETURNING cancel_requested",
                       &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, job_id);
-    (void)sqlite3_bind_int(st, 2, r->index);
-    (void)sqlite3_bind_int64(st, 3, (sqlite3_int64)r->seed);
-    (void)sqlite3_bind_text(st, 4, r->path != NULL ? r->path : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_int(st, 5, r->width);
-    (void)sqlite3_bind_int(st, 6, r->height);
-    (void)sqlite3_bind_text(st, 7, r->prompt != NULL ? r->prompt : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 8, r->style != NULL ? r->style : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 9, r->renderer != NULL ? r->renderer : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 10, r->model != NULL ? r->model : "", -1, SQLITE_TRANSIENT);
+    (void)m2p_db_bind_double(st, 1, now);
+    (void)m2p_db_bind_int64(st, 2, id);
+    (void)m2p_db_bind_int(st, 3, attempt);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *cancel = m2p_db_column_int64(st, 0) != 0;
+        rc = m2p_db_step(st);
+    } else if (rc == M2P_DB_DONE) {
+        *lost = true;
+    }
+    if (rc != M2P_DB_DONE) {
+        c = m2p_store_db_error(s, rc, "heartbeat", err);
+    }
+    m2p_db_finalize(st);
+    return c;
+}
+
+static void bind_error(m2p_db_stmt *st, int first, m2p_code code, const char *detail) {
+    if (code == M2P_OK) {
+        for (int i = 0; i < 4; i++) {
+            (void)m2p_db_bind_null(st, first + i);
+        }
+        return;
+    }
+    (void)m2p_db_bind_text(st, first, m2p_errname(code));
+    (void)m2p_db_bind_text(st, first + 1, m2p_strerror(code));
+    bind_text_or_null(st, first + 2, detail != NULL && detail[0] != '\0' ? detail : NULL);
+    (void)m2p_db_bind_text(st, first + 3, m2p_errhint(code));
+}
+
+static m2p_code insert_image(m2p_store *s, int64_t job_id, const m2p_image_row *r, double now, m2p_error *err) {
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s,
+                      "INSERT INTO images (job_id, idx, seed, path, width, height, prompt, style,"
+                      " renderer, model, metadata, track_id, source, tempo, key, mode, created_at)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                      " ON CONFLICT (job_id, idx) DO NOTHING",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_int64(st, 1, job_id);
+    (void)m2p_db_bind_int(st, 2, r->index);
+    (void)m2p_db_bind_int64(st, 3, (int64_t)r->seed);
+    (void)m2p_db_bind_text(st, 4, r->path != NULL ? r->path : "");
+    (void)m2p_db_bind_int(st, 5, r->width);
+    (void)m2p_db_bind_int(st, 6, r->height);
+    (void)m2p_db_bind_text(st, 7, r->prompt != NULL ? r->prompt : "");
+    (void)m2p_db_bind_text(st, 8, r->style != NULL ? r->style : "");
+    (void)m2p_db_bind_text(st, 9, r->renderer != NULL ? r->renderer : "");
+    (void)m2p_db_bind_text(st, 10, r->model != NULL ? r->model : "");
     bind_text_or_null(st, 11, r->metadata_json);
     if (r->track_id > 0) {
-        (void)sqlite3_bind_int64(st, 12, r->track_id);
+        (void)m2p_db_bind_int64(st, 12, r->track_id);
     } else {
-        (void)sqlite3_bind_null(st, 12);
+        (void)m2p_db_bind_null(st, 12);
     }
-    (void)sqlite3_bind_text(st, 13, r->source != NULL ? r->source : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_double(st, 14, r->tempo);
-    (void)sqlite3_bind_text(st, 15, r->key != NULL ? r->key : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 16, r->mode != NULL ? r->mode : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_double(st, 17, now);
+    (void)m2p_db_bind_text(st, 13, r->source != NULL ? r->source : "");
+    (void)m2p_db_bind_double(st, 14, r->tempo);
+    (void)m2p_db_bind_text(st, 15, r->key != NULL ? r->key : "");
+    (void)m2p_db_bind_text(st, 16, r->mode != NULL ? r->mode : "");
+    (void)m2p_db_bind_double(st, 17, now);
     c = step_done(s, st, "insert image", err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -518,7 +609,7 @@ m2p_code m2p_store_job_finish(m2p_store *s, int64_t id, int attempt, const m2p_j
     if (c != M2P_OK) {
         return c;
     }
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     c = prep(s,
              "UPDATE jobs SET status = ?1, error_code = ?2, error_message = ?3, error_detail = ?4, error_hint = ?5,"
              " result = coalesce(?6, result), track_id = coalesce(?7, track_id), finished_at = ?8, updated_at = ?8,"
@@ -529,24 +620,24 @@ m2p_code m2p_store_job_finish(m2p_store *s, int64_t id, int attempt, const m2p_j
         rollback(s);
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, m2p_job_status_name(o->status), -1, SQLITE_STATIC);
+    (void)m2p_db_bind_text(st, 1, m2p_job_status_name(o->status));
     bind_error(st, 2, o->code, o->detail);
     bind_text_or_null(st, 6, o->result_json);
     if (o->track_id > 0) {
-        (void)sqlite3_bind_int64(st, 7, o->track_id);
+        (void)m2p_db_bind_int64(st, 7, o->track_id);
     } else {
-        (void)sqlite3_bind_null(st, 7);
+        (void)m2p_db_bind_null(st, 7);
     }
-    (void)sqlite3_bind_double(st, 8, now);
-    (void)sqlite3_bind_int64(st, 9, id);
-    (void)sqlite3_bind_int(st, 10, attempt);
+    (void)m2p_db_bind_double(st, 8, now);
+    (void)m2p_db_bind_int64(st, 9, id);
+    (void)m2p_db_bind_int(st, 10, attempt);
     c = step_done(s, st, "finish job", err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (c != M2P_OK) {
         rollback(s);
         return c;
     }
-    if (sqlite3_changes(s->db) == 0) {
+    if ((int)m2p_db_changes(s) == 0) {
         rollback(s);
         return M2P_OK; /* the row moved on: nothing to do */
     }
@@ -566,7 +657,7 @@ m2p_code m2p_store_job_finish(m2p_store *s, int64_t id, int attempt, const m2p_j
 
 m2p_code m2p_store_job_requeue(m2p_store *s, int64_t id, int attempt, double when, m2p_code code, const char *detail,
                                bool uncount, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
                       "UPDATE jobs SET status = 'queued', not_before = ?1, attempts = attempts - ?2,"
                       " error_code = ?3, error_message = ?4, error_detail = ?5, error_hint = ?6, updated_at = ?7,"
@@ -576,49 +667,49 @@ m2p_code m2p_store_job_requeue(m2p_store *s, int64_t id, int attempt, double whe
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_double(st, 1, when);
-    (void)sqlite3_bind_int(st, 2, uncount ? 1 : 0);
+    (void)m2p_db_bind_double(st, 1, when);
+    (void)m2p_db_bind_int(st, 2, uncount ? 1 : 0);
     bind_error(st, 3, code, detail);
-    (void)sqlite3_bind_double(st, 7, m2p_now_wall());
-    (void)sqlite3_bind_int64(st, 8, id);
-    (void)sqlite3_bind_int(st, 9, attempt);
+    (void)m2p_db_bind_double(st, 7, m2p_now_wall());
+    (void)m2p_db_bind_int64(st, 8, id);
+    (void)m2p_db_bind_int(st, 9, attempt);
     c = step_done(s, st, "requeue job", err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 /* Reads a job's status inside the current transaction. */
 static m2p_code job_status(m2p_store *s, int64_t id, m2p_job_status *out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT status FROM jobs WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (!m2p_job_status_parse((const char *)sqlite3_column_text(st, 0), out)) {
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        if (!m2p_job_status_parse((const char *)m2p_db_column_text(st, 0), out)) {
             c = m2p_error_set(err, M2P_E_INTERNAL, "job %lld has an unknown status", (long long)id);
         }
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         c = m2p_error_set(err, M2P_E_JOB_NOT_FOUND, "job %lld", (long long)id);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "job status", err);
+        c = m2p_store_db_error(s, rc, "job status", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 static m2p_code exec_id(m2p_store *s, const char *sql, int64_t id, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, sql, &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    (void)sqlite3_bind_double(st, 2, m2p_now_wall());
+    (void)m2p_db_bind_int64(st, 1, id);
+    (void)m2p_db_bind_double(st, 2, m2p_now_wall());
     c = step_done(s, st, sql, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -710,27 +801,27 @@ m2p_code m2p_store_job_recover(m2p_store *s, int *requeued, int *failed, m2p_err
     if (c != M2P_OK) {
         return c;
     }
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     c = prep(s,
              "UPDATE jobs SET status = 'failed', error_code = ?1, error_message = ?2,"
              " error_detail = 'the server stopped during every attempt', error_hint = ?3,"
              " finished_at = ?4, updated_at = ?4 WHERE status = 'running' AND attempts >= max_attempts",
              &st, err);
     if (c == M2P_OK) {
-        (void)sqlite3_bind_text(st, 1, m2p_errname(M2P_E_JOB_INTERRUPTED), -1, SQLITE_STATIC);
-        (void)sqlite3_bind_text(st, 2, m2p_strerror(M2P_E_JOB_INTERRUPTED), -1, SQLITE_STATIC);
-        (void)sqlite3_bind_text(st, 3, m2p_errhint(M2P_E_JOB_INTERRUPTED), -1, SQLITE_STATIC);
-        (void)sqlite3_bind_double(st, 4, m2p_now_wall());
+        (void)m2p_db_bind_text(st, 1, m2p_errname(M2P_E_JOB_INTERRUPTED));
+        (void)m2p_db_bind_text(st, 2, m2p_strerror(M2P_E_JOB_INTERRUPTED));
+        (void)m2p_db_bind_text(st, 3, m2p_errhint(M2P_E_JOB_INTERRUPTED));
+        (void)m2p_db_bind_double(st, 4, m2p_now_wall());
         c = step_done(s, st, "recover", err);
-        *failed = sqlite3_changes(s->db);
-        (void)sqlite3_finalize(st);
+        *failed = (int)m2p_db_changes(s);
+        (void)m2p_db_finalize(st);
     }
     if (c == M2P_OK) {
         c = exec_id(s,
                     "UPDATE jobs SET status = 'queued', not_before = 0, cancel_requested = 0, updated_at = ?2"
                     " WHERE status = 'running' AND ?1 = ?1",
                     0, err);
-        *requeued = sqlite3_changes(s->db);
+        *requeued = (int)m2p_db_changes(s);
     }
     if (c != M2P_OK) {
         rollback(s);
@@ -740,15 +831,15 @@ m2p_code m2p_store_job_recover(m2p_store *s, int *requeued, int *failed, m2p_err
 }
 
 m2p_code m2p_store_job_cancel_requested(m2p_store *s, int64_t id, bool *out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT cancel_requested FROM jobs WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    *out = rc == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    *out = rc == M2P_DB_ROW && m2p_db_column_int(st, 0) != 0;
+    (void)m2p_db_finalize(st);
     return M2P_OK;
 }
 
@@ -759,7 +850,7 @@ static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *
                             bool queue_too, int64_t *seq_out, m2p_error *err) {
     double now = m2p_now_wall();
     m2p_code c = M2P_OK;
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     int64_t seq = 0;
     char *text = NULL;
     c = prep(s,
@@ -768,18 +859,18 @@ static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *
              &st, err);
     if (c == M2P_OK) {
         bind_text_or_null(st, 1, progress_json);
-        (void)sqlite3_bind_double(st, 2, now);
-        (void)sqlite3_bind_int64(st, 3, id);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            seq = sqlite3_column_int64(st, 0);
-            rc = sqlite3_step(st);
+        (void)m2p_db_bind_double(st, 2, now);
+        (void)m2p_db_bind_int64(st, 3, id);
+        int rc = m2p_db_step(st);
+        if (rc == M2P_DB_ROW) {
+            seq = m2p_db_column_int64(st, 0);
+            rc = m2p_db_step(st);
         }
         if (seq == 0) {
-            c = rc == SQLITE_DONE ? m2p_error_set(err, M2P_E_JOB_NOT_FOUND, "job %lld", (long long)id)
-                                  : m2p_store_sqlite_error(s, rc, "event seq", err);
+            c = rc == M2P_DB_DONE ? m2p_error_set(err, M2P_E_JOB_NOT_FOUND, "job %lld", (long long)id)
+                                  : m2p_store_db_error(s, rc, "event seq", err);
         }
-        (void)sqlite3_finalize(st);
+        (void)m2p_db_finalize(st);
     }
     if (c == M2P_OK) {
         json_t *ev = data != NULL ? json_deep_copy(data) : json_object();
@@ -801,20 +892,20 @@ static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *
     if (c == M2P_OK) {
         c = prep(s, "INSERT INTO job_events (job_id, seq, data) VALUES (?1, ?2, ?3)", &st, err);
         if (c == M2P_OK) {
-            (void)sqlite3_bind_int64(st, 1, id);
-            (void)sqlite3_bind_int64(st, 2, seq);
-            (void)sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+            (void)m2p_db_bind_int64(st, 1, id);
+            (void)m2p_db_bind_int64(st, 2, seq);
+            (void)m2p_db_bind_text(st, 3, text);
             c = step_done(s, st, "insert event", err);
-            (void)sqlite3_finalize(st);
+            (void)m2p_db_finalize(st);
         }
     }
     if (c == M2P_OK && queue_too) {
         c = prep(s, "INSERT INTO queue_events (job_id, data) VALUES (?1, ?2)", &st, err);
         if (c == M2P_OK) {
-            (void)sqlite3_bind_int64(st, 1, id);
-            (void)sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+            (void)m2p_db_bind_int64(st, 1, id);
+            (void)m2p_db_bind_text(st, 2, text);
             c = step_done(s, st, "insert queue event", err);
-            (void)sqlite3_finalize(st);
+            (void)m2p_db_finalize(st);
         }
     }
     free(text); /* jansson allocated it with its own allocator (malloc) */
@@ -840,27 +931,27 @@ m2p_code m2p_store_job_event(m2p_store *s, int64_t id, const char *type, json_t 
 
 static m2p_code events_query(m2p_store *s, const char *sql, int64_t id, int64_t since, int limit, json_t **out,
                              m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, sql, &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, since);
-    (void)sqlite3_bind_int(st, 2, limit < 1 ? 1000 : limit);
-    (void)sqlite3_bind_int64(st, 3, id);
+    (void)m2p_db_bind_int64(st, 1, since);
+    (void)m2p_db_bind_int(st, 2, limit < 1 ? 1000 : limit);
+    (void)m2p_db_bind_int64(st, 3, id);
     json_t *arr = json_array();
     int rc;
-    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *ev = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    while (arr != NULL && (rc = m2p_db_step(st)) == M2P_DB_ROW) {
+        json_t *ev = json_loads((const char *)m2p_db_column_text(st, 0), 0, NULL);
         if (ev != NULL) {
-            if (json_object_get(ev, "seq") == NULL || sqlite3_column_count(st) > 1) {
+            if (json_object_get(ev, "seq") == NULL || m2p_db_column_count(st) > 1) {
                 /* queue events carry their own global sequence */
-                (void)json_object_set_new(ev, "queue_seq", json_integer(sqlite3_column_int64(st, 1)));
+                (void)json_object_set_new(ev, "queue_seq", json_integer(m2p_db_column_int64(st, 1)));
             }
             (void)json_array_append_new(arr, ev);
         }
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (arr == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "events");
     }
@@ -879,37 +970,37 @@ m2p_code m2p_store_queue_events(m2p_store *s, int64_t since, int limit, json_t *
 }
 
 m2p_code m2p_store_job_seq(m2p_store *s, int64_t id, int64_t *seq, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT event_seq FROM jobs WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *seq = sqlite3_column_int64(st, 0);
-    } else if (rc == SQLITE_DONE) {
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *seq = m2p_db_column_int64(st, 0);
+    } else if (rc == M2P_DB_DONE) {
         c = m2p_error_set(err, M2P_E_JOB_NOT_FOUND, "job %lld", (long long)id);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "job seq", err);
+        c = m2p_store_db_error(s, rc, "job seq", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 m2p_code m2p_store_queue_seq(m2p_store *s, int64_t *seq, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT coalesce(max(seq), 0) FROM queue_events", &st, err);
     if (c != M2P_OK) {
         return c;
     }
     c = count_query(s, st, seq, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 m2p_code m2p_store_job_counts(m2p_store *s, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT status, count(*) FROM jobs GROUP BY status", &st, err);
     if (c != M2P_OK) {
         return c;
@@ -919,11 +1010,11 @@ m2p_code m2p_store_job_counts(m2p_store *s, json_t **out, m2p_error *err) {
         (void)json_object_set_new(o, k_status_names[i], json_integer(0));
     }
     int rc;
-    while (o != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        (void)json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
-                                  json_integer(sqlite3_column_int64(st, 1)));
+    while (o != NULL && (rc = m2p_db_step(st)) == M2P_DB_ROW) {
+        (void)json_object_set_new(o, (const char *)m2p_db_column_text(st, 0),
+                                  json_integer(m2p_db_column_int64(st, 1)));
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (o == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "counts");
     }
@@ -938,22 +1029,24 @@ m2p_code m2p_store_step_stat_add(m2p_store *s, const char *step, const char *ren
     if (!isfinite(seconds) || seconds < 0) {
         return M2P_OK;
     }
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     /* A running mean over at most the last ~20 measurements (so it follows the machine). */
     m2p_code c = prep(s,
                       "INSERT INTO step_stats (step, renderer, size, n, mean_s) VALUES (?1, ?2, ?3, 1, ?4)"
                       " ON CONFLICT (step, renderer, size) DO UPDATE SET"
-                      " mean_s = mean_s + (excluded.mean_s - mean_s) / min(n + 1, 20), n = n + 1",
+                      " mean_s = step_stats.mean_s + (excluded.mean_s - step_stats.mean_s)"
+                      " / (CASE WHEN step_stats.n + 1 < 20 THEN step_stats.n + 1 ELSE 20 END),"
+                      " n = step_stats.n + 1",
                       &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, step, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 2, renderer, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 3, size, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_double(st, 4, seconds);
+    (void)m2p_db_bind_text(st, 1, step);
+    (void)m2p_db_bind_text(st, 2, renderer);
+    (void)m2p_db_bind_text(st, 3, size);
+    (void)m2p_db_bind_double(st, 4, seconds);
     c = step_done(s, st, "step stat", err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -961,31 +1054,31 @@ m2p_code m2p_store_step_stat_get(m2p_store *s, const char *step, const char *ren
                                  double *mean, bool *found, m2p_error *err) {
     *found = false;
     *mean = 0;
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT mean_s FROM step_stats WHERE step = ?1 AND renderer = ?2 AND size = ?3", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, step, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 2, renderer, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 3, size, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *mean = sqlite3_column_double(st, 0);
+    (void)m2p_db_bind_text(st, 1, step);
+    (void)m2p_db_bind_text(st, 2, renderer);
+    (void)m2p_db_bind_text(st, 3, size);
+    if (m2p_db_step(st) == M2P_DB_ROW) {
+        *mean = m2p_db_column_double(st, 0);
         *found = true;
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return M2P_OK;
 }
 
 m2p_code m2p_store_step_stats(m2p_store *s, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT step, renderer, size, n, mean_s FROM step_stats ORDER BY step, renderer, size", &st,
                       err);
     if (c != M2P_OK) {
         return c;
     }
     c = rows_to_array(s, st, out, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -998,23 +1091,23 @@ m2p_code m2p_store_step_stats(m2p_store *s, json_t **out, m2p_error *err) {
     " '/api/images/' || images.id || '/thumb' AS thumb_url"
 
 m2p_code m2p_store_image_get(m2p_store *s, int64_t id, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT " IMAGE_COLUMNS " FROM images JOIN jobs ON jobs.id = job_id WHERE images.id = ?1",
                       &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
         *out = row_to_json(st);
         c = *out != NULL ? M2P_OK : m2p_error_set(err, M2P_E_NOMEM, "image json");
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         c = m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "image %lld", (long long)id);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "get image", err);
+        c = m2p_store_db_error(s, rc, "get image", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -1025,22 +1118,22 @@ m2p_code m2p_store_image_get(m2p_store *s, int64_t id, json_t **out, m2p_error *
     " AND (?8 = 0 OR images.created_at >= ?8) AND (?9 = 0 OR images.created_at <= ?9)"                 \
     " AND (?10 = 0 OR job_id = ?10) AND (?11 = 0 OR jobs.batch_id = ?11)"
 
-static void bind_image_filter(sqlite3_stmt *st, const m2p_image_filter *f) {
+static void bind_image_filter(m2p_db_stmt *st, const m2p_image_filter *f) {
     bind_text_or_null(st, 1, f->style);
     bind_text_or_null(st, 2, f->key);
     bind_text_or_null(st, 3, f->mode);
     bind_text_or_null(st, 4, f->q);
     bind_text_or_null(st, 5, f->source);
-    (void)sqlite3_bind_double(st, 6, f->tempo_min);
-    (void)sqlite3_bind_double(st, 7, f->tempo_max);
-    (void)sqlite3_bind_double(st, 8, f->from);
-    (void)sqlite3_bind_double(st, 9, f->to);
-    (void)sqlite3_bind_int64(st, 10, f->job_id);
-    (void)sqlite3_bind_int64(st, 11, f->batch_id);
+    (void)m2p_db_bind_double(st, 6, f->tempo_min);
+    (void)m2p_db_bind_double(st, 7, f->tempo_max);
+    (void)m2p_db_bind_double(st, 8, f->from);
+    (void)m2p_db_bind_double(st, 9, f->to);
+    (void)m2p_db_bind_int64(st, 10, f->job_id);
+    (void)m2p_db_bind_int64(st, 11, f->batch_id);
 }
 
 m2p_code m2p_store_images_query(m2p_store *s, const m2p_image_filter *f, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     int64_t total = 0;
     json_t *arr = NULL;
     m2p_code c = prep(s, "SELECT count(*) FROM images JOIN jobs ON jobs.id = job_id" IMAGE_WHERE, &st, err);
@@ -1049,7 +1142,7 @@ m2p_code m2p_store_images_query(m2p_store *s, const m2p_image_filter *f, json_t 
     }
     bind_image_filter(st, f);
     c = count_query(s, st, &total, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (c != M2P_OK) {
         return c;
     }
@@ -1062,10 +1155,10 @@ m2p_code m2p_store_images_query(m2p_store *s, const m2p_image_filter *f, json_t 
     }
     bind_image_filter(st, f);
     int limit = f->limit < 1 ? 100 : (f->limit > 1000 ? 1000 : f->limit);
-    (void)sqlite3_bind_int(st, 12, limit);
-    (void)sqlite3_bind_int(st, 13, f->offset < 0 ? 0 : f->offset);
+    (void)m2p_db_bind_int(st, 12, limit);
+    (void)m2p_db_bind_int(st, 13, f->offset < 0 ? 0 : f->offset);
     c = rows_to_array(s, st, &arr, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (c != M2P_OK) {
         return c;
     }
@@ -1076,46 +1169,46 @@ m2p_code m2p_store_images_query(m2p_store *s, const m2p_image_filter *f, json_t 
 /* ---- batches ------------------------------------------------------------------------------- */
 
 m2p_code m2p_store_batch_create(m2p_store *s, const char *client, int n_items, int64_t *id_out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "INSERT INTO batches (client, n_items, created_at) VALUES (?1, ?2, ?3) RETURNING id", &st,
                       err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, client != NULL ? client : "", -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_int(st, 2, n_items);
-    (void)sqlite3_bind_double(st, 3, m2p_now_wall());
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *id_out = sqlite3_column_int64(st, 0);
-        rc = sqlite3_step(st);
+    (void)m2p_db_bind_text(st, 1, client != NULL ? client : "");
+    (void)m2p_db_bind_int(st, 2, n_items);
+    (void)m2p_db_bind_double(st, 3, m2p_now_wall());
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *id_out = m2p_db_column_int64(st, 0);
+        rc = m2p_db_step(st);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "insert batch", err);
+        c = m2p_store_db_error(s, rc, "insert batch", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 m2p_code m2p_store_batch_get(m2p_store *s, int64_t id, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT id, n_items, created_at FROM batches WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    json_t *o = rc == SQLITE_ROW ? row_to_json(st) : NULL;
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    json_t *o = rc == M2P_DB_ROW ? row_to_json(st) : NULL;
+    (void)m2p_db_finalize(st);
     if (o == NULL) {
-        return rc == SQLITE_DONE ? m2p_error_set(err, M2P_E_NOT_FOUND, "batch %lld", (long long)id)
-                                 : m2p_store_sqlite_error(s, rc, "get batch", err);
+        return rc == M2P_DB_DONE ? m2p_error_set(err, M2P_E_NOT_FOUND, "batch %lld", (long long)id)
+                                 : m2p_store_db_error(s, rc, "get batch", err);
     }
     c = prep(s, "SELECT id, status FROM jobs WHERE batch_id = ?1 ORDER BY id", &st, err);
     if (c != M2P_OK) {
         json_decref(o);
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
+    (void)m2p_db_bind_int64(st, 1, id);
     json_t *jobs = json_array();
     json_t *counts = json_object();
     for (size_t i = 0; counts != NULL && i < sizeof k_status_names / sizeof k_status_names[0]; i++) {
@@ -1123,9 +1216,9 @@ m2p_code m2p_store_batch_get(m2p_store *s, int64_t id, json_t **out, m2p_error *
     }
     int64_t done = 0;
     int64_t total = 0;
-    while (jobs != NULL && counts != NULL && sqlite3_step(st) == SQLITE_ROW) {
-        const char *status = (const char *)sqlite3_column_text(st, 1);
-        (void)json_array_append_new(jobs, json_pack("{s:I, s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+    while (jobs != NULL && counts != NULL && m2p_db_step(st) == M2P_DB_ROW) {
+        const char *status = (const char *)m2p_db_column_text(st, 1);
+        (void)json_array_append_new(jobs, json_pack("{s:I, s:s}", "id", (json_int_t)m2p_db_column_int64(st, 0),
                                                     "status", status));
         json_t *n = json_object_get(counts, status);
         (void)json_object_set_new(counts, status, json_integer(json_integer_value(n) + 1));
@@ -1134,7 +1227,7 @@ m2p_code m2p_store_batch_get(m2p_store *s, int64_t id, json_t **out, m2p_error *
             done++;
         }
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (jobs == NULL || counts == NULL) {
         json_decref(jobs);
         json_decref(counts);
@@ -1153,17 +1246,17 @@ m2p_code m2p_store_batch_get(m2p_store *s, int64_t id, json_t **out, m2p_error *
 /* ---- settings ------------------------------------------------------------------------------- */
 
 m2p_code m2p_store_settings_get(m2p_store *s, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT key, value FROM settings ORDER BY key", &st, err);
     if (c != M2P_OK) {
         return c;
     }
     json_t *o = json_object();
-    while (o != NULL && sqlite3_step(st) == SQLITE_ROW) {
-        (void)json_object_set_new(o, (const char *)sqlite3_column_text(st, 0),
-                                  json_string((const char *)sqlite3_column_text(st, 1)));
+    while (o != NULL && m2p_db_step(st) == M2P_DB_ROW) {
+        (void)json_object_set_new(o, (const char *)m2p_db_column_text(st, 0),
+                                  json_string((const char *)m2p_db_column_text(st, 1)));
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     if (o == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "settings");
     }
@@ -1172,7 +1265,7 @@ m2p_code m2p_store_settings_get(m2p_store *s, json_t **out, m2p_error *err) {
 }
 
 m2p_code m2p_store_setting_put(m2p_store *s, const char *key, const char *value, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
                       value != NULL ? "INSERT INTO settings (key, value) VALUES (?1, ?2)"
                                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
@@ -1181,12 +1274,12 @@ m2p_code m2p_store_setting_put(m2p_store *s, const char *key, const char *value,
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    (void)m2p_db_bind_text(st, 1, key);
     if (value != NULL) {
-        (void)sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+        (void)m2p_db_bind_text(st, 2, value);
     }
     c = step_done(s, st, "setting", err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -1195,17 +1288,17 @@ m2p_code m2p_store_setting_get(m2p_store *s, const char *key, char *buf, size_t 
     if (cap > 0) {
         buf[0] = '\0';
     }
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT value FROM settings WHERE key = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        (void)snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    (void)m2p_db_bind_text(st, 1, key);
+    if (m2p_db_step(st) == M2P_DB_ROW) {
+        (void)snprintf(buf, cap, "%s", (const char *)m2p_db_column_text(st, 0));
         *found = true;
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return M2P_OK;
 }
 
@@ -1213,7 +1306,7 @@ m2p_code m2p_store_setting_get(m2p_store *s, const char *key, char *buf, size_t 
 
 m2p_code m2p_store_template_put(m2p_store *s, int64_t id, const char *name, const char *text, int64_t *id_out,
                                 m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
                       id > 0 ? "UPDATE templates SET name = ?1, text = ?2, updated_at = ?3 WHERE id = ?4 RETURNING id"
                              : "INSERT INTO templates (name, text, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)"
@@ -1222,50 +1315,50 @@ m2p_code m2p_store_template_put(m2p_store *s, int64_t id, const char *name, cons
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
-    (void)sqlite3_bind_double(st, 3, m2p_now_wall());
+    (void)m2p_db_bind_text(st, 1, name);
+    (void)m2p_db_bind_text(st, 2, text);
+    (void)m2p_db_bind_double(st, 3, m2p_now_wall());
     if (id > 0) {
-        (void)sqlite3_bind_int64(st, 4, id);
+        (void)m2p_db_bind_int64(st, 4, id);
     }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *id_out = sqlite3_column_int64(st, 0);
-        (void)sqlite3_step(st);
-    } else if (rc == SQLITE_DONE) {
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *id_out = m2p_db_column_int64(st, 0);
+        (void)m2p_db_step(st);
+    } else if (rc == M2P_DB_DONE) {
         c = m2p_error_set(err, M2P_E_NOT_FOUND, "template %lld", (long long)id);
-    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    } else if (rc == M2P_DB_CONSTRAINT) {
         c = m2p_error_set(err, M2P_E_DB_CONFLICT, "a template named '%s' exists", name);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "template", err);
+        c = m2p_store_db_error(s, rc, "template", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 static m2p_code template_one(m2p_store *s, const char *sql, int64_t id, const char *name, json_t **out,
                              m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, sql, &st, err);
     if (c != M2P_OK) {
         return c;
     }
     if (name != NULL) {
-        (void)sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        (void)m2p_db_bind_text(st, 1, name);
     } else {
-        (void)sqlite3_bind_int64(st, 1, id);
+        (void)m2p_db_bind_int64(st, 1, id);
     }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
         *out = row_to_json(st);
         c = *out != NULL ? M2P_OK : m2p_error_set(err, M2P_E_NOMEM, "template");
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         c = name != NULL ? m2p_error_set(err, M2P_E_NOT_FOUND, "template '%s'", name)
                          : m2p_error_set(err, M2P_E_NOT_FOUND, "template %lld", (long long)id);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "template", err);
+        c = m2p_store_db_error(s, rc, "template", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
@@ -1280,46 +1373,46 @@ m2p_code m2p_store_template_find(m2p_store *s, const char *name, json_t **out, m
 }
 
 m2p_code m2p_store_template_list(m2p_store *s, json_t **out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT id, name, text, created_at, updated_at FROM templates ORDER BY name", &st, err);
     if (c != M2P_OK) {
         return c;
     }
     c = rows_to_array(s, st, out, err);
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }
 
 m2p_code m2p_store_template_delete(m2p_store *s, int64_t id, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "DELETE FROM templates WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
+    (void)m2p_db_bind_int64(st, 1, id);
     c = step_done(s, st, "delete template", err);
-    (void)sqlite3_finalize(st);
-    if (c == M2P_OK && sqlite3_changes(s->db) == 0) {
+    (void)m2p_db_finalize(st);
+    if (c == M2P_OK && (int)m2p_db_changes(s) == 0) {
         c = m2p_error_set(err, M2P_E_NOT_FOUND, "template %lld", (long long)id);
     }
     return c;
 }
 
 m2p_code m2p_store_track_path(m2p_store *s, int64_t id, char *buf, size_t cap, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
+    m2p_db_stmt *st = NULL;
     m2p_code c = prep(s, "SELECT path FROM tracks WHERE id = ?1", &st, err);
     if (c != M2P_OK) {
         return c;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        (void)snprintf(buf, cap, "%s", (const char *)sqlite3_column_text(st, 0));
-    } else if (rc == SQLITE_DONE) {
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        (void)snprintf(buf, cap, "%s", (const char *)m2p_db_column_text(st, 0));
+    } else if (rc == M2P_DB_DONE) {
         c = m2p_error_set(err, M2P_E_NOT_FOUND, "track %lld", (long long)id);
     } else {
-        c = m2p_store_sqlite_error(s, rc, "track", err);
+        c = m2p_store_db_error(s, rc, "track", err);
     }
-    (void)sqlite3_finalize(st);
+    (void)m2p_db_finalize(st);
     return c;
 }

@@ -108,6 +108,21 @@ typedef struct m2p_job_claim {
 m2p_code m2p_store_job_claim(m2p_store *s, double now, m2p_job_claim *out, m2p_error *err) M2P_WUR;
 void m2p_job_claim_clear(m2p_job_claim *c);
 
+/* Distributed workers (several processes or hosts): as claim, but a running
+ * job whose lease ran out (updated_at older than now - lease_s: its worker
+ * stopped sending heartbeats) is taken over as the next attempt while it has
+ * attempts left, and failed with job_interrupted (event written) once they
+ * are used up. lease_s 0: same as m2p_store_job_claim. The attempt number
+ * fences the old worker out: its finish/requeue no longer match. */
+m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p_job_claim *out,
+                                   m2p_error *err) M2P_WUR;
+
+/* Renews the lease of a running attempt (updated_at = now). *cancel: a cancel
+ * was requested (from any host); *lost: the row is no longer running this
+ * attempt (taken over, or finished), so the worker should stop. */
+m2p_code m2p_store_job_heartbeat(m2p_store *s, int64_t id, int attempt, double now, bool *cancel, bool *lost,
+                                 m2p_error *err) M2P_WUR;
+
 /* One image of a finished job. */
 typedef struct m2p_image_row {
     int index;

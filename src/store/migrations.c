@@ -4,6 +4,13 @@
  * Migration N (1-based) brings the schema from version N-1 to N; the version
  * is kept in PRAGMA user_version. Each runs in one transaction at open.
  * Rules: append new migrations; never edit or reorder a shipped one.
+ *
+ * PostgreSQL has its own list with the same numbering (migration N does the
+ * same on both engines): the schemas differ only in types (BIGSERIAL ids,
+ * BIGINT integers, DOUBLE PRECISION reals, no WITHOUT ROWID) and in the
+ * instr() helper PostgreSQL lacks. The queries (store.c, jobs.c) are shared
+ * (store/db.h says which SQL subset they use). The PostgreSQL version is the
+ * row of table m2p_schema.
  */
 #include "store/store_impl.h"
 
@@ -106,3 +113,105 @@ const m2p_migration m2p_store_migrations[] = {
 };
 
 const int m2p_store_n_migrations = (int)(sizeof m2p_store_migrations / sizeof m2p_store_migrations[0]);
+
+const m2p_migration m2p_store_pg_migrations[] = {
+    {"tracks and analyses",
+     "CREATE TABLE tracks ("
+     "  id BIGSERIAL PRIMARY KEY,"
+     "  kind TEXT NOT NULL,"
+     "  source TEXT NOT NULL,"
+     "  video_id TEXT NOT NULL DEFAULT '',"
+     "  title TEXT NOT NULL DEFAULT '',"
+     "  uploader TEXT NOT NULL DEFAULT '',"
+     "  duration_s DOUBLE PRECISION NOT NULL DEFAULT 0,"
+     "  content_hash TEXT NOT NULL UNIQUE,"
+     "  path TEXT NOT NULL,"
+     "  created_at DOUBLE PRECISION NOT NULL,"
+     "  updated_at DOUBLE PRECISION NOT NULL"
+     ");"
+     "CREATE INDEX tracks_video_id ON tracks(video_id);"
+     "CREATE TABLE analyses ("
+     "  content_hash TEXT NOT NULL,"
+     "  analyzer_version TEXT NOT NULL,"
+     "  features_json TEXT NOT NULL,"
+     "  created_at DOUBLE PRECISION NOT NULL,"
+     "  PRIMARY KEY (content_hash, analyzer_version)"
+     ");"
+     "CREATE OR REPLACE FUNCTION instr(text, text) RETURNS integer LANGUAGE sql IMMUTABLE"
+     "  AS 'SELECT strpos($1, $2)';"},
+    {"service: jobs, events, images, batches, settings, templates, step stats",
+     "CREATE TABLE batches ("
+     "  id BIGSERIAL PRIMARY KEY,"
+     "  client TEXT NOT NULL DEFAULT '',"
+     "  n_items BIGINT NOT NULL,"
+     "  created_at DOUBLE PRECISION NOT NULL"
+     ");"
+     "CREATE TABLE jobs ("
+     "  id BIGSERIAL PRIMARY KEY,"
+     "  batch_id BIGINT REFERENCES batches(id) ON DELETE SET NULL,"
+     "  status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed','cancelled','partial')),"
+     "  spec TEXT NOT NULL,"
+     "  request_hash TEXT,"
+     "  source TEXT NOT NULL DEFAULT '',"
+     "  style TEXT NOT NULL DEFAULT '',"
+     "  client TEXT NOT NULL DEFAULT '',"
+     "  attempts BIGINT NOT NULL DEFAULT 0,"
+     "  max_attempts BIGINT NOT NULL,"
+     "  error_code TEXT, error_message TEXT, error_detail TEXT, error_hint TEXT,"
+     "  created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
+     "  started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,"
+     "  not_before DOUBLE PRECISION NOT NULL DEFAULT 0,"
+     "  queue_pos BIGINT NOT NULL,"
+     "  progress TEXT,"
+     "  result TEXT,"
+     "  track_id BIGINT,"
+     "  cancel_requested BIGINT NOT NULL DEFAULT 0,"
+     "  event_seq BIGINT NOT NULL DEFAULT 0"
+     ");"
+     "CREATE INDEX jobs_queue ON jobs(status, queue_pos);"
+     "CREATE INDEX jobs_created ON jobs(created_at);"
+     "CREATE INDEX jobs_request_hash ON jobs(request_hash);"
+     "CREATE INDEX jobs_batch ON jobs(batch_id);"
+     "CREATE TABLE job_events ("
+     "  job_id BIGINT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+     "  seq BIGINT NOT NULL,"
+     "  data TEXT NOT NULL,"
+     "  PRIMARY KEY (job_id, seq)"
+     ");"
+     "CREATE TABLE queue_events ("
+     "  seq BIGSERIAL PRIMARY KEY,"
+     "  job_id BIGINT NOT NULL,"
+     "  data TEXT NOT NULL"
+     ");"
+     "CREATE TABLE images ("
+     "  id BIGSERIAL PRIMARY KEY,"
+     "  job_id BIGINT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+     "  idx BIGINT NOT NULL,"
+     "  seed BIGINT NOT NULL,"
+     "  path TEXT NOT NULL,"
+     "  width BIGINT NOT NULL, height BIGINT NOT NULL,"
+     "  prompt TEXT NOT NULL DEFAULT '', style TEXT NOT NULL DEFAULT '',"
+     "  renderer TEXT NOT NULL DEFAULT '', model TEXT NOT NULL DEFAULT '',"
+     "  metadata TEXT,"
+     "  track_id BIGINT,"
+     "  source TEXT NOT NULL DEFAULT '',"
+     "  tempo DOUBLE PRECISION NOT NULL DEFAULT 0, key TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT '',"
+     "  created_at DOUBLE PRECISION NOT NULL,"
+     "  UNIQUE (job_id, idx)"
+     ");"
+     "CREATE INDEX images_created ON images(created_at);"
+     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+     "CREATE TABLE templates ("
+     "  id BIGSERIAL PRIMARY KEY,"
+     "  name TEXT NOT NULL UNIQUE,"
+     "  text TEXT NOT NULL,"
+     "  created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL"
+     ");"
+     "CREATE TABLE step_stats ("
+     "  step TEXT NOT NULL, renderer TEXT NOT NULL, size TEXT NOT NULL,"
+     "  n BIGINT NOT NULL, mean_s DOUBLE PRECISION NOT NULL,"
+     "  PRIMARY KEY (step, renderer, size)"
+     ");"},
+};
+
+const int m2p_store_pg_n_migrations = (int)(sizeof m2p_store_pg_migrations / sizeof m2p_store_pg_migrations[0]);

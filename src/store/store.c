@@ -98,9 +98,18 @@ m2p_code m2p_store_open(const m2p_config *cfg, m2p_store **out, m2p_error *err) 
     *out = NULL;
     char path[M2P_PATH_MAX];
     m2p_config_db_path(cfg, path, sizeof path);
-    if (strncmp(path, "postgres://", 11) == 0 || strncmp(path, "postgresql://", 13) == 0) {
-        return m2p_error_set(err, M2P_E_UNSUPPORTED,
-                             "PostgreSQL storage is not built yet; leave MUS2PIC_DATABASE_URL empty for SQLite");
+    if (m2p_store_url_is_postgres(path)) {
+        m2p_store *ps = m2p_calloc(1, sizeof *ps);
+        if (ps == NULL) {
+            return m2p_error_set(err, M2P_E_NOMEM, "store");
+        }
+        m2p_code prc = m2p_store_pg_open(ps, path, err);
+        if (prc != M2P_OK) {
+            m2p_store_close(ps);
+            return prc;
+        }
+        *out = ps;
+        return M2P_OK;
     }
     if (strncmp(path, "sqlite://", 9) == 0) {
         memmove(path, path + 9, strlen(path + 9) + 1);
@@ -117,6 +126,7 @@ m2p_code m2p_store_open(const m2p_config *cfg, m2p_store **out, m2p_error *err) 
     }
     (void)snprintf(s->path, sizeof s->path, "%s", path);
     m2p_code rc = M2P_OK;
+    s->kind = M2P_STORE_SQLITE;
     int src = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (src != SQLITE_OK) {
         rc = m2p_error_set(err, M2P_E_DB_OPEN, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
@@ -149,15 +159,26 @@ void m2p_store_close(m2p_store *s) {
     if (s->db != NULL) {
         (void)sqlite3_close_v2(s->db);
     }
+    if (s->pg != NULL) {
+        PQfinish(s->pg);
+    }
     m2p_free(s);
+}
+
+bool m2p_store_url_is_postgres(const char *url) {
+    return url != NULL && (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0);
+}
+
+bool m2p_store_is_shared(const m2p_store *s) {
+    return s != NULL && s->kind == M2P_STORE_POSTGRES;
 }
 
 int m2p_store_schema_version(m2p_store *s) {
     return s->schema_version;
 }
 
-static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap) {
-    const unsigned char *t = sqlite3_column_text(st, col);
+static void copy_col(m2p_db_stmt *st, int col, char *dst, size_t cap) {
+    const unsigned char *t = m2p_db_column_text(st, col);
     (void)snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
@@ -172,10 +193,10 @@ static m2p_source_kind kind_from_name(const char *name) {
     return M2P_SOURCE_FILE;
 }
 
-static void read_track(sqlite3_stmt *st, m2p_track *t, int64_t *id) {
+static void read_track(m2p_db_stmt *st, m2p_track *t, int64_t *id) {
     memset(t, 0, sizeof *t);
     if (id != NULL) {
-        *id = sqlite3_column_int64(st, 0);
+        *id = m2p_db_column_int64(st, 0);
     }
     char kind[32];
     copy_col(st, 1, kind, sizeof kind);
@@ -184,7 +205,7 @@ static void read_track(sqlite3_stmt *st, m2p_track *t, int64_t *id) {
     copy_col(st, 3, t->video_id, sizeof t->video_id);
     copy_col(st, 4, t->title, sizeof t->title);
     copy_col(st, 5, t->uploader, sizeof t->uploader);
-    t->duration_s = sqlite3_column_double(st, 6);
+    t->duration_s = m2p_db_column_double(st, 6);
     copy_col(st, 7, t->content_hash, sizeof t->content_hash);
     copy_col(st, 8, t->path, sizeof t->path);
 }
@@ -194,123 +215,126 @@ static void read_track(sqlite3_stmt *st, m2p_track *t, int64_t *id) {
 m2p_code m2p_store_track_put(m2p_store *s, const m2p_track *t, int64_t *id_out, m2p_error *err) {
     static const char *sql =
         "INSERT INTO tracks (kind, source, video_id, title, uploader, duration_s, content_hash, path, created_at, "
-        "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ((julianday('now') - 2440587.5) * 86400.0), ((julianday('now') - 2440587.5) * 86400.0)) "
+        "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) "
         "ON CONFLICT(content_hash) DO UPDATE SET kind=excluded.kind, source=excluded.source, "
         "video_id=excluded.video_id, title=excluded.title, uploader=excluded.uploader, "
         "duration_s=excluded.duration_s, path=excluded.path, updated_at=excluded.updated_at RETURNING id";
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        return m2p_store_sqlite_error(s, rc, "track put", err);
+    m2p_db_stmt *st = NULL;
+    m2p_code pc = m2p_db_prepare(s, sql, &st, err);
+    if (pc != M2P_OK) {
+        return pc;
     }
-    (void)sqlite3_bind_text(st, 1, m2p_source_kind_name(t->kind), -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 2, t->source, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 3, t->video_id, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 4, t->title, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 5, t->uploader, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_double(st, 6, t->duration_s);
-    (void)sqlite3_bind_text(st, 7, t->content_hash, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 8, t->path, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    int rc;
+    (void)m2p_db_bind_text(st, 1, m2p_source_kind_name(t->kind));
+    (void)m2p_db_bind_text(st, 2, t->source);
+    (void)m2p_db_bind_text(st, 3, t->video_id);
+    (void)m2p_db_bind_text(st, 4, t->title);
+    (void)m2p_db_bind_text(st, 5, t->uploader);
+    (void)m2p_db_bind_double(st, 6, t->duration_s);
+    (void)m2p_db_bind_text(st, 7, t->content_hash);
+    (void)m2p_db_bind_text(st, 8, t->path);
+    (void)m2p_db_bind_double(st, 9, m2p_now_wall());
+    rc = m2p_db_step(st);
     m2p_code code = M2P_OK;
-    if (rc == SQLITE_ROW) {
+    if (rc == M2P_DB_ROW) {
         if (id_out != NULL) {
-            *id_out = sqlite3_column_int64(st, 0);
+            *id_out = m2p_db_column_int64(st, 0);
         }
     } else {
-        code = m2p_store_sqlite_error(s, rc, "track put", err);
+        code = m2p_store_db_error(s, rc, "track put", err);
     }
-    sqlite3_finalize(st);
+    m2p_db_finalize(st);
     return code;
 }
 
 m2p_code m2p_store_track_get(m2p_store *s, int64_t id, m2p_track *out, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT " TRACK_COLS " FROM tracks WHERE id = ?1", -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        return m2p_store_sqlite_error(s, rc, "track get", err);
+    m2p_db_stmt *st = NULL;
+    m2p_code pc = m2p_db_prepare(s, "SELECT " TRACK_COLS " FROM tracks WHERE id = ?1", &st, err);
+    if (pc != M2P_OK) {
+        return pc;
     }
-    (void)sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
+    int rc;
+    (void)m2p_db_bind_int64(st, 1, id);
+    rc = m2p_db_step(st);
     m2p_code code = M2P_OK;
-    if (rc == SQLITE_ROW) {
+    if (rc == M2P_DB_ROW) {
         read_track(st, out, NULL);
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         code = m2p_error_set(err, M2P_E_NOT_FOUND, "no track %lld", (long long)id);
     } else {
-        code = m2p_store_sqlite_error(s, rc, "track get", err);
+        code = m2p_store_db_error(s, rc, "track get", err);
     }
-    sqlite3_finalize(st);
+    m2p_db_finalize(st);
     return code;
 }
 
 m2p_code m2p_store_track_find_video(m2p_store *s, const char *video_id, m2p_track *out, int64_t *id_out,
                                     m2p_error *err) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        s->db, "SELECT " TRACK_COLS " FROM tracks WHERE video_id = ?1 AND video_id != '' ORDER BY updated_at DESC LIMIT 1",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        return m2p_store_sqlite_error(s, rc, "track find", err);
+    m2p_db_stmt *st = NULL;
+    m2p_code pc = m2p_db_prepare(s, "SELECT " TRACK_COLS " FROM tracks WHERE video_id = ?1 AND video_id != '' ORDER BY updated_at DESC LIMIT 1", &st, err);
+    if (pc != M2P_OK) {
+        return pc;
     }
-    (void)sqlite3_bind_text(st, 1, video_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    int rc;
+    (void)m2p_db_bind_text(st, 1, video_id);
+    rc = m2p_db_step(st);
     m2p_code code = M2P_OK;
-    if (rc == SQLITE_ROW) {
+    if (rc == M2P_DB_ROW) {
         read_track(st, out, id_out);
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == M2P_DB_DONE) {
         code = m2p_error_set(err, M2P_E_NOT_FOUND, "no track for %s", video_id);
     } else {
-        code = m2p_store_sqlite_error(s, rc, "track find", err);
+        code = m2p_store_db_error(s, rc, "track find", err);
     }
-    sqlite3_finalize(st);
+    m2p_db_finalize(st);
     return code;
 }
 
 m2p_code m2p_store_analysis_get(m2p_store *s, const char *content_hash, const char *analyzer_version,
                                 char **json_out, m2p_error *err) {
     *json_out = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        s->db, "SELECT features_json FROM analyses WHERE content_hash = ?1 AND analyzer_version = ?2", -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        return m2p_store_sqlite_error(s, rc, "analysis get", err);
+    m2p_db_stmt *st = NULL;
+    m2p_code pc = m2p_db_prepare(s, "SELECT features_json FROM analyses WHERE content_hash = ?1 AND analyzer_version = ?2", &st, err);
+    if (pc != M2P_OK) {
+        return pc;
     }
-    (void)sqlite3_bind_text(st, 1, content_hash, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 2, analyzer_version, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    int rc;
+    (void)m2p_db_bind_text(st, 1, content_hash);
+    (void)m2p_db_bind_text(st, 2, analyzer_version);
+    rc = m2p_db_step(st);
     m2p_code code = M2P_OK;
-    if (rc == SQLITE_ROW) {
-        const char *j = (const char *)sqlite3_column_text(st, 0);
+    if (rc == M2P_DB_ROW) {
+        const char *j = (const char *)m2p_db_column_text(st, 0);
         *json_out = m2p_strdup(j != NULL ? j : "");
         if (*json_out == NULL) {
             code = m2p_error_set(err, M2P_E_NOMEM, "analysis get");
         }
-    } else if (rc != SQLITE_DONE) {
-        code = m2p_store_sqlite_error(s, rc, "analysis get", err);
+    } else if (rc != M2P_DB_DONE) {
+        code = m2p_store_db_error(s, rc, "analysis get", err);
     }
-    sqlite3_finalize(st);
+    m2p_db_finalize(st);
     return code;
 }
 
 m2p_code m2p_store_analysis_put(m2p_store *s, const char *content_hash, const char *analyzer_version,
                                 const char *json, m2p_error *err) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO analyses (content_hash, analyzer_version, features_json, created_at) "
-                                "VALUES (?1, ?2, ?3, ((julianday('now') - 2440587.5) * 86400.0)) ON CONFLICT DO UPDATE SET "
-                                "features_json = excluded.features_json",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        return m2p_store_sqlite_error(s, rc, "analysis put", err);
+    m2p_db_stmt *st = NULL;
+    m2p_code pc = m2p_db_prepare(s,
+                                 "INSERT INTO analyses (content_hash, analyzer_version, features_json, created_at) "
+                                 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (content_hash, analyzer_version) DO UPDATE SET "
+                                 "features_json = excluded.features_json",
+                                 &st, err);
+    if (pc != M2P_OK) {
+        return pc;
     }
-    (void)sqlite3_bind_text(st, 1, content_hash, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 2, analyzer_version, -1, SQLITE_STATIC);
-    (void)sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        return m2p_store_sqlite_error(s, rc, "analysis put", err);
+    (void)m2p_db_bind_text(st, 1, content_hash);
+    (void)m2p_db_bind_text(st, 2, analyzer_version);
+    (void)m2p_db_bind_text(st, 3, json);
+    (void)m2p_db_bind_double(st, 4, m2p_now_wall());
+    int rc = m2p_db_step(st);
+    m2p_db_finalize(st);
+    if (rc != M2P_DB_DONE) {
+        return m2p_store_db_error(s, rc, "analysis put", err);
     }
     return M2P_OK;
 }

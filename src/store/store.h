@@ -4,8 +4,9 @@
  * SQLite (WAL) is the embedded default: <data_dir>/mus2pic.db, or the path in
  * database_url. Numbered SQL migrations (store/migrations.c) are applied at
  * open, each in one transaction; the schema version is PRAGMA user_version.
- * PostgreSQL (database_url = postgresql://...) joins with the scale-out work
- * behind the same functions.
+ * PostgreSQL (database_url = postgresql://... or postgres://...) is the
+ * shared backend of the distributed mode (several API instances and workers
+ * on several hosts), behind the same functions (store/db.h, store_pg.c).
  *
  * A store handle is used by one thread at a time; threads open their own
  * (SQLite's WAL lets readers and one writer proceed together; writers wait
@@ -14,6 +15,7 @@
 #ifndef M2P_STORE_STORE_H
 #define M2P_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "audio/track.h"
@@ -24,6 +26,11 @@ typedef struct m2p_store m2p_store;
 
 m2p_code m2p_store_open(const m2p_config *cfg, m2p_store **out, m2p_error *err) M2P_WUR;
 void m2p_store_close(m2p_store *s);
+
+/* True when url names a PostgreSQL database (postgresql:// or postgres://). */
+bool m2p_store_url_is_postgres(const char *url);
+/* True when the store is shared by processes on several hosts (PostgreSQL). */
+bool m2p_store_is_shared(const m2p_store *s);
 
 /* Schema version after migrations (number of the last applied migration). */
 int m2p_store_schema_version(m2p_store *s);

@@ -41,6 +41,7 @@
 #include <unistd.h>
 #include <wslay/wslay.h>
 
+#include "core/fs.h"
 #include "core/alloc.h"
 #include "core/log.h"
 #include "web/server_int.h"
@@ -251,6 +252,10 @@ static void *session_main(void *arg) {
     send_snapshot(s, &last);
     send_events(s, &last);
     uint64_t seen = m2p_queue_version(w->queue);
+    /* Shared database: events are written by workers in other processes, so
+     * the log is also polled (every 200 ms), not only on local changes. */
+    bool poll_db = m2p_queue_is_shared(w->queue);
+    double last_poll = m2p_now_monotonic();
     bool closing = false;
     while (!s->failed) {
         if (atomic_load(&w->stopping) && !closing) {
@@ -277,8 +282,10 @@ static void *session_main(void *arg) {
             }
         }
         uint64_t v = m2p_queue_version(w->queue);
-        if (v != seen && !closing) {
+        double now = m2p_now_monotonic();
+        if ((v != seen || (poll_db && now - last_poll >= 0.2)) && !closing) {
             seen = v;
+            last_poll = now;
             send_events(s, &last);
         }
         if (wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0) {
