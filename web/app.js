@@ -418,6 +418,7 @@ function updatePreview() {
   $('tpl-preview').textContent = text;
   const bad = [...tpl.matchAll(/\{([^{}]*)\}/g)].map((m) => m[1]).filter((v) => !VARIABLES.some(([n]) => n === v));
   const area = $('opt-template');
+  $('tpl-preview').classList.toggle('bad', bad.length > 0 && !!$('opt-template').value.trim());
   if (bad.length && $('opt-template').value.trim()) {
     area.setAttribute('aria-invalid', 'true');
     const near = VARIABLES.map(([n]) => n).find((n) => n[0] === (bad[0] || ' ')[0]);
@@ -619,6 +620,10 @@ function renderStatus() {
       [el('button', { class: 'btn primary', type: 'button', id: 'job-retry', text: 'Retry', title: 'Run this job again', onclick: retryJob })]);
     box.querySelector('strong').style.color = 'var(--warn)';
   } else box.hidden = true;
+  if (TERMINAL.has(j.status) && !j.result) {
+    $('job-prompt').textContent = 'No prompt: the job stopped before the song was analysed.';
+    if (!state.trackShown) $('track-meta').replaceChildren(el('span', { class: 'muted', text: 'No audio to play for this job.' }));
+  }
 }
 
 function editJobInput(j) {
@@ -960,7 +965,7 @@ async function openCompare() {
     if (!im) { try { im = await api(`/api/images/${id}/meta`); } catch (e) { continue; } }
     box.append(el('figure', { 'data-image-id': String(id) }, el('img', { src: im.url, alt: `${im.style} poster ${id}` }),
       el('figcaption', {}, el('b', { text: `${im.style} · seed ${im.seed}` }), el('br'),
-        `${im.tempo ? Math.round(im.tempo) + ' BPM · ' : ''}${im.key || ''} ${im.mode || ''}`, el('br'), (im.prompt || '').slice(0, 160))));
+        `${im.tempo ? Math.round(im.tempo) + ' BPM · ' : ''}${im.key || ''} ${im.mode || ''}`, el('br'), (im.prompt || '').length > 160 ? im.prompt.slice(0, 160).replace(/[ ,]+\S*$/, '') + '…' : (im.prompt || ''))));
   }
   openOverlay('overlay-compare');
 }

@@ -442,13 +442,17 @@ test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows
   await page.fill('#f-tmin', '110'); await page.fill('#f-tmax', '130');
   await page.waitForFunction((n) => document.querySelectorAll('#gallery .tile').length === n, aMinor.length);
   // multi-select two → compare
-  const pick = ids.slice(0, 2);
+  // one image of each style (up to three) makes the comparison telling
+  const styleOf = Object.fromEntries(aMinor.map((i) => [i.id, i.style]));
+  const pick = [];
+  for (const id of ids) if (pick.length < 3 && !pick.some((p) => styleOf[p] === styleOf[id])) pick.push(id);
+  if (pick.length < 2) pick.push(ids.find((id) => !pick.includes(id)));
   for (const id of pick) await page.check(`.tile[data-image-id="${id}"] .sel`);
-  assert.strictEqual(await page.textContent('#sel-count'), '2 selected');
+  assert.strictEqual(await page.textContent('#sel-count'), `${pick.length} selected`);
   await page.click('#sel-compare');
   await page.waitForSelector('#overlay-compare:not([hidden])');
-  await page.waitForFunction(() => [...document.querySelectorAll('#compare img')].every((i) => i.complete && i.naturalWidth > 0) &&
-    document.querySelectorAll('#compare figure').length === 2);
+  await page.waitForFunction((n) => [...document.querySelectorAll('#compare img')].every((i) => i.complete && i.naturalWidth > 0) &&
+    document.querySelectorAll('#compare figure').length === n, pick.length);
   await shot(page, 'compare-desktop');
   await page.keyboard.press('Escape');
   assert.ok(await page.isHidden('#overlay-compare'));
