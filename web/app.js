@@ -545,6 +545,7 @@ function onJobEvent(ev) {
     if (ev.key === 'prompt' || ev.key === 'title') scheduleRefresh(true);
   } else if (ev.type === 'state') {
     j.status = ev.status;
+    if (ev.attempt) j.attempts = ev.attempt;
     if (ev.status === 'running' || ev.retried) { j.error = null; j.not_before = 0; }
     if (ev.error) j.error = ev.error;
     if (ev.status === 'queued' && ev.retry_at) j.not_before = ev.retry_at;
@@ -1076,15 +1077,16 @@ async function loadSettings() {
   const s = state.settings, d = state.serverDefaults;
   $('s-variations').value = s.variations || d.variations || 4;
   $('s-steps').value = s.steps || d.steps || 4;
-  $('s-size').value = s.size || (d.width ? `${d.width}x${d.height}` : '512x512');
+  $('s-size').value = s.size || '';
   $('s-renderer').value = s.renderer || '';
   $('s-style').value = s.style || '';
   $('s-theme').value = s.theme || 'dark';
   applyTheme(s.theme);
   $('opt-variations').value = s.variations || d.variations || 4;
   $('opt-steps').value = s.steps || d.steps || 4;
-  if (![...$('opt-size').options].some((o) => o.value === $('s-size').value)) $('opt-size').append(el('option', { value: $('s-size').value, text: $('s-size').value }));
-  $('opt-size').value = $('s-size').value;
+  const size = s.size || (d.width ? `${d.width}x${d.height}` : '512x512');
+  if (![...$('opt-size').options].some((o) => o.value === size)) $('opt-size').append(el('option', { value: size, text: size }));
+  $('opt-size').value = size;
   $('opt-renderer').value = s.renderer || d.renderer || 'auto';
   selectStyle(s.style || d.style || (state.presets[0] && state.presets[0].name) || '');
 }
@@ -1290,6 +1292,7 @@ function wire() {
 
 async function start() {
   for (const sel of [$('opt-size'), $('s-size')]) sel.replaceChildren(...SIZES.map((s) => el('option', { value: s, text: s.replace('x', ' × ') })));
+  $('s-size').prepend(el('option', { value: '', text: 'server default' }));
   $('f-key').append(...KEYS.map((k) => el('option', { value: k, text: k })));
   buildShortcuts();
   buildTemplateEditor();

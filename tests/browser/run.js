@@ -57,9 +57,9 @@ function makeSongs() {
   return out;
 }
 
-function startServer() {
-  const env = Object.assign({}, process.env, { MUS2PIC_DATA_DIR: path.join(TMP, 'data') });
-  const args = ['serve', '--port', '0', '--set', 'renderer=sonic', '--set', 'rate_limit_per_min=0', '--set', 'workers=1'];
+function startServer(extra, dataName) {
+  const env = Object.assign({}, process.env, { MUS2PIC_DATA_DIR: path.join(TMP, dataName || 'data') });
+  const args = ['serve', '--port', '0', '--set', 'renderer=sonic', '--set', 'rate_limit_per_min=0', '--set', 'workers=1', ...(extra || [])];
   const p = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -72,6 +72,15 @@ function startServer() {
     p.stdout.on('data', onData);
     p.stderr.on('data', onData);
     p.on('exit', (c) => reject(new Error(`server exited ${c}: ${out}`)));
+  });
+}
+
+function stopServer(p) {
+  if (!p || p.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { p.kill('SIGKILL'); }, 15000);
+    p.on('exit', () => { clearTimeout(t); resolve(); });
+    p.kill('SIGTERM');
   });
 }
 
@@ -407,6 +416,29 @@ test('job: a failed job shows the error, the suggested action and Retry; changin
   await page.close();
 });
 
+test('job: a transient failure is shown with its automatic retry, then the job succeeds', async () => {
+  // a second server whose first attempt of every job fails with the transient fetch_network
+  const s2 = await startServer(['--set', 'unsafe_test_fail_first=1', '--set', 'max_attempts=2', '--set', 'retry_base_s=4'], 'data-transient');
+  try {
+    const page = await newPage();
+    await page.goto(`${s2.url}/#/create`);
+    await page.waitForSelector('body[data-ready="1"]');
+    await page.setInputFiles('#file', songs.b);
+    await page.fill('#opt-variations', '1');
+    await page.selectOption('#opt-size', '256x256');
+    await page.click('#submit');
+    await jobIdOf(page);
+    await page.waitForFunction(() => /Attempt 1 failed: network error while downloading/.test(document.getElementById('job-error').textContent) &&
+      /^retry in \d/.test(document.getElementById('job-elapsed').textContent), null, { timeout: 60000 });
+    const box = await page.textContent('#job-error');
+    assert.ok(/retrying automatically/.test(box) && /code: fetch_network/.test(box), box);
+    await waitStatus(page, 'succeeded');
+    assert.ok(await page.isHidden('#job-error'), 'the error goes away once the retry succeeds');
+    await page.waitForFunction(() => document.querySelectorAll('#job-images img').length === 1);
+    await page.close();
+  } finally { await stopServer(s2.proc); }
+});
+
 test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows and Ctrl+S', async () => {
   // a third song in D minor at 150 BPM, through the API (the gallery must tell the three apart)
   const fd = new FormData();
@@ -700,9 +732,9 @@ async function main() {
   return failed;
 }
 
-main().then((failed) => {
-  if (server) server.kill('SIGTERM');
-  if (!failed && !process.env.M2P_KEEP_TMP) fs.rmSync(TMP, { recursive: true, force: true });
+main().then(async (failed) => {
+  await stopServer(server);
+  if (!failed && !process.env.M2P_KEEP_TMP) fs.rmSync(TMP, { recursive: true, force: true, maxRetries: 5 });
   process.exit(failed ? 1 : 0);
 }, (e) => {
   console.error(e);
