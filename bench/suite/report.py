@@ -332,7 +332,10 @@ def write(all_r, md_path, chart_dir, build, suite_s):
                     ["the Python way: warm image (pipeline kept, N=1)", mmm_txt(py["batch"].get("1", []))]]
         if key == "nn" and isinstance(r.get("data"), dict):
             r["header"], r["rows"] = nn_rows(r["data"])
-        L.append(md_table(r.get("header", []), r.get("rows", [])))
+        if len(r.get("header", [])) == 1:  # a program's own text output: keep it verbatim
+            L.append("```\n" + "\n".join(str(x[0]) for x in r.get("rows", [])) + "\n```\n")
+        else:
+            L.append(md_table(r.get("header", []), r.get("rows", [])))
         for n in ("notes", "notes_extra"):
             if r.get(n):
                 L.append(r[n] + "\n")
