@@ -179,8 +179,8 @@ int main(int argc, char **argv) {
                 return 1;
             }
             m2p_audio_free(a);
-            char *dargv[] = {"ffmpeg", "-v", "error", "-threads", "1", "-i", enc, "-ac", "1", "-ar", rate_s,
-                             "-f", "f32le", "-y", "/dev/null", NULL};
+            char *dargv[] = {"ffmpeg", "-v",  "error", "-threads", "1",     "-i", enc,         "-ac",
+                             "1",      "-ar", rate_s,  "-f",       "f32le", "-y", "/dev/null", NULL};
             double w1 = m2p_now_monotonic();
             if (run(dargv, &fc[r]) != 0) {
                 return 1;

@@ -59,37 +59,36 @@
 
 enum {
     AVIO_BUF = 64 * 1024,
-    PROBE_BYTES = 2 * 1024 * 1024,  /* probesize: bytes read to detect the format and streams */
-    MAX_STREAMS = 32,               /* more streams than any song file has */
+    PROBE_BYTES = 2 * 1024 * 1024, /* probesize: bytes read to detect the format and streams */
+    MAX_STREAMS = 32,              /* more streams than any song file has */
     MAX_CHANNELS = 64,
-    MAX_FRAME_OUT = 1 << 22,        /* output samples of one frame; beyond → refused as malformed */
-    MAX_BAD_PACKETS_IN_ROW = 200,   /* consecutive undecodable packets before giving up */
+    MAX_FRAME_OUT = 1 << 22,      /* output samples of one frame; beyond → refused as malformed */
+    MAX_BAD_PACKETS_IN_ROW = 200, /* consecutive undecodable packets before giving up */
 };
-#define SILENT_PEAK 0.001f          /* -60 dBFS */
+#define SILENT_PEAK 0.001f /* -60 dBFS */
 #define DEFAULT_WALL_S 120.0
-#define HEADER_SLACK 1.05           /* header duration over cap*1.05 + 1 s → refused before decoding */
+#define HEADER_SLACK 1.05 /* header duration over cap*1.05 + 1 s → refused before decoding */
 
 /* Demuxers we accept (matched against each name of an AVInputFormat's comma-separated list). */
-static const char *const k_demuxers[] = {"wav", "w64", "aiff", "caf", "au", "flac", "mp3",
-                                         "ogg", "matroska", "mov", "aac", NULL};
+static const char *const k_demuxers[] = {"wav", "w64", "aiff",     "caf", "au",  "flac",
+                                         "mp3", "ogg", "matroska", "mov", "aac", NULL};
 static const char k_format_whitelist[] = "wav,w64,aiff,caf,au,flac,mp3,ogg,matroska,webm,mov,mp4,m4a,aac";
 
 /* Codecs we decode. PCM variants are accepted by name prefix. */
 static const enum AVCodecID k_codecs[] = {
-    AV_CODEC_ID_AAC, AV_CODEC_ID_MP3,  AV_CODEC_ID_MP2,  AV_CODEC_ID_MP1, AV_CODEC_ID_VORBIS,
-    AV_CODEC_ID_OPUS, AV_CODEC_ID_FLAC, AV_CODEC_ID_ALAC, AV_CODEC_ID_AC3, AV_CODEC_ID_EAC3,
-    AV_CODEC_ID_NONE,
+    AV_CODEC_ID_AAC,  AV_CODEC_ID_MP3,  AV_CODEC_ID_MP2, AV_CODEC_ID_MP1,  AV_CODEC_ID_VORBIS, AV_CODEC_ID_OPUS,
+    AV_CODEC_ID_FLAC, AV_CODEC_ID_ALAC, AV_CODEC_ID_AC3, AV_CODEC_ID_EAC3, AV_CODEC_ID_NONE,
 };
 
 /* ---- input: a file descriptor or a memory buffer ------------------------------------------- */
 
 typedef struct reader {
-    int fd;               /* -1 when reading memory */
+    int fd; /* -1 when reading memory */
     const uint8_t *mem;
     int64_t size;
     int64_t pos;
-    int64_t bytes_read;   /* total bytes handed to FFmpeg (progress) */
-    int io_errno;         /* errno of a failed pread, 0 when none */
+    int64_t bytes_read; /* total bytes handed to FFmpeg (progress) */
+    int io_errno;       /* errno of a failed pread, 0 when none */
 } reader;
 
 static int reader_read(void *opaque, uint8_t *buf, int buf_size) {
@@ -279,11 +278,11 @@ typedef struct dec {
     float peak;
     double header_duration_s;
 
-    double wall_s;          /* the wall-time limit */
-    double deadline;        /* monotonic seconds */
-    m2p_code stop_code;     /* set by the interrupt callback: TIMEOUT or CANCELLED */
+    double wall_s;      /* the wall-time limit */
+    double deadline;    /* monotonic seconds */
+    m2p_code stop_code; /* set by the interrupt callback: TIMEOUT or CANCELLED */
     int64_t last_report_bytes;
-    long bad_in_row;        /* undecodable packets since the last good frame */
+    long bad_in_row; /* undecodable packets since the last good frame */
     long bad_total;
 } dec;
 
@@ -304,7 +303,9 @@ static void av_log_to_m2p(void *avcl, int level, const char *fmt, va_list vl) {
 }
 
 static pthread_once_t g_log_once = PTHREAD_ONCE_INIT;
-static void install_av_log(void) { av_log_set_callback(av_log_to_m2p); }
+static void install_av_log(void) {
+    av_log_set_callback(av_log_to_m2p);
+}
 
 static int interrupt_cb(void *opaque) {
     dec *d = opaque;
@@ -507,14 +508,16 @@ static m2p_code setup_swr(dec *d, const AVFrame *f) {
         av_channel_layout_uninit(&in_layout);
         swr_free(&d->swr);
         char b[128];
-        return m2p_error_set(d->err, M2P_E_DECODE_FAILED, "resampler for %d channels at %d Hz: %s", nch,
-                             f->sample_rate, av_err(ret, b, sizeof b));
+        return m2p_error_set(d->err, M2P_E_DECODE_FAILED, "resampler for %d channels at %d Hz: %s", nch, f->sample_rate,
+                             av_err(ret, b, sizeof b));
     }
     if (d->swr_rate == 0) { /* the first frame: now the format is known for sure */
         char line[160];
         double hd = d->header_duration_s;
         int n = snprintf(line, sizeof line, "Audio: %s, %d Hz, %s", d->cc->codec->name, f->sample_rate,
-                         nch == 1 ? "mono" : nch == 2 ? "stereo" : "multichannel");
+                         nch == 1   ? "mono"
+                         : nch == 2 ? "stereo"
+                                    : "multichannel");
         if (hd > 0 && n > 0 && (size_t)n < sizeof line) {
             (void)snprintf(line + n, sizeof line - (size_t)n, ", %d:%02d", (int)hd / 60, (int)hd % 60);
         }
@@ -628,8 +631,9 @@ static m2p_code open_input(dec *d) {
         return m2p_error_set(d->err, M2P_E_DECODE_FORMAT, "the data is not in any known format");
     }
     if (!name_in_list(ifmt->name, k_demuxers)) {
-        return m2p_error_set(d->err, M2P_E_DECODE_FORMAT, "the data looks like '%s' (%s), which is not an audio file format",
-                             ifmt->name, ifmt->long_name != NULL ? ifmt->long_name : "?");
+        return m2p_error_set(d->err, M2P_E_DECODE_FORMAT,
+                             "the data looks like '%s' (%s), which is not an audio file format", ifmt->name,
+                             ifmt->long_name != NULL ? ifmt->long_name : "?");
     }
     if (score < AVPROBE_SCORE_RETRY) {
         return m2p_error_set(d->err, M2P_E_DECODE_FORMAT, "the data only faintly resembles '%s' (probe score %d)",
@@ -748,7 +752,8 @@ static m2p_code open_stream(dec *d) {
                              d->opts->max_duration_s);
     }
     double promised = 0, held = 0;
-    if (name_in_list(fmt->iformat->name, (const char *const[]){"wav", NULL}) && wav_cut_short(&d->rd, &promised, &held)) {
+    if (name_in_list(fmt->iformat->name, (const char *const[]){"wav", NULL}) &&
+        wav_cut_short(&d->rd, &promised, &held)) {
         return m2p_error_set(d->err, M2P_E_DECODE_TRUNCATED, "the WAV header promises %.1f s, the file holds %.1f s",
                              promised, held);
     }
@@ -1043,8 +1048,8 @@ static m2p_code to_audio(collect *c, int rate, m2p_code rc, m2p_audio **out) {
     return M2P_OK;
 }
 
-m2p_code m2p_decode_file(const char *path, const m2p_decode_opts *opts, const m2p_progress *progress,
-                         m2p_audio **out, m2p_error *err) {
+m2p_code m2p_decode_file(const char *path, const m2p_decode_opts *opts, const m2p_progress *progress, m2p_audio **out,
+                         m2p_error *err) {
     *out = NULL;
     collect c = {0};
     c.limit = opts != NULL && opts->max_duration_s > 0 ? (size_t)(opts->max_duration_s * opts->rate) : 0;

@@ -63,15 +63,15 @@ void m2p_decode_opts_default(m2p_decode_opts *o);
 
 /* What the decoder found; filled (when non-NULL) as far as it got, also on failure. */
 typedef struct m2p_decode_info {
-    size_t samples;       /* mono samples delivered at opts->rate */
-    double duration_s;    /* samples / rate */
-    float peak;           /* max |sample| delivered, after the clamp to [-1, 1] */
+    size_t samples;           /* mono samples delivered at opts->rate */
+    double duration_s;        /* samples / rate */
+    float peak;               /* max |sample| delivered, after the clamp to [-1, 1] */
     double header_duration_s; /* what the container claimed; 0 when unknown */
-    int source_rate;      /* Hz of the decoded stream */
+    int source_rate;          /* Hz of the decoded stream */
     int source_channels;
-    char container[32];   /* demuxer name, e.g. "ogg", "mov,mp4,m4a,3gp,3g2,mj2" (truncated) */
-    char codec[32];       /* decoder name, e.g. "vorbis", "mp3float" */
-    int streams;          /* streams in the container (only one audio stream is decoded) */
+    char container[32]; /* demuxer name, e.g. "ogg", "mov,mp4,m4a,3gp,3g2,mj2" (truncated) */
+    char codec[32];     /* decoder name, e.g. "vorbis", "mp3float" */
+    int streams;        /* streams in the container (only one audio stream is decoded) */
 } m2p_decode_info;
 
 typedef struct m2p_decode_sink {
@@ -101,8 +101,8 @@ m2p_code m2p_decode_memory_stream(const void *data, size_t len, const m2p_decode
 
 /* Whole file → one m2p_audio owned by the caller (m2p_audio_free); *out is
  * NULL on failure. Memory is bounded by max_duration_s. */
-m2p_code m2p_decode_file(const char *path, const m2p_decode_opts *opts, const m2p_progress *progress,
-                         m2p_audio **out, m2p_error *err) M2P_WUR;
+m2p_code m2p_decode_file(const char *path, const m2p_decode_opts *opts, const m2p_progress *progress, m2p_audio **out,
+                         m2p_error *err) M2P_WUR;
 
 /* Same on bytes in memory (fuzzing, uploads). */
 m2p_code m2p_decode_memory(const void *data, size_t len, const m2p_decode_opts *opts, const m2p_progress *progress,

@@ -45,40 +45,34 @@ static uint32_t rng_next(rng *r) { /* splitmix64 */
     return (uint32_t)((z ^ (z >> 31)) >> 32);
 }
 
-static double rng_unit(rng *r) { return rng_next(r) / 4294967296.0; }
+static double rng_unit(rng *r) {
+    return rng_next(r) / 4294967296.0;
+}
 
-static int rng_int(rng *r, int n) { return (int)(rng_unit(r) * n); }
+static int rng_int(rng *r, int n) {
+    return (int)(rng_unit(r) * n);
+}
 
 /* ---- waveforms and instruments ---------------------------------------------------------------- */
 
 typedef enum wave { W_MELLOW, W_BRIGHT, W_SAW, W_SQUARE, W_FLUTE, W_BASS, W_COUNT } wave;
 
-typedef enum instr {
-    I_PIANO,
-    I_STRINGS,
-    I_SAWPAD,
-    I_PLUCK,
-    I_LEAD,
-    I_FLUTE,
-    I_BASS,
-    I_SAWBASS,
-    I_COUNT
-} instr;
+typedef enum instr { I_PIANO, I_STRINGS, I_SAWPAD, I_PLUCK, I_LEAD, I_FLUTE, I_BASS, I_SAWBASS, I_COUNT } instr;
 
 typedef struct instr_def {
-    wave w;          /* main table */
-    int w2;          /* bright table crossfaded out over bright_tau_s, -1 = none */
+    wave w; /* main table */
+    int w2; /* bright table crossfaded out over bright_tau_s, -1 = none */
     float attack_s;
     float decay_tau_s; /* towards sustain; 0 = stays at 1 */
     float sustain;
     float release_s;
     float bright_tau_s;
-    int voices;        /* unison voices (1..3), spread over ±detune_cents */
+    int voices; /* unison voices (1..3), spread over ±detune_cents */
     float detune_cents;
-    float vibrato;     /* depth as a fraction of the frequency */
-    float lowpass_hz;  /* one-pole; 0 = none */
+    float vibrato;    /* depth as a fraction of the frequency */
+    float lowpass_hz; /* one-pole; 0 = none */
     float gain;
-    float send;        /* reverb send */
+    float send; /* reverb send */
 } instr_def;
 
 static const instr_def k_instr[I_COUNT] = {
@@ -116,7 +110,9 @@ typedef struct synth {
 static const int k_major[7] = {0, 2, 4, 5, 7, 9, 11};
 static const int k_minor[7] = {0, 2, 3, 5, 7, 8, 10};
 
-static double midi_hz(int m) { return 440.0 * pow(2.0, (m - 69) / 12.0); }
+static double midi_hz(int m) {
+    return 440.0 * pow(2.0, (m - 69) / 12.0);
+}
 
 /* Harmonic amplitude of waveform w. */
 static double harmonic(wave w, int h) {
@@ -312,7 +308,7 @@ static m2p_code make_drums(synth *s) {
         float hp1 = 0, hp2 = 0, prev = 0, lpn = 0;
         for (size_t i = 0; i < n; i++) {
             double t = i / rate;
-            double ramp = fmin(1.0, t / 0.001); /* 1 ms attack: no click */
+            double ramp = fmin(1.0, t / 0.001);             /* 1 ms attack: no click */
             double tail = fmin(1.0, (k_len[k] - t) / 0.01); /* 10 ms fade: ends at 0 */
             float noise = (float)(rng_unit(&s->r) * 2.0 - 1.0);
             double v = 0.0;
@@ -475,7 +471,7 @@ m2p_code m2p_synth_plan(const m2p_synth_params *p, m2p_synth_section *out, size_
 /* ---- the score -------------------------------------------------------------------------------- */
 
 typedef struct chord {
-    int degree;   /* 0..6 on the scale */
+    int degree;    /* 0..6 on the scale */
     bool harmonic; /* minor V with the raised seventh (a major V) */
 } chord;
 

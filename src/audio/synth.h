@@ -59,7 +59,7 @@ typedef struct m2p_synth_section {
     double end_s;   /* the next section's start, or the song's end */
     int first_bar;
     int bars;
-    double energy;  /* relative loudness/density of the section, 0..1 */
+    double energy; /* relative loudness/density of the section, 0..1 */
 } m2p_synth_section;
 
 enum { M2P_SYNTH_MAX_SECTIONS = 64 };

@@ -30,11 +30,11 @@ static uint8_t *put_tag(uint8_t *p, const char tag[4]) {
     return p + 4;
 }
 
-m2p_code m2p_audio_wav_encode(const m2p_audio *a, m2p_wav_format fmt, uint8_t **out, size_t *out_len,
-                              m2p_error *err) {
+m2p_code m2p_audio_wav_encode(const m2p_audio *a, m2p_wav_format fmt, uint8_t **out, size_t *out_len, m2p_error *err) {
     *out = NULL;
     *out_len = 0;
-    if (a == NULL || (a->samples == NULL && a->n > 0) || a->rate <= 0 || (fmt != M2P_WAV_PCM16 && fmt != M2P_WAV_FLOAT32)) {
+    if (a == NULL || (a->samples == NULL && a->n > 0) || a->rate <= 0 ||
+        (fmt != M2P_WAV_PCM16 && fmt != M2P_WAV_FLOAT32)) {
         return m2p_error_set(err, M2P_E_INVALID_ARG, "wav: no audio, bad rate or bad format");
     }
     const bool is_float = fmt == M2P_WAV_FLOAT32;

@@ -75,7 +75,7 @@ int m2p_cmd_demo_song(m2p_config *cfg, int argc, char **argv) {
             continue;
         }
         if (a[0] == '-' && a[1] == '-') {
-            static const char *const k_known[] = {"--tempo", "--key",    "--mode", "--seconds",
+            static const char *const k_known[] = {"--tempo", "--key",   "--mode",   "--seconds",
                                                   "--seed",  "--style", "--energy", "--rate"};
             bool known = false;
             for (size_t k = 0; k < sizeof k_known / sizeof k_known[0]; k++) {

@@ -317,12 +317,9 @@ static void test_truncated(void **state) {
     write_tone("long.wav", 20.0, 0.5f);
     path_of(src, sizeof src, "long.wav");
     static const char *const k[][2] = {
-        {"cut.flac", "-c:a flac"},
-        {"cut.mp3", "-c:a libmp3lame -b:a 128k"},
-        {"cut.ogg", "-c:a libvorbis"},
-        {"cut.opus", "-c:a libopus"},
-        {"cut.m4a", "-c:a aac"},
-        {"cut.webm", "-c:a libopus -f webm"},
+        {"cut.flac", "-c:a flac"},     {"cut.mp3", "-c:a libmp3lame -b:a 128k"},
+        {"cut.ogg", "-c:a libvorbis"}, {"cut.opus", "-c:a libopus"},
+        {"cut.m4a", "-c:a aac"},       {"cut.webm", "-c:a libopus -f webm"},
     };
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
         char full[64], fullp[256];
@@ -363,7 +360,8 @@ static void test_not_audio(void **state) {
     expect("concat.txt", &o, M2P_E_DECODE_FORMAT);
     /* a DASH manifest */
     sh("printf '<?xml version=\"1.0\"?>\\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"><Period><AdaptationSet>"
-       "<Representation><BaseURL>file:///etc/passwd</BaseURL></Representation></AdaptationSet></Period></MPD>\\n' > '%s'",
+       "<Representation><BaseURL>file:///etc/passwd</BaseURL></Representation></AdaptationSet></Period></MPD>\\n' > "
+       "'%s'",
        path_of(p, sizeof p, "dash.mpd"));
     expect("dash.mpd", &o, M2P_E_DECODE_FORMAT);
     /* a video without sound */

@@ -45,7 +45,7 @@ static void test_length_determinism_peak(void **state) {
         double rms = sqrt(energy / a->n);
         print_message("%s: peak %.3f rms %.3f\n", m2p_synth_style_name(p.style), peak, rms);
         assert_true(peak < 1.0f && peak > 0.85f); /* normalised to 0.9, never clipping */
-        assert_true(rms > 0.05);                   /* music, not a few clicks */
+        assert_true(rms > 0.05);                  /* music, not a few clicks */
         /* starts and ends at silence (fade in/out: no click) */
         assert_true(fabsf(a->samples[0]) < 1e-3f);
         assert_true(fabsf(a->samples[a->n - 1]) < 1e-3f);
@@ -307,12 +307,12 @@ static void test_wav_writer(void **state) {
     assert_memory_equal(buf, "RIFF", 4);
     assert_int_equal(buf[4] | buf[5] << 8 | buf[6] << 16 | buf[7] << 24, (int)(len - 8));
     assert_memory_equal(buf + 8, "WAVEfmt ", 8);
-    assert_int_equal(buf[20], 1);  /* PCM */
-    assert_int_equal(buf[22], 1);  /* mono */
+    assert_int_equal(buf[20], 1); /* PCM */
+    assert_int_equal(buf[22], 1); /* mono */
     assert_int_equal(buf[24] | buf[25] << 8, 22050);
     assert_int_equal(buf[34], 16); /* bits */
     assert_memory_equal(buf + 36, "data", 4);
-    assert_int_equal(buf[44 + 20] | buf[44 + 21] << 8, 32767);          /* +1.5 → +1 */
+    assert_int_equal(buf[44 + 20] | buf[44 + 21] << 8, 32767);             /* +1.5 → +1 */
     assert_int_equal((int16_t)(buf[44 + 22] | buf[44 + 23] << 8), -32767); /* -2 → -1 */
     m2p_free(buf);
     a->samples[10] = a->samples[11] = 0.0f;
