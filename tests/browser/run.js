@@ -503,11 +503,13 @@ test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows
   await page.click(`.tile[data-image-id="${ids[0]}"] a`);
   await page.waitForFunction((id) => location.hash === `#/image/${id}`, ids[0]);
   await page.waitForFunction(() => document.getElementById('img-full').naturalWidth > 0);
+  const shown = (id) => page.waitForFunction((x) => location.hash === `#/image/${x}` &&
+    document.getElementById('img-full').src.endsWith(`/api/images/${x}`) && document.getElementById('img-full').complete, id);
+  await shown(ids[0]);
   await page.keyboard.press('ArrowRight');
-  await page.waitForFunction((id) => location.hash === `#/image/${id}`, ids[1]);
+  await shown(ids[1]);
   await page.keyboard.press('ArrowLeft');
-  await page.waitForFunction((id) => location.hash === `#/image/${id}`, ids[0]);
-  await page.waitForFunction(() => document.getElementById('img-full').naturalWidth > 0);
+  await shown(ids[0]);
   const [save] = await Promise.all([page.waitForEvent('download'), page.keyboard.press('Control+s')]);
   assert.strictEqual(save.suggestedFilename(), `mus2pic-${ids[0]}.png`);
   const saved = path.join(TMP, 'saved.png');
@@ -603,7 +605,7 @@ test('help and shortcuts: ?, Esc, view keys, / focus; FAQ and performance panel'
   assert.ok(await page.isHidden('#overlay-keys'));
   for (const [k, h] of [['g', '#/gallery'], ['b', '#/batch'], [',', '#/settings'], ['h', '#/help'], ['n', '#/create']]) {
     await page.keyboard.press(k);
-    await page.waitForFunction((x) => location.hash === x, h);
+    await page.waitForFunction((x) => location.hash === x && !document.getElementById('view-' + x.slice(2)).hidden, h);
   }
   await page.keyboard.press('/');
   assert.strictEqual(await page.evaluate(() => document.activeElement.id), 'source');
