@@ -688,6 +688,9 @@ static int pick_stream(const AVFormatContext *fmt) {
 static m2p_code open_stream(dec *d) {
     char b[128];
     AVFormatContext *fmt = d->fmt;
+    if (fmt == NULL) {
+        return m2p_error_set(d->err, M2P_E_INTERNAL, "decode: no open input");
+    }
     for (unsigned i = 0; i < fmt->nb_streams; i++) {
         fmt->streams[i]->discard = AVDISCARD_ALL; /* video, cover art, data, other tracks: never read */
     }
@@ -878,6 +881,9 @@ static m2p_code check_opts(const m2p_decode_opts *opts, const m2p_decode_sink *s
 /* The common body: rd is set up by the caller (fd or memory, size > 0). */
 static m2p_code run(reader rd, const m2p_decode_opts *opts, const m2p_progress *progress, const m2p_decode_sink *sink,
                     m2p_decode_info *info, m2p_error *err) {
+    if (opts == NULL || sink == NULL) { /* check_opts already refused these; keeps the contract local */
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "decode: missing options or sink");
+    }
     (void)pthread_once(&g_log_once, install_av_log);
     dec d;
     memset(&d, 0, sizeof d);
