@@ -292,7 +292,7 @@ static void test_empty_missing_not_regular(void **state) {
     char p[256];
     FILE *f = fopen(path_of(p, sizeof p, "empty.mp3"), "wb");
     assert_non_null(f);
-    fclose(f);
+    assert_int_equal(fclose(f), 0);
     expect("empty.mp3", &o, M2P_E_DECODE_EMPTY);
     expect("no-such-file.mp3", &o, M2P_E_FILE_NOT_FOUND);
     m2p_audio *a = NULL;
@@ -430,7 +430,7 @@ static void test_decode_bomb(void **state) {
        p);
     struct stat sb;
     assert_int_equal(stat(p, &sb), 0);
-    assert_true(sb.st_size < 64 * 1024);
+    assert_true(sb.st_size < 64L * 1024);
     m2p_decode_opts o;
     opts_default(&o);
     o.max_duration_s = 60.0;
@@ -453,7 +453,7 @@ static void test_decode_bomb(void **state) {
     assert_null(a);
     assert_int_equal(getrusage(RUSAGE_SELF, &after), 0);
     /* two hours at 8 kHz would be 230 MB of floats; the cap holds it to about 2 MB */
-    assert_true(after.ru_maxrss - before.ru_maxrss < 64 * 1024);
+    assert_true(after.ru_maxrss - before.ru_maxrss < 64L * 1024);
 
     /* the same bomb with an honest header is refused before any decoding */
     sh("ffmpeg -v error -y -f lavfi -i anullsrc=r=8000:cl=mono -t 7200 -c:a flac -frame_size 65535 '%s'",
