@@ -7,7 +7,7 @@ import re
 import statistics
 import time
 
-ORDER = ["machine", "sgemm", "model_cli", "lcm", "variations", "repeat", "analysis_lengths", "analysis_accuracy",
+ORDER = ["machine", "sgemm", "model_cli", "lcm", "lcm_ref", "variations", "repeat", "analysis_lengths", "analysis_accuracy",
          "decode", "service", "service_ws", "queue_growth", "sonic", "nn", "tokenizer", "where"]
 SIZE = int(os.environ.get("M2P_BENCH_SIZE", "128"))
 STEPS = ["fetch", "decode", "analyze", "prompt", "render", "store"]
