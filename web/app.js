@@ -454,7 +454,13 @@ function insertAtCursor(area, text) {
 /* ---------------------------------------------------------------- job */
 
 function stopJob() {
-  if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  const ws = state.ws;
+  if (ws) {
+    ws.onclose = null; ws.onmessage = null; ws.onerror = null;
+    // closing a socket still connecting makes the browser log an error: close it once open
+    if (ws.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close(); else ws.close();
+    state.ws = null;
+  }
   clearInterval(state.jobTimer);
   state.wsJob = 0;
 }

@@ -473,7 +473,11 @@ test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows
   await page.waitForFunction(() => document.getElementById('gallery-empty').hidden === false);
   await page.fill('#f-tmin', '110'); await page.fill('#f-tmax', '130');
   await page.waitForFunction((n) => document.querySelectorAll('#gallery .tile').length === n, aMinor.length);
-  // multi-select two → compare
+  // arrow keys move the focus through the grid
+  await page.focus(`.tile[data-image-id="${ids[0]}"] a`);
+  await page.keyboard.press('ArrowRight');
+  assert.strictEqual(await page.evaluate(() => document.activeElement.closest('.tile').dataset.imageId), String(ids[1]));
+  // multi-select → compare
   // one image of each style (up to three) makes the comparison telling
   const styleOf = Object.fromEntries(aMinor.map((i) => [i.id, i.style]));
   const pick = [];
