@@ -32,6 +32,7 @@
 #include "core/alloc.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "jobs/broker.h"
 
 #define PROGRESS_FLUSH_S 0.25 /* at most ~4 progress events a second per job */
 #define MAX_FINDINGS 64
@@ -43,6 +44,10 @@ typedef struct worker {
     m2p_store *store;
     int64_t job_id; /* guarded by q->mu */
     int attempt;    /* of job_id; guarded by q->mu */
+    char entry[48]; /* redis mode: the stream entry of job_id; guarded by q->mu */
+    char consumer[128]; /* redis mode: its consumer name in the group */
+    m2p_broker *broker; /* redis mode: this worker's consumer connection */
+    double backoff;     /* redis mode: wait after a broker failure (s) */
     atomic_bool cancel;
     uint64_t rng;
 } worker;
@@ -65,6 +70,18 @@ struct m2p_queue {
     m2p_store *hb_store; /* the heartbeat thread's handle */
     pthread_t hb_thread;
     bool hb_started;
+    /* redis mode (queue=redis): jobs are delivered through a Redis Stream
+     * (jobs/broker.h); events are also published for other API processes */
+    bool redis;
+    m2p_broker *hb_broker; /* the heartbeat thread's (XCLAIM JUSTID) */
+    m2p_broker *pub;       /* guarded by pub_mu */
+    pthread_mutex_t pub_mu;
+    m2p_broker *rc_broker; /* the reconciler's */
+    m2p_store *rc_store;
+    pthread_t rc_thread, sub_thread;
+    bool rc_started, sub_started;
+    pthread_cond_t rc_cv; /* with mu: wakes the reconciler (a job was submitted) */
+    bool rc_kick;         /* guarded by mu */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -102,11 +119,32 @@ uint64_t m2p_queue_version(const m2p_queue *q) {
     return atomic_load(&q->version);
 }
 
+/* Redis mode: tells the other processes (their live views) that job id has
+ * event seq. Best effort: they also poll the database. */
+static void publish(m2p_queue *q, int64_t id, int64_t seq) {
+    if (!q->redis) {
+        return;
+    }
+    m2p_error e;
+    m2p_error_clear(&e);
+    (void)pthread_mutex_lock(&q->pub_mu);
+    m2p_code c = q->pub != NULL ? M2P_OK : m2p_broker_open(&q->cfg, NULL, &q->pub, &e);
+    if (c == M2P_OK) {
+        c = m2p_broker_publish(q->pub, id, seq, &e);
+    }
+    (void)pthread_mutex_unlock(&q->pub_mu);
+    if (c != M2P_OK) {
+        M2P_DEBUG("jobs", "event of job %lld not published: %s", (long long)id, e.detail);
+    }
+}
+
 m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type, json_t *data, bool queue_too,
                         m2p_error *err) {
-    m2p_code c = m2p_store_job_event(s, id, type, data, NULL, queue_too, NULL, err);
+    int64_t seq = 0;
+    m2p_code c = m2p_store_job_event(s, id, type, data, NULL, queue_too, &seq, err);
     if (c == M2P_OK) {
         atomic_fetch_add(&q->version, 1);
+        publish(q, id, seq);
     }
     return c;
 }
@@ -125,6 +163,13 @@ void m2p_queue_note_renderer(m2p_queue *q, const char *name) {
 
 void m2p_queue_notify(m2p_queue *q) {
     atomic_fetch_add(&q->version, 1);
+    if (q->redis) {
+        /* a job was committed: the reconciler XADDs it now */
+        (void)pthread_mutex_lock(&q->mu);
+        q->rc_kick = true;
+        (void)pthread_cond_signal(&q->rc_cv);
+        (void)pthread_mutex_unlock(&q->mu);
+    }
     m2p_queue_wake(q);
 }
 
@@ -279,8 +324,10 @@ static void flush_event(run_ctx *r, const char *type, json_t *data, bool queue_t
     m2p_error e;
     m2p_error_clear(&e);
     if (text != NULL) {
-        if (m2p_store_job_event(r->w->store, r->id, type, data, text, queue_too, NULL, &e) == M2P_OK) {
+        int64_t seq = 0;
+        if (m2p_store_job_event(r->w->store, r->id, type, data, text, queue_too, &seq, &e) == M2P_OK) {
             atomic_fetch_add(&r->w->q->version, 1);
+            publish(r->w->q, r->id, seq);
         } else {
             M2P_WARN("jobs", "job %lld: event not written: %s", (long long)r->id, e.detail);
         }
@@ -680,6 +727,113 @@ done:
 
 /* ---- worker threads ------------------------------------------------------------------------- */
 
+/* Waits up to s seconds unless the queue stops. */
+static void idle_wait(m2p_queue *q, double s) {
+    (void)pthread_mutex_lock(&q->mu);
+    if (!q->stopping) {
+        struct timespec ts;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        long long ns = (long long)ts.tv_nsec + (long long)(s * 1e9);
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        (void)pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    }
+    (void)pthread_mutex_unlock(&q->mu);
+}
+
+static void broker_failed(worker *w, const m2p_error *e) {
+    M2P_WARN("jobs", "broker: %s (retrying in %.1f s)", e->detail, w->backoff);
+    idle_wait(w->q, w->backoff);
+    w->backoff = w->backoff < 0.1 ? 0.1 : (w->backoff * 2 > 2.0 ? 2.0 : w->backoff * 2);
+}
+
+/* Redis mode: one delivery from the stream → claim that job in the database
+ * (the source of truth) → run it → XACK once the outcome is committed. */
+static void take_from_broker(worker *w) {
+    m2p_queue *q = w->q;
+    m2p_error err;
+    m2p_error_clear(&err);
+    if (w->broker == NULL) {
+        char consumer[128];
+        char host[64] = "host";
+        (void)gethostname(host, sizeof host - 1);
+        (void)snprintf(consumer, sizeof consumer, "%s-%ld-%d", host, (long)getpid(), (int)(w - q->workers));
+        (void)pthread_mutex_lock(&q->mu);
+        (void)snprintf(w->consumer, sizeof w->consumer, "%s", consumer);
+        (void)pthread_mutex_unlock(&q->mu);
+        if (m2p_broker_open(&q->cfg, consumer, &w->broker, &err) != M2P_OK) {
+            broker_failed(w, &err);
+            return;
+        }
+    }
+    m2p_broker_msg m;
+    m2p_code c = m2p_broker_take(w->broker, 1000, (int64_t)(q->lease_s * 1000.0), &m, &err);
+    if (c == M2P_E_NOT_FOUND) {
+        w->backoff = 0;
+        return;
+    }
+    if (c != M2P_OK) {
+        broker_failed(w, &err);
+        return;
+    }
+    w->backoff = 0;
+    int64_t max_deliveries = (int64_t)q->cfg.max_attempts + 2;
+    if (m.deliveries > max_deliveries) {
+        char detail[160];
+        (void)snprintf(detail, sizeof detail,
+                       "delivered %lld times without completing; moved to the dead-letter stream",
+                       (long long)m.deliveries);
+        bool applied = false;
+        if (m2p_store_job_fail_poison(w->store, m.job_id, detail, &applied, &err) != M2P_OK) {
+            M2P_WARN("jobs", "job %lld: %s", (long long)m.job_id, err.detail);
+            return; /* comes back after the lease; the database decides then */
+        }
+        if (applied) {
+            atomic_fetch_add(&q->version, 1);
+        }
+        M2P_WARN("jobs", "job %lld: %s", (long long)m.job_id, detail);
+        if (m2p_broker_dead_letter(w->broker, &m, "too many deliveries", &err) != M2P_OK) {
+            M2P_WARN("jobs", "dead letter: %s", err.detail);
+        }
+        return;
+    }
+    m2p_job_claim claim;
+    c = m2p_store_job_claim_id(w->store, m.job_id, m2p_now_wall(), q->lease_s, &claim, &err);
+    if (c == M2P_E_NOT_FOUND) {
+        /* done, cancelled, or a duplicate entry of a job running elsewhere: nothing to do */
+        if (m2p_broker_ack(w->broker, m.entry, &err) != M2P_OK) {
+            M2P_DEBUG("jobs", "ack: %s", err.detail);
+        }
+        return;
+    }
+    if (c != M2P_OK) {
+        M2P_WARN("jobs", "claim of job %lld failed: %s", (long long)m.job_id, err.detail);
+        idle_wait(q, 0.5); /* the entry stays pending: retaken after the lease */
+        return;
+    }
+    (void)pthread_mutex_lock(&q->mu);
+    w->job_id = claim.id;
+    w->attempt = claim.attempt;
+    (void)snprintf(w->entry, sizeof w->entry, "%s", m.entry);
+    atomic_store(&w->cancel, q->stopping);
+    q->stats.jobs_started++;
+    (void)pthread_mutex_unlock(&q->mu);
+    run_job(w, &claim);
+    /* The outcome (or the requeue) is committed: the entry is done. A job put
+     * back in the queue is XADDed again by the reconciler when it is due. */
+    if (m2p_broker_ack(w->broker, m.entry, &err) != M2P_OK) {
+        M2P_WARN("jobs", "job %lld: ack failed (%s); a redelivery will find it done", (long long)claim.id,
+                 err.detail);
+    }
+    (void)pthread_mutex_lock(&q->mu);
+    w->job_id = 0;
+    w->attempt = 0;
+    w->entry[0] = '\0';
+    atomic_store(&w->cancel, false);
+    (void)pthread_mutex_unlock(&q->mu);
+    m2p_job_claim_clear(&claim);
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     m2p_queue *q = w->q;
@@ -688,6 +842,10 @@ static void *worker_main(void *arg) {
      * reads stay fast while every core renders. Failure is harmless. */
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     while (!stopping(q)) {
+        if (q->redis) {
+            take_from_broker(w);
+            continue;
+        }
         m2p_job_claim claim;
         m2p_error err;
         m2p_error_clear(&err);
@@ -732,6 +890,113 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* ---- redis mode: reconciler and event subscriber ------------------------------------------- */
+
+/* The database is the source of truth: every second (and at once after a
+ * submit) runnable jobs that have no entry in the stream get one: new jobs,
+ * jobs whose backoff is over, jobs of a dead worker, and every queued job
+ * after Redis restarted empty. Duplicates are harmless (the claim in the
+ * database takes a job once; a second delivery is acked and dropped). */
+static void reconcile_once(m2p_queue *q, m2p_error *err, m2p_code *c) {
+    enum { CAP = 256, LIST_CAP = 4096 };
+    int64_t ids[CAP];
+    size_t n = 0;
+    double now = m2p_now_wall();
+    *c = m2p_store_job_expire(q->rc_store, now, q->lease_s, err);
+    if (*c == M2P_OK) {
+        *c = m2p_store_job_runnable(q->rc_store, now, q->lease_s, ids, CAP, &n, err);
+    }
+    if (*c != M2P_OK || n == 0) {
+        return;
+    }
+    if (q->rc_broker == NULL) {
+        *c = m2p_broker_open(&q->cfg, NULL, &q->rc_broker, err);
+        if (*c != M2P_OK) {
+            return;
+        }
+    }
+    int64_t *present = m2p_calloc(LIST_CAP, sizeof *present);
+    if (present == NULL) {
+        *c = m2p_error_set(err, M2P_E_NOMEM, "reconcile");
+        return;
+    }
+    size_t np = 0;
+    *c = m2p_broker_list(q->rc_broker, present, LIST_CAP, &np, err);
+    for (size_t i = 0; *c == M2P_OK && i < n; i++) {
+        bool found = false;
+        for (size_t k = 0; k < np && !found; k++) {
+            found = present[k] == ids[i];
+        }
+        if (!found) {
+            *c = m2p_broker_enqueue(q->rc_broker, ids[i], err);
+            M2P_DEBUG("jobs", "job %lld enqueued on the stream", (long long)ids[i]);
+        }
+    }
+    m2p_free(present);
+}
+
+static void *reconcile_main(void *arg) {
+    m2p_queue *q = arg;
+    double wait = 0.05;
+    for (;;) {
+        (void)pthread_mutex_lock(&q->mu);
+        if (!q->stopping && !q->rc_kick) {
+            struct timespec ts;
+            (void)clock_gettime(CLOCK_REALTIME, &ts);
+            long long ns = (long long)ts.tv_nsec + (long long)(wait * 1e9);
+            ts.tv_sec += (time_t)(ns / 1000000000LL);
+            ts.tv_nsec = (long)(ns % 1000000000LL);
+            (void)pthread_cond_timedwait(&q->rc_cv, &q->mu, &ts);
+        }
+        q->rc_kick = false;
+        bool stop = q->stopping;
+        (void)pthread_mutex_unlock(&q->mu);
+        if (stop) {
+            return NULL;
+        }
+        m2p_error e;
+        m2p_error_clear(&e);
+        m2p_code c = M2P_OK;
+        reconcile_once(q, &e, &c);
+        if (c != M2P_OK) {
+            M2P_WARN("jobs", "reconcile: %s", e.detail);
+            if (c == M2P_E_BROKER_UNAVAILABLE) {
+                m2p_broker_free(q->rc_broker);
+                q->rc_broker = NULL;
+            }
+            wait = wait < 0.25 ? 0.25 : (wait * 2 > 2.0 ? 2.0 : wait * 2);
+        } else {
+            wait = 1.0;
+        }
+    }
+}
+
+/* Other processes' events arrive on the channel: the live views of this one
+ * look in the database at once instead of at their next poll. */
+static void *subscribe_main(void *arg) {
+    m2p_queue *q = arg;
+    m2p_broker *sub = NULL;
+    while (!stopping(q)) {
+        m2p_error e;
+        m2p_error_clear(&e);
+        if (sub == NULL && m2p_broker_open(&q->cfg, NULL, &sub, &e) != M2P_OK) {
+            idle_wait(q, 0.5);
+            continue;
+        }
+        m2p_code c = m2p_broker_wait_event(sub, 250, &e);
+        if (c == M2P_OK) {
+            atomic_fetch_add(&q->version, 1);
+        } else if (c != M2P_E_NOT_FOUND) {
+            M2P_DEBUG("jobs", "event subscription: %s", e.detail);
+            m2p_broker_free(sub);
+            sub = NULL;
+            idle_wait(q, 0.5);
+        }
+    }
+    m2p_broker_free(sub);
+    return NULL;
+}
+
 /* ---- heartbeats (distributed mode) ----------------------------------------------------------- */
 
 /* Every lease/3 seconds: renews the lease of each running attempt and looks
@@ -756,11 +1021,15 @@ static void *heartbeat_main(void *arg) {
         bool stop = q->stopping;
         int64_t ids[64];
         int attempts[64];
+        char entries[64][48];
+        char consumers[64][128];
         int n = 0;
         for (int i = 0; i < q->n_workers && n < 64; i++) {
             if (q->workers[i].job_id != 0) {
                 ids[n] = q->workers[i].job_id;
                 attempts[n] = q->workers[i].attempt;
+                memcpy(entries[n], q->workers[i].entry, sizeof entries[n]);
+                memcpy(consumers[n], q->workers[i].consumer, sizeof consumers[n]);
                 n++;
             }
         }
@@ -773,6 +1042,15 @@ static void *heartbeat_main(void *arg) {
             bool lost = false;
             m2p_error e;
             m2p_error_clear(&e);
+            if (q->redis && entries[i][0] != '\0') {
+                /* keep the stream entry ours: reset its idle time */
+                if (q->hb_broker == NULL && m2p_broker_open(&q->cfg, "heartbeat", &q->hb_broker, &e) != M2P_OK) {
+                    M2P_WARN("jobs", "broker heartbeat: %s", e.detail);
+                } else if (m2p_broker_touch(q->hb_broker, consumers[i], entries[i], &e) != M2P_OK) {
+                    M2P_WARN("jobs", "job %lld: broker heartbeat failed: %s", (long long)ids[i], e.detail);
+                }
+                m2p_error_clear(&e);
+            }
             if (m2p_store_job_heartbeat(q->hb_store, ids[i], attempts[i], m2p_now_wall(), &cancel, &lost, &e) !=
                 M2P_OK) {
                 M2P_WARN("jobs", "job %lld: heartbeat failed: %s", (long long)ids[i], e.detail);
@@ -814,6 +1092,9 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
     q->pipeline = pipeline;
     (void)pthread_mutex_init(&q->mu, NULL);
     (void)pthread_cond_init(&q->cv, NULL);
+    (void)pthread_mutex_init(&q->pub_mu, NULL);
+    (void)pthread_cond_init(&q->rc_cv, NULL);
+    q->redis = strcmp(cfg->queue, "redis") == 0;
     atomic_init(&q->version, 0);
     q->n_workers = cfg->workers < 1 ? 1 : cfg->workers;
     q->workers = m2p_calloc((size_t)q->n_workers, sizeof *q->workers);
@@ -842,6 +1123,9 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
         q->lease_s = M2P_QUEUE_DEFAULT_LEASE_S;
         q->hb_store = s;
         s = NULL;
+        if (q->redis) {
+            c = m2p_store_open(cfg, &q->rc_store, err);
+        }
     } else if (c == M2P_OK) {
         int requeued = 0;
         int failed = 0;
@@ -852,6 +1136,10 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
         }
     }
     m2p_store_close(s);
+    if (c == M2P_OK && q->redis && !q->shared) {
+        c = m2p_error_set(err, M2P_E_CONFIG,
+                          "queue=redis needs the shared database: set MUS2PIC_DATABASE_URL=postgresql://...");
+    }
     if (c != M2P_OK) {
         goto fail;
     }
@@ -867,6 +1155,17 @@ m2p_code m2p_queue_start(m2p_queue *q, m2p_error *err) {
 }
 
 m2p_code m2p_queue_start_workers(m2p_queue *q, int n, m2p_error *err) {
+    if (q->redis) {
+        if (pthread_create(&q->rc_thread, NULL, reconcile_main, q) != 0) {
+            return m2p_error_set(err, M2P_E_NOMEM, "cannot start the reconciler thread");
+        }
+        q->rc_started = true;
+        if (pthread_create(&q->sub_thread, NULL, subscribe_main, q) != 0) {
+            m2p_queue_stop(q);
+            return m2p_error_set(err, M2P_E_NOMEM, "cannot start the subscriber thread");
+        }
+        q->sub_started = true;
+    }
     if (q->lease_s > 0 && q->hb_store != NULL && n > 0) {
         if (pthread_create(&q->hb_thread, NULL, heartbeat_main, q) != 0) {
             return m2p_error_set(err, M2P_E_NOMEM, "cannot start the heartbeat thread");
@@ -894,6 +1193,7 @@ void m2p_queue_stop(m2p_queue *q) {
         atomic_store(&q->workers[i].cancel, true);
     }
     (void)pthread_cond_broadcast(&q->cv);
+    (void)pthread_cond_broadcast(&q->rc_cv);
     (void)pthread_mutex_unlock(&q->mu);
     for (int i = 0; i < q->n_workers; i++) {
         if (q->workers[i].started) {
@@ -905,6 +1205,14 @@ void m2p_queue_stop(m2p_queue *q) {
         (void)pthread_join(q->hb_thread, NULL);
         q->hb_started = false;
     }
+    if (q->rc_started) {
+        (void)pthread_join(q->rc_thread, NULL);
+        q->rc_started = false;
+    }
+    if (q->sub_started) {
+        (void)pthread_join(q->sub_thread, NULL);
+        q->sub_started = false;
+    }
 }
 
 void m2p_queue_free(m2p_queue *q) {
@@ -914,9 +1222,16 @@ void m2p_queue_free(m2p_queue *q) {
     m2p_queue_stop(q);
     for (int i = 0; q->workers != NULL && i < q->n_workers; i++) {
         m2p_store_close(q->workers[i].store);
+        m2p_broker_free(q->workers[i].broker);
     }
     m2p_free(q->workers);
     m2p_store_close(q->hb_store);
+    m2p_store_close(q->rc_store);
+    m2p_broker_free(q->hb_broker);
+    m2p_broker_free(q->rc_broker);
+    m2p_broker_free(q->pub);
+    (void)pthread_mutex_destroy(&q->pub_mu);
+    (void)pthread_cond_destroy(&q->rc_cv);
     (void)pthread_cond_destroy(&q->cv);
     (void)pthread_mutex_destroy(&q->mu);
     m2p_free(q);

@@ -458,7 +458,8 @@ static m2p_code fail_expired(m2p_store *s, double now, double lease_s, m2p_error
     return M2P_OK;
 }
 
-m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p_job_claim *out, m2p_error *err) {
+static m2p_code claim(m2p_store *s, int64_t only_id, double now, double lease_s, m2p_job_claim *out,
+                      m2p_error *err) {
     memset(out, 0, sizeof *out);
     if (lease_s > 0) {
         m2p_code fc = fail_expired(s, now, lease_s, err);
@@ -477,6 +478,7 @@ m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p
                             " updated_at = ?1, cancel_requested = 0"
                             " WHERE id = (SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
                             "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                            "   AND (?3 = 0 OR id = ?3)"
                             "   AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
                             "   ORDER BY queue_pos LIMIT 1 FOR UPDATE SKIP LOCKED)"
                             " RETURNING id, attempts, max_attempts, spec"
@@ -484,6 +486,7 @@ m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p
                             " updated_at = ?1, cancel_requested = 0"
                             " WHERE id = (SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
                             "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                            "   AND (?3 = 0 OR id = ?3)"
                             "   ORDER BY queue_pos LIMIT 1)"
                             " AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
                             " RETURNING id, attempts, max_attempts, spec",
@@ -493,6 +496,7 @@ m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p
     }
     (void)m2p_db_bind_double(st, 1, now);
     (void)m2p_db_bind_double(st, 2, lease_s > 0 ? lease_s : 0);
+    (void)m2p_db_bind_int64(st, 3, only_id);
     int rc = m2p_db_step(st);
     if (rc == M2P_DB_ROW) {
         out->id = m2p_db_column_int64(st, 0);
@@ -519,7 +523,82 @@ m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p
 }
 
 m2p_code m2p_store_job_claim(m2p_store *s, double now, m2p_job_claim *out, m2p_error *err) {
-    return m2p_store_job_claim_lease(s, now, 0, out, err);
+    return claim(s, 0, now, 0, out, err);
+}
+
+m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p_job_claim *out, m2p_error *err) {
+    return claim(s, 0, now, lease_s, out, err);
+}
+
+m2p_code m2p_store_job_claim_id(m2p_store *s, int64_t id, double now, double lease_s, m2p_job_claim *out,
+                                m2p_error *err) {
+    if (id <= 0) {
+        memset(out, 0, sizeof *out);
+        return M2P_E_NOT_FOUND;
+    }
+    return claim(s, id, now, lease_s, out, err);
+}
+
+m2p_code m2p_store_job_expire(m2p_store *s, double now, double lease_s, m2p_error *err) {
+    return lease_s > 0 ? fail_expired(s, now, lease_s, err) : M2P_OK;
+}
+
+m2p_code m2p_store_job_runnable(m2p_store *s, double now, double lease_s, int64_t *ids, size_t cap, size_t *n,
+                                m2p_error *err) {
+    *n = 0;
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s,
+                      "SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
+                      " OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                      " AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
+                      " ORDER BY queue_pos LIMIT ?3",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_double(st, 1, now);
+    (void)m2p_db_bind_double(st, 2, lease_s > 0 ? lease_s : 0);
+    (void)m2p_db_bind_int64(st, 3, (int64_t)cap);
+    int rc;
+    while ((rc = m2p_db_step(st)) == M2P_DB_ROW && *n < cap) {
+        ids[(*n)++] = m2p_db_column_int64(st, 0);
+    }
+    m2p_db_finalize(st);
+    if (rc != M2P_DB_DONE && rc != M2P_DB_ROW) {
+        return m2p_store_db_error(s, rc, "runnable jobs", err);
+    }
+    return M2P_OK;
+}
+
+m2p_code m2p_store_job_fail_poison(m2p_store *s, int64_t id, const char *detail, bool *applied, m2p_error *err) {
+    *applied = false;
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s,
+                      "UPDATE jobs SET status = 'failed', error_code = ?1, error_message = ?2, error_detail = ?3,"
+                      " error_hint = ?4, finished_at = ?5, updated_at = ?5"
+                      " WHERE id = ?6 AND status IN ('queued', 'running')",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_text(st, 1, m2p_errname(M2P_E_JOB_INTERRUPTED));
+    (void)m2p_db_bind_text(st, 2, m2p_strerror(M2P_E_JOB_INTERRUPTED));
+    (void)m2p_db_bind_text(st, 3, detail);
+    (void)m2p_db_bind_text(st, 4, m2p_errhint(M2P_E_JOB_INTERRUPTED));
+    (void)m2p_db_bind_double(st, 5, m2p_now_wall());
+    (void)m2p_db_bind_int64(st, 6, id);
+    c = step_done(s, st, "fail job", err);
+    m2p_db_finalize(st);
+    if (c == M2P_OK && m2p_db_changes(s) > 0) {
+        *applied = true;
+        json_t *d = json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "status", "failed", "error", "code",
+                              m2p_errname(M2P_E_JOB_INTERRUPTED), "message", m2p_strerror(M2P_E_JOB_INTERRUPTED),
+                              "detail", detail, "hint", m2p_errhint(M2P_E_JOB_INTERRUPTED));
+        c = d != NULL ? m2p_store_job_event(s, id, "state", d, NULL, true, NULL, err)
+                      : m2p_error_set(err, M2P_E_NOMEM, "event");
+        json_decref(d);
+    }
+    return c;
 }
 
 m2p_code m2p_store_job_heartbeat(m2p_store *s, int64_t id, int attempt, double now, bool *cancel, bool *lost,

@@ -117,6 +117,22 @@ void m2p_job_claim_clear(m2p_job_claim *c);
 m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p_job_claim *out,
                                    m2p_error *err) M2P_WUR;
 
+/* Claims job id only (the broker delivered it): as claim_lease restricted to
+ * that row. M2P_E_NOT_FOUND when it is not runnable (done, cancelled,
+ * running with a live lease, paused queue, backoff not over). */
+m2p_code m2p_store_job_claim_id(m2p_store *s, int64_t id, double now, double lease_s, m2p_job_claim *out,
+                                m2p_error *err) M2P_WUR;
+/* Fails running jobs whose lease expired with their attempts used up (job_interrupted, event written). */
+m2p_code m2p_store_job_expire(m2p_store *s, double now, double lease_s, m2p_error *err) M2P_WUR;
+/* Ids of runnable jobs (queued and due, or running with an expired lease and
+ * attempts left), oldest first, at most cap; none while the queue is paused. */
+m2p_code m2p_store_job_runnable(m2p_store *s, double now, double lease_s, int64_t *ids, size_t cap, size_t *n,
+                                m2p_error *err) M2P_WUR;
+/* A poison job (the broker delivered it too often): queued or running → failed
+ * job_interrupted with detail, event written; *applied false when it was done already. */
+m2p_code m2p_store_job_fail_poison(m2p_store *s, int64_t id, const char *detail, bool *applied,
+                                   m2p_error *err) M2P_WUR;
+
 /* Renews the lease of a running attempt (updated_at = now). *cancel: a cancel
  * was requested (from any host); *lost: the row is no longer running this
  * attempt (taken over, or finished), so the worker should stop. */

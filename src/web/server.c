@@ -40,6 +40,7 @@
 #include "core/assets.h"
 #include "core/fs.h"
 #include "core/log.h"
+#include "jobs/broker.h"
 
 #define DISCARD_LIMIT (8u * 1024u * 1024u) /* bytes read after a body error before closing */
 #define MAX_URL 2048
@@ -114,11 +115,57 @@ static web_client *client_slot(m2p_web *w, const char *addr, double now) {
     return oldest;
 }
 
+/* queue=redis: the count is shared by every API instance: INCRBY on a key per
+ * client and wall-clock minute, expiring after it. *decided false when Redis
+ * could not be asked (the caller counts locally instead). */
+static bool rate_allow_redis(m2p_web *w, const char *client, int n, int limit, int *retry_after, bool *decided) {
+    *decided = false;
+    double wall = m2p_now_wall();
+    long long minute = (long long)(wall / 60.0);
+    char key[200];
+    (void)snprintf(key, sizeof key, "m2p:rate:%.120s:%lld", client, minute);
+    m2p_error e;
+    m2p_error_clear(&e);
+    int64_t count = 0;
+    (void)pthread_mutex_lock(&w->clients_mu);
+    m2p_code c = w->rate_broker != NULL ? M2P_OK : m2p_broker_open(&w->cfg, NULL, &w->rate_broker, &e);
+    if (c == M2P_OK) {
+        c = m2p_broker_incr(w->rate_broker, key, n, 120, &count, &e);
+    }
+    if (c == M2P_OK && count > limit) {
+        int64_t back = 0;
+        if (m2p_broker_incr(w->rate_broker, key, -n, 120, &back, &e) != M2P_OK) {
+            M2P_DEBUG("web", "rate limit: %s", e.detail);
+        }
+    }
+    (void)pthread_mutex_unlock(&w->clients_mu);
+    if (c != M2P_OK) {
+        M2P_WARN("web", "rate limit counted locally: %s", e.detail);
+        return true;
+    }
+    *decided = true;
+    if (count > limit) {
+        *retry_after = 60 - (int)(wall - (double)minute * 60.0);
+        if (*retry_after < 1) {
+            *retry_after = 1;
+        }
+        return false;
+    }
+    return true;
+}
+
 bool web_rate_allow(m2p_web *w, const char *client, int n, int *retry_after) {
     int limit = w->cfg.rate_limit_per_min;
     *retry_after = 0;
     if (limit <= 0) {
         return true;
+    }
+    if (strcmp(w->cfg.queue, "redis") == 0) {
+        bool decided = false;
+        bool ok = rate_allow_redis(w, client, n, limit, retry_after, &decided);
+        if (decided) {
+            return ok;
+        }
     }
     double now = m2p_now_monotonic();
     (void)pthread_mutex_lock(&w->clients_mu);
@@ -884,6 +931,7 @@ void m2p_web_stop(m2p_web *w) {
     m2p_presets_free(w->presets);
     (void)pthread_cond_destroy(&w->ws_cv);
     (void)pthread_mutex_destroy(&w->ws_mu);
+    m2p_broker_free(w->rate_broker);
     (void)pthread_mutex_destroy(&w->clients_mu);
     (void)pthread_cond_destroy(&w->pool_cv);
     (void)pthread_mutex_destroy(&w->pool_mu);

@@ -52,6 +52,7 @@ struct m2p_web {
     /* clients (rate limits, socket caps) */
     pthread_mutex_t clients_mu;
     web_client clients[WEB_MAX_CLIENTS];
+    struct m2p_broker *rate_broker; /* queue=redis: job-creation limits counted in Redis (under clients_mu) */
     /* WebSocket sessions */
     pthread_mutex_t ws_mu;
     pthread_cond_t ws_cv;
