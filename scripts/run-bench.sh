@@ -32,6 +32,11 @@ if [ -z "${REPORT_ONLY:-}" ]; then
         echo "== building the mid-size random model in $MODEL (once, ~1 min)"
         timeout 600 "$PY" bench/suite/make_mid_model.py --out "$MODEL" || echo "run-bench: no model" >&2
     fi
+    SMALL=${M2P_BENCH_SMALL_MODEL:-/tmp/m2p-small-lcm}
+    if [ ! -f "$SMALL/unet/config.json" ]; then
+        echo "== building the small random model in $SMALL (once, ~1 min)"
+        timeout 600 "$PY" bench/suite/make_mid_model.py --small --out "$SMALL" || echo "run-bench: no small model" >&2
+    fi
 fi
 args=(--build "$BUILD" --results "$RESULTS")
 [ -n "${ONLY:-}" ] && args+=(--only "$ONLY")

@@ -7,7 +7,7 @@ import re
 import statistics
 import time
 
-ORDER = ["machine", "sgemm", "model_cli", "lcm", "lcm_ref", "variations", "repeat", "analysis_lengths", "analysis_accuracy",
+ORDER = ["machine", "sgemm", "model_cli", "lcm", "lcm_ref", "variations", "variations_py", "repeat", "analysis_lengths", "analysis_accuracy",
          "decode", "service", "service_ws", "queue_growth", "sonic", "nn", "tokenizer", "where"]
 SIZE = int(os.environ.get("M2P_BENCH_SIZE", "128"))
 STEPS = ["fetch", "decode", "analyze", "prompt", "render", "store"]
@@ -304,7 +304,10 @@ def write(all_r, md_path, chart_dir, build, suite_s):
     L.append("Model sections use a **mid-size random LCM model** (`bench/suite/make_mid_model.py`: the real "
              "architecture with UNet widths 64/128/256/256 instead of 320/640/1280/1280, VAE 32/64/128/128 instead "
              "of 128/256/512/512, the full-size CLIP text encoder), at **%d×%d**, because one full-size UNet step "
-             "takes about a minute in diffusers on this loaded machine and a full section would not fit in 2 minutes.\n"
+             "takes about a minute in diffusers on this loaded machine and a full section would not fit in 2 minutes. "
+             "The sections that run the whole CLI several times (Model through the CLI, Variations, Where the time "
+             "goes) use a **small** variant (UNet 32/64/128/128, VAE 32/32/64/64, same CLIP; "
+             "`make_mid_model.py --small`): one mid-size image costs ~10 CPU seconds, ~40 s of wall time at load 18.\n"
              % (SIZE, SIZE))
     L.append("## The seed's claims, measured\n")
     L.append(md_table(["claim", "measured here", "verdict"], claims(all_r)))
@@ -324,7 +327,9 @@ def write(all_r, md_path, chart_dir, build, suite_s):
             L.append(f"**{r.get('status')}**\n")
             continue
         if key == "model_cli":
-            py = (all_r.get("variations", {}).get("data") or {}).get("py") or {}
+            vp = all_r.get("variations_py", {})
+            py = (vp.get("data") if vp.get("status") == "ok" else None) or \
+                (all_r.get("variations", {}).get("data") or {}).get("py") or {}
             if py.get("load_s"):
                 r["rows"] = r.get("rows", []) + [
                     ["the Python way, per request: diffusers from_pretrained (same weights)", "%.2f s" % med(py["load_s"])],

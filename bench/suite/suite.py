@@ -8,7 +8,7 @@ results (RESULTS/<section>.json) and rewrites BENCHMARKS.md and the charts under
 
 Sections (each ≤ --section-s seconds of wall time, killed by timeout otherwise and then reported as
 "not measured: timed out"): machine, sgemm, decode, analysis_lengths, analysis_accuracy, sonic,
-tokenizer, nn, lcm_ref, lcm, variations, model_cli, repeat, service, queue_growth, where.
+tokenizer, nn, lcm_ref, lcm, model_cli, variations_py, variations, repeat, service, queue_growth, where.
 --only reruns some sections and rebuilds the report from the stored results of the others.
 The driver needs Python (it is the benchmark harness); the product does not.
 """
@@ -31,6 +31,9 @@ PY = os.path.join(REPO, "tools", "refvenv", "bin", "python")
 WORK = os.environ.get("M2P_BENCH_WORK", "/tmp/m2p-bench-suite")
 MID_MODEL = os.environ.get("M2P_BENCH_MODEL", "/tmp/m2p-mid-lcm")
 SIZE = int(os.environ.get("M2P_BENCH_SIZE", "128"))  # lcm image side in the model sections
+# the CLI-driven model sections (model_cli, variations, where) run the whole binary several times:
+# they use the small model (bench/suite/make_mid_model.py --small)
+SMALL_MODEL = os.environ.get("M2P_BENCH_SMALL_MODEL", "/tmp/m2p-small-lcm")
 SECTION_S = 120.0
 
 
@@ -365,9 +368,10 @@ def s_tokenizer(ctx, dl):
             "header": ["output"], "raw": o}
 
 
-def need_model():
-    if not os.path.exists(os.path.join(MID_MODEL, "unet", "config.json")):
-        raise NotMeasured(f"no model at {MID_MODEL} (run-bench.sh builds it with bench/suite/make_mid_model.py)")
+def need_model(path=None):
+    path = path or MID_MODEL
+    if not os.path.exists(os.path.join(path, "unet", "config.json")):
+        raise NotMeasured(f"no model at {path} (run-bench.sh builds it with bench/suite/make_mid_model.py)")
 
 
 def s_nn(ctx, dl):
@@ -440,9 +444,26 @@ def lcm_ready(stderr):
     return (float(m.group(1)), float(m.group(2))) if m else (None, None)
 
 
+def s_variations_py(ctx, dl):
+    """The diffusers half of the variations section: from_pretrained + first image, then N = 1, 2, 4 batched."""
+    need_model(SMALL_MODEL)
+    pcmd = [PY, os.path.join(HERE, "diffusers_variations.py"), "--model", SMALL_MODEL, "--size", str(SIZE), "--steps",
+            "4", "--ns", "1,2,4", "--rounds", "5", "--deadline-s", str(int(max(10, dl.left() - 25)))]
+    rc, o, e, _ = run(pcmd, dl.left())
+    if rc != 0 or not o.strip():
+        raise NotMeasured(f"{'timed out' if rc == 124 else 'rc %d' % rc}: " + tail(e, 2))
+    py = json.loads(o.strip().splitlines()[-1])
+    rows = [["from_pretrained (per request, the Python way)", mmm(py["load_s"], "{:.2f}") + " s"],
+            ["first image after loading", mmm(py["first_image_s"], "{:.2f}") + " s"]]
+    for n, xs in py["batch"].items():
+        rows.append([f"warm pipeline, {n} image(s) batched", mmm(xs, "{:.2f}") + " s"])
+    return {"title": f"diffusers: load per request and batched variations (small model, {SIZE}², 4 steps)",
+            "cmd": " ".join(pcmd), "rows": rows, "header": ["measure", "median (min–max, n)"], "data": py}
+
+
 def s_variations(ctx, dl):
     """Batched N vs sequential: the C engine through the real CLI (render step time), diffusers in one process."""
-    need_model()
+    need_model(SMALL_MODEL)
     song = demo_song(ctx, 30, "wav")
     ns = [1, 2, 4]
     c = {str(n): [] for n in ns}
@@ -450,11 +471,12 @@ def s_variations(ctx, dl):
     ccpu = {str(n): [] for n in ns}
     dd = tempfile.mkdtemp(prefix="m2p-var-", dir=WORK)
     base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "-v",
-            "--data-dir", dd, "--set", "model=" + MID_MODEL, "--out", os.path.join(dd, "out")]
-    pcmd = [PY, os.path.join(HERE, "diffusers_variations.py"), "--model", MID_MODEL, "--size", str(SIZE), "--steps",
-            "4", "--ns", "1,2,4", "--rounds", "3", "--deadline-s", "40"]
-    rc, o, e, _ = run(pcmd, min(dl.left() * 0.5, 60))
-    py = json.loads(o.strip().splitlines()[-1]) if rc == 0 and o.strip() else None
+            "--data-dir", dd, "--set", "model=" + SMALL_MODEL, "--out", os.path.join(dd, "out")]
+    pp = os.path.join(ctx.results, "variations_py.json")
+    pj = json.load(open(pp)) if os.path.exists(pp) else {}
+    py = pj.get("data") if pj.get("status") == "ok" else None
+    rc = 0
+    pcmd = [pj.get("cmd", "(section variations_py)")]
     rounds = 0
     while dl.left() > 15 and rounds < 5:
         for n in ns:
@@ -478,10 +500,10 @@ def s_variations(ctx, dl):
             row += [mmm(py["batch"][k], "{:.2f}") + " s", "%.3f" % (n / pb),
                     "%.2f×" % (n * med(py["batch"]["1"]) / pb) if py["batch"].get("1") else "—"]
         else:
-            row += ["not measured" + (" (%s)" % ("timed out" if rc == 124 else "rc %d" % rc) if not py else ""), "—", "—"]
+            row += ["not measured" + (": " + pj.get("status", "no variations_py result") if not py else ""), "—", "—"]
         rows.append(row)
     shutil.rmtree(dd, ignore_errors=True)
-    r = {"title": f"Variations: N images batched vs one at a time (lcm, mid-size model, {SIZE}², 4 steps)",
+    r = {"title": f"Variations: N images batched vs one at a time (lcm, small model, {SIZE}², 4 steps)",
          "cmd": " ".join(base) + " -n N   (render step of the CLI's time: line, minus the logged load + warm-up)\n"
                 + " ".join(pcmd),
          "rows": rows, "header": ["N", "C render step (median, min–max)", "C render minus load/warm-up",
@@ -491,18 +513,18 @@ def s_variations(ctx, dl):
          "data": {"c": cnet, "c_render": c, "c_cpu": ccpu, "py": py, "c_rounds": rounds}}
     r["notes"] = ("C: one CLI process per request, rounds interleave N=1,2,4; the render step includes opening the "
                   "model and a warm-up pass, which the CLI logs and which is subtracted for the per-image figures. "
-                  "diffusers: one warm pipeline, rounds interleave N=1,2,4 (num_images_per_prompt=N). Sequential = "
+                  "diffusers (section variations_py, run just before, same small model): one warm pipeline, rounds interleave N=1,2,4 (num_images_per_prompt=N). Sequential = "
                   "N × the N=1 median in both.")
     return r
 
 
 def s_model_cli(ctx, dl):
     """First request (process maps the model) vs warm request; the Python way loads per request."""
-    need_model()
+    need_model(SMALL_MODEL)
     song = demo_song(ctx, 30, "wav")
     dd = tempfile.mkdtemp(prefix="m2p-model-", dir=WORK)
     base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "-n", "1",
-            "-v", "--data-dir", dd, "--set", "model=" + MID_MODEL, "--out", os.path.join(dd, "out")]
+            "-v", "--data-dir", dd, "--set", "model=" + SMALL_MODEL, "--out", os.path.join(dd, "out")]
     walls, renders, loads, warms, cpus = [], [], [], [], []
     while dl.left() > 15 and len(walls) < 5:
         rc, o, e, w = run(base + ["--seed", str(len(walls) + 1)], dl.left())
@@ -519,7 +541,7 @@ def s_model_cli(ctx, dl):
         warms.append(wu)
     shutil.rmtree(dd, ignore_errors=True)
     net = [r - l - w for r, l, w in zip(renders, loads, warms) if None not in (r, l, w)]
-    r = {"title": f"Model: one CLI process per request (opens the model each time), lcm mid-size, {SIZE}²",
+    r = {"title": f"Model: one CLI process per request (opens the model each time), lcm small model, {SIZE}²",
          "cmd": " ".join(base),
          "rows": [["whole process wall (30 s song: analysis + prompt + model + 1 image)", mmm(walls, "{:.2f}") + " s"],
                   ["whole process CPU seconds", mmm(cpus, "{:.1f}") + " s"],
@@ -699,9 +721,9 @@ def s_where(ctx, dl):
     """Where the time goes in one `make` request: per-step times from the CLI's time: line."""
     song = demo_song(ctx, 240, "ogg")
     variants = [("sonic, 4 posters 1024²", ["--renderer", "sonic", "-n", "4"])]
-    if os.path.exists(os.path.join(MID_MODEL, "unet", "config.json")):
-        variants.append((f"lcm mid-size, 1 image {SIZE}²", ["--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "-n", "1",
-                                                        "--set", "model=" + MID_MODEL]))
+    if os.path.exists(os.path.join(SMALL_MODEL, "unet", "config.json")):
+        variants.append((f"lcm small model, 1 image {SIZE}²", ["--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "-n",
+                                                            "1", "--set", "model=" + SMALL_MODEL]))
     res = {v[0]: [] for v in variants}
     walls = {v[0]: [] for v in variants}
     rounds = 0
@@ -725,7 +747,7 @@ def s_where(ctx, dl):
         rows.append([name, "whole process (wall)", mmm(walls[name], "{:.3f}") + " s"])
     return {"title": "Where the time goes: one `mus2pic make` of a 4-minute OGG (fresh data folder each run)",
             "cmd": f"{ctx.bin} make SONG.ogg --data-dir FRESH [--renderer sonic -n 4 | --renderer lcm "
-                   f"--size {SIZE}x{SIZE} -n 1 --set model={MID_MODEL}]   (per-step times from the stderr 'time:' line)",
+                   f"--size {SIZE}x{SIZE} -n 1 --set model={SMALL_MODEL}]   (per-step times from the stderr 'time:' line)",
             "rows": rows, "header": ["request", "step", "median (min–max, n)"],
             "data": {"steps": {k: [t for t in v] for k, v in res.items()}, "walls": walls}}
 
@@ -733,7 +755,7 @@ def s_where(ctx, dl):
 SECTIONS = [
     ("machine", s_machine), ("sgemm", s_sgemm), ("decode", s_decode), ("analysis_lengths", s_analysis_lengths),
     ("analysis_accuracy", s_analysis_accuracy), ("sonic", s_sonic), ("tokenizer", s_tokenizer), ("nn", s_nn),
-    ("lcm_ref", s_lcm_ref), ("lcm", s_lcm), ("model_cli", s_model_cli), ("variations", s_variations), ("repeat", s_repeat),
+    ("lcm_ref", s_lcm_ref), ("lcm", s_lcm), ("model_cli", s_model_cli), ("variations_py", s_variations_py), ("variations", s_variations), ("repeat", s_repeat),
     ("service", s_service), ("service_ws", s_service_ws), ("queue_growth", s_queue_growth), ("where", s_where),
 ]
 
