@@ -454,6 +454,7 @@ function insertAtCursor(area, text) {
 /* ---------------------------------------------------------------- job */
 
 function stopJob() {
+  state.openToken = (state.openToken || 0) + 1;
   const ws = state.ws;
   if (ws) {
     ws.onclose = null; ws.onmessage = null; ws.onerror = null;
@@ -484,7 +485,16 @@ function openJob(id) {
   $('audio').removeAttribute('src');
   drawWave(null);
   renderSteps();
-  connectJob(id);
+  // ask once over HTTP first: an unknown id gets its error instead of a socket retried forever
+  const token = state.openToken;
+  api(`/api/jobs/${id}`).then(() => {
+    if (token === state.openToken) connectJob(id);
+  }, (err) => {
+    if (token !== state.openToken) return;
+    $('job-title').textContent = err.status === 404 ? `No job ${id}` : `Job ${id}`;
+    $('job-cancel').hidden = true;
+    renderError($('job-error'), err, [el('a', { class: 'btn', href: '#/create', text: 'Make new posters', title: 'Back to Create' })]);
+  });
   state.jobTimer = setInterval(tickJob, 250);
 }
 

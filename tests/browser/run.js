@@ -521,6 +521,24 @@ test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows
   assert.strictEqual(fs.readFileSync(saved).subarray(0, 4).toString('hex'), '89504e47');
   assert.ok(/A minor/.test(await page.textContent('#img-meta')));
   await shot(page, 'image-desktop');
+  // delete: the D minor song's job goes, with its images, after a confirmation
+  await open(page, '#/gallery');
+  await page.click('#f-reset');
+  await page.selectOption('#f-key', 'D');
+  await page.waitForFunction(() => document.querySelectorAll('#gallery .tile').length === 2);
+  for (const c of await page.$$('#gallery .tile .sel')) await c.check();
+  let asked = '';
+  page.once('dialog', (d) => { asked = d.message(); d.accept(); });
+  await page.click('#sel-delete');
+  await page.waitForFunction(() => document.getElementById('gallery-empty').hidden === false);
+  assert.ok(/Delete 1 job with their images/.test(asked), asked);
+  assert.strictEqual((await fetch(`${BASE}/api/jobs/${jc.id}`)).status, 404);
+  // an unknown job says so (and does not retry a socket forever)
+  await open(page, '#/job/99999');
+  await page.waitForFunction(() => document.getElementById('job-title').textContent === 'No job 99999');
+  assert.ok((await page.textContent('#job-error')).includes('code: job_not_found'));
+  await waitFor(() => consoleErrors.findIndex((e) => /status of 404/.test(e)) >= 0, 'the logged 404', 5000);
+  consoleErrors.splice(consoleErrors.findIndex((e) => /status of 404/.test(e)), 1);
   await page.close();
 });
 
