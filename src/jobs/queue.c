@@ -627,7 +627,9 @@ static void run_job(worker *w, m2p_job_claim *claim) {
         const char *key = res.features != NULL ? m2p_key_name(res.features->key) : "";
         const char *mode = res.features != NULL ? m2p_mode_name(res.features->mode) : "";
         char **meta = res.n_images > 0 ? m2p_calloc(res.n_images, sizeof *meta) : NULL;
-        if (res.n_images > 0 && (rows == NULL || meta == NULL)) {
+        char **pngs = q->shared && res.n_images > 0 ? m2p_calloc(res.n_images, sizeof *pngs) : NULL;
+        size_t *png_lens = q->shared && res.n_images > 0 ? m2p_calloc(res.n_images, sizeof *png_lens) : NULL;
+        if (res.n_images > 0 && (rows == NULL || meta == NULL || (q->shared && (pngs == NULL || png_lens == NULL)))) {
             code = m2p_error_set(&err, M2P_E_NOMEM, "image rows");
         }
         for (size_t i = 0; code == M2P_OK && i < res.n_images; i++) {
@@ -641,6 +643,14 @@ static void run_job(worker *w, m2p_job_claim *claim) {
                                    "title", res.track.title, "job_id", (json_int_t)claim->id);
             meta[i] = mj != NULL ? json_dumps(mj, JSON_COMPACT) : NULL;
             json_decref(mj);
+            if (q->shared && pngs != NULL) {
+                /* no shared filesystem between hosts: the bytes go to the database too */
+                m2p_code rc2 = m2p_fs_read_file(res.image_paths[i], 256u * 1024u * 1024u, &pngs[i], &png_lens[i], &err);
+                if (rc2 != M2P_OK) {
+                    code = rc2;
+                    break;
+                }
+            }
             rows[i] = (m2p_image_row){
                 .index = (int)i,
                 .seed = res.seeds[i],
@@ -657,6 +667,8 @@ static void run_job(worker *w, m2p_job_claim *claim) {
                 .tempo = res.features != NULL ? res.features->tempo_bpm : 0,
                 .key = key,
                 .mode = mode,
+                .png = pngs != NULL ? (const unsigned char *)pngs[i] : NULL,
+                .png_len = png_lens != NULL ? png_lens[i] : 0,
             };
         }
         if (code == M2P_OK) {
@@ -668,6 +680,11 @@ static void run_job(worker *w, m2p_job_claim *claim) {
         for (size_t i = 0; meta != NULL && i < res.n_images; i++) {
             free(meta[i]);
         }
+        for (size_t i = 0; pngs != NULL && i < res.n_images; i++) {
+            m2p_free(pngs[i]);
+        }
+        m2p_free(pngs);
+        m2p_free(png_lens);
         m2p_free(meta);
         m2p_free(rows);
         free(rtext);
@@ -999,12 +1016,16 @@ static void *subscribe_main(void *arg) {
 
 /* ---- heartbeats (distributed mode) ----------------------------------------------------------- */
 
-/* Every lease/3 seconds: renews the lease of each running attempt and looks
+/* Every min(lease/3, 0.5) seconds: renews the lease of each running attempt and looks
  * for cancels requested from any host; an attempt that lost its row (taken
  * over after a stall, or finished elsewhere) is stopped. */
 static void *heartbeat_main(void *arg) {
     m2p_queue *q = arg;
+    /* a third of the lease, and at most 0.5 s so a cancel from another host lands fast */
     double period = q->lease_s / 3.0;
+    if (period > 0.5) {
+        period = 0.5;
+    }
     if (period < 0.2) {
         period = 0.2;
     }

@@ -58,7 +58,7 @@ m2p_code m2p_queue_start_workers(m2p_queue *q, int n, m2p_error *err) M2P_WUR;
 
 /* Distributed mode: the store is shared (PostgreSQL), so several processes on
  * several hosts run jobs from one queue. Each claim holds a lease renewed by
- * a heartbeat thread every lease/3 s (which also picks up cancels requested
+ * a heartbeat thread every min(lease/3, 0.5) s (which also picks up cancels requested
  * on other hosts); a job whose worker died is taken over by another worker
  * once its lease is older than lease_s, as a new attempt (attempts counted in
  * the database, fencing as in store/jobs.h), and fails job_interrupted when

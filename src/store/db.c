@@ -29,6 +29,7 @@
 #define OID_FLOAT8 701
 #define OID_NUMERIC 1700
 #define OID_BOOL 16
+#define OID_BYTEA 17
 
 struct m2p_db_stmt {
     m2p_store *s;
@@ -37,11 +38,15 @@ struct m2p_db_stmt {
     char *sql;
     char *vals[MAX_PARAMS];
     Oid types[MAX_PARAMS];
+    int lens[MAX_PARAMS];
+    int fmts[MAX_PARAMS]; /* 1: binary (blobs) */
     int n_params;
     PGresult *res;
     int row; /* current row; -1 before the first step */
     bool ran;
 };
+
+static bool pg_has(m2p_db_stmt *st, int col);
 
 static void set_msg(m2p_store *s, const char *msg) {
     (void)snprintf(s->errmsg, sizeof s->errmsg, "%s", msg != NULL ? msg : "");
@@ -191,6 +196,8 @@ static int pg_bind(m2p_db_stmt *st, int i, const char *text, Oid type) {
         }
     }
     st->types[i - 1] = type;
+    st->lens[i - 1] = 0;
+    st->fmts[i - 1] = 0;
     if (i > st->n_params) {
         st->n_params = i;
     }
@@ -226,6 +233,62 @@ int m2p_db_bind_double(m2p_db_stmt *st, int i, double v) {
     return pg_bind(st, i, buf, OID_FLOAT8);
 }
 
+int m2p_db_bind_blob(m2p_db_stmt *st, int i, const void *data, size_t len) {
+    if (len > (size_t)INT32_MAX) {
+        return -1;
+    }
+    if (st->lite != NULL) {
+        return sqlite3_bind_blob(st->lite, i, len > 0 ? data : "", (int)len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+    }
+    if (i < 1 || i > MAX_PARAMS) {
+        return -1;
+    }
+    m2p_free(st->vals[i - 1]);
+    st->vals[i - 1] = m2p_malloc(len > 0 ? len : 1);
+    if (st->vals[i - 1] == NULL) {
+        return -1;
+    }
+    if (len > 0) {
+        memcpy(st->vals[i - 1], data, len);
+    }
+    st->types[i - 1] = OID_BYTEA;
+    st->lens[i - 1] = (int)len;
+    st->fmts[i - 1] = 1;
+    if (i > st->n_params) {
+        st->n_params = i;
+    }
+    return 0;
+}
+
+m2p_code m2p_db_column_blob_dup(m2p_db_stmt *st, int col, unsigned char **out, size_t *len, m2p_error *err) {
+    *out = NULL;
+    *len = 0;
+    const unsigned char *src = NULL;
+    size_t n = 0;
+    unsigned char *pgbuf = NULL;
+    if (st->lite != NULL) {
+        src = sqlite3_column_blob(st->lite, col);
+        n = (size_t)sqlite3_column_bytes(st->lite, col);
+    } else if (pg_has(st, col) && !PQgetisnull(st->res, st->row, col)) {
+        pgbuf = PQunescapeBytea((const unsigned char *)PQgetvalue(st->res, st->row, col), &n);
+        if (pgbuf == NULL) {
+            return m2p_error_set(err, M2P_E_NOMEM, "bytea");
+        }
+        src = pgbuf;
+    }
+    *out = m2p_malloc(n > 0 ? n : 1);
+    if (*out == NULL) {
+        PQfreemem(pgbuf);
+        return m2p_error_set(err, M2P_E_NOMEM, "blob");
+    }
+    if (n > 0 && src != NULL) {
+        memcpy(*out, src, n);
+    }
+    *len = n;
+    PQfreemem(pgbuf);
+    return M2P_OK;
+}
+
 int m2p_db_bind_null(m2p_db_stmt *st, int i) {
     if (st->lite != NULL) {
         return sqlite3_bind_null(st->lite, i) == SQLITE_OK ? 0 : -1;
@@ -247,7 +310,8 @@ int m2p_db_step(m2p_db_stmt *st) {
         if (!pg_ready(s)) {
             return M2P_DB_UNAVAILABLE;
         }
-        st->res = PQexecParams(s->pg, st->sql, st->n_params, st->types, (const char *const *)st->vals, NULL, NULL, 0);
+        st->res = PQexecParams(s->pg, st->sql, st->n_params, st->types, (const char *const *)st->vals, st->lens,
+                               st->fmts, 0);
         ExecStatusType es = st->res != NULL ? PQresultStatus(st->res) : PGRES_FATAL_ERROR;
         if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
             return pg_rc(s, st->res);

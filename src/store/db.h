@@ -22,6 +22,7 @@
 #ifndef M2P_STORE_DB_H
 #define M2P_STORE_DB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -53,6 +54,8 @@ int m2p_db_bind_int64(m2p_db_stmt *st, int i, int64_t v);
 int m2p_db_bind_int(m2p_db_stmt *st, int i, int v);
 int m2p_db_bind_double(m2p_db_stmt *st, int i, double v);
 int m2p_db_bind_null(m2p_db_stmt *st, int i);
+/* Binary data (copied): BLOB on SQLite, bytea on PostgreSQL (sent in binary). */
+int m2p_db_bind_blob(m2p_db_stmt *st, int i, const void *data, size_t len);
 /* M2P_DB_ROW, M2P_DB_DONE or a negative error. */
 int m2p_db_step(m2p_db_stmt *st);
 int m2p_db_column_count(m2p_db_stmt *st);
@@ -63,6 +66,8 @@ int m2p_db_column_int(m2p_db_stmt *st, int col);
 double m2p_db_column_double(m2p_db_stmt *st, int col);
 /* NULL for SQL NULL. */
 const unsigned char *m2p_db_column_text(m2p_db_stmt *st, int col);
+/* A copy of a BLOB/bytea column (m2p_free; empty for NULL). */
+m2p_code m2p_db_column_blob_dup(m2p_db_stmt *st, int col, unsigned char **out, size_t *len, m2p_error *err) M2P_WUR;
 void m2p_db_finalize(m2p_db_stmt *st);
 
 /* Rows changed by the last INSERT/UPDATE/DELETE stepped on this store. */

@@ -676,7 +676,23 @@ static m2p_code insert_image(m2p_store *s, int64_t job_id, const m2p_image_row *
     (void)m2p_db_bind_text(st, 16, r->mode != NULL ? r->mode : "");
     (void)m2p_db_bind_double(st, 17, now);
     c = step_done(s, st, "insert image", err);
-    (void)m2p_db_finalize(st);
+    m2p_db_finalize(st);
+    if (c == M2P_OK && r->png != NULL) {
+        c = prep(s,
+                 "INSERT INTO image_data (image_id, png) SELECT id, ?3 FROM images WHERE job_id = ?1 AND idx = ?2"
+                 " ON CONFLICT (image_id) DO NOTHING",
+                 &st, err);
+        if (c == M2P_OK) {
+            (void)m2p_db_bind_int64(st, 1, job_id);
+            (void)m2p_db_bind_int(st, 2, r->index);
+            if (m2p_db_bind_blob(st, 3, r->png, r->png_len) != 0) {
+                c = m2p_error_set(err, M2P_E_NOMEM, "image bytes");
+            } else {
+                c = step_done(s, st, "insert image bytes", err);
+            }
+            m2p_db_finalize(st);
+        }
+    }
     return c;
 }
 
@@ -1168,6 +1184,27 @@ m2p_code m2p_store_step_stats(m2p_store *s, json_t **out, m2p_error *err) {
     " model, metadata AS metadata_json, images.track_id, images.source, tempo, key, mode,"            \
     " images.created_at, jobs.batch_id, '/api/images/' || images.id AS url,"                           \
     " '/api/images/' || images.id || '/thumb' AS thumb_url"
+
+m2p_code m2p_store_image_data(m2p_store *s, int64_t id, unsigned char **png, size_t *len, m2p_error *err) {
+    *png = NULL;
+    *len = 0;
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s, "SELECT png FROM image_data WHERE image_id = ?1", &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_int64(st, 1, id);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        c = m2p_db_column_blob_dup(st, 0, png, len, err);
+    } else if (rc == M2P_DB_DONE) {
+        c = m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "no stored bytes for image %lld", (long long)id);
+    } else {
+        c = m2p_store_db_error(s, rc, "image bytes", err);
+    }
+    m2p_db_finalize(st);
+    return c;
+}
 
 m2p_code m2p_store_image_get(m2p_store *s, int64_t id, json_t **out, m2p_error *err) {
     m2p_db_stmt *st = NULL;

@@ -151,6 +151,10 @@ typedef struct m2p_image_row {
     const char *source;
     double tempo;
     const char *key, *mode;
+    /* the PNG's bytes, stored in the database (image_data) when not NULL: the
+     * distributed mode, where API hosts share no filesystem with workers */
+    const unsigned char *png;
+    size_t png_len;
 } m2p_image_row;
 
 typedef struct m2p_job_outcome {
@@ -223,6 +227,9 @@ m2p_code m2p_store_step_stats(m2p_store *s, json_t **out, m2p_error *err) M2P_WU
 
 /* Image JSON (with path); M2P_E_IMAGE_NOT_FOUND when absent. */
 m2p_code m2p_store_image_get(m2p_store *s, int64_t id, json_t **out, m2p_error *err) M2P_WUR;
+
+/* The PNG bytes stored for image id (*png: m2p_free); M2P_E_IMAGE_NOT_FOUND when none. */
+m2p_code m2p_store_image_data(m2p_store *s, int64_t id, unsigned char **png, size_t *len, m2p_error *err) M2P_WUR;
 
 typedef struct m2p_image_filter {
     const char *style, *key, *mode, *q, *source;

@@ -110,6 +110,11 @@ const m2p_migration m2p_store_migrations[] = {
      "  n INTEGER NOT NULL, mean_s REAL NOT NULL,"
      "  PRIMARY KEY (step, renderer, size)"
      ");"},
+    {"image bytes in the database (several hosts without a shared filesystem)",
+     "CREATE TABLE image_data ("
+     "  image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
+     "  png BLOB NOT NULL"
+     ");"},
 };
 
 const int m2p_store_n_migrations = (int)(sizeof m2p_store_migrations / sizeof m2p_store_migrations[0]);
@@ -211,6 +216,11 @@ const m2p_migration m2p_store_pg_migrations[] = {
      "  step TEXT NOT NULL, renderer TEXT NOT NULL, size TEXT NOT NULL,"
      "  n BIGINT NOT NULL, mean_s DOUBLE PRECISION NOT NULL,"
      "  PRIMARY KEY (step, renderer, size)"
+     ");"},
+    {"image bytes in the database (several hosts without a shared filesystem)",
+     "CREATE TABLE image_data ("
+     "  image_id BIGINT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
+     "  png BYTEA NOT NULL"
      ");"},
 };
 

@@ -692,6 +692,40 @@ static m2p_code export_selection(web_ctx *c, m2p_error *err) {
     return code;
 }
 
+/* Shared database, no shared filesystem: an image whose file is not on this
+ * host is written from its stored bytes (image_data) into this host's cache
+ * folder <data_dir>/image-cache/<id>.png once (atomic), and served from there
+ * like any other file (ETag, thumbnail beside it). */
+static m2p_code image_local_copy(web_ctx *c, int64_t id, const char *path, char *buf, size_t cap, const char **out,
+                                 m2p_error *err) {
+    *out = path;
+    struct stat st;
+    if (!m2p_store_is_shared(c->store) || stat(path, &st) == 0) {
+        return M2P_OK;
+    }
+    char dir[M2P_PATH_MAX];
+    (void)m2p_config_subdir(&c->w->cfg, "image-cache", dir, sizeof dir);
+    int n = snprintf(buf, cap, "%s/%lld.png", dir, (long long)id);
+    if (n < 0 || (size_t)n >= cap) {
+        return m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "path too long");
+    }
+    *out = buf;
+    if (stat(buf, &st) == 0) {
+        return M2P_OK;
+    }
+    unsigned char *png = NULL;
+    size_t len = 0;
+    m2p_code code = m2p_store_image_data(c->store, id, &png, &len, err);
+    if (code == M2P_OK) {
+        code = m2p_fs_mkdirs(dir, err);
+    }
+    if (code == M2P_OK) {
+        code = m2p_fs_write_atomic(buf, png, len, err);
+    }
+    m2p_free(png);
+    return code;
+}
+
 static m2p_code image_routes(web_ctx *c, m2p_error *err) {
     if (!is_method(c, "GET") && !is_method(c, "HEAD")) {
         return method_not_allowed(c, err);
@@ -710,6 +744,14 @@ static m2p_code image_routes(web_ctx *c, m2p_error *err) {
         return code;
     }
     const char *path = json_string_value(json_object_get(img, "path"));
+    char local[M2P_PATH_MAX];
+    if (path != NULL && (c->nseg == 3 || (c->nseg == 4 && seg_is(c, 3, "thumb")))) {
+        code = image_local_copy(c, id, path, local, sizeof local, &path, err);
+        if (code != M2P_OK) {
+            json_decref(img);
+            return code;
+        }
+    }
     if (path == NULL) {
         code = m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "image %lld has no file", (long long)id);
     } else if (c->nseg == 3) {

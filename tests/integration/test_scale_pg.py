@@ -181,7 +181,7 @@ def distributed(pg, api, settings, data, song, procs):
     check(st == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", (st, h))
 
     # cancel from the API reaches the job running in the worker process
-    jid = submit(api, song, {"seed": "4", "variations": "4", "width": "1024", "height": "1024"})
+    jid = submit(api, song, {"seed": "4", "variations": "8", "width": "1024", "height": "1024"})
     wait_status(api, jid, ("running",))
     api.json("POST", f"/api/jobs/{jid}/cancel", expect=202)
     j = api.wait_job(jid, timeout=60)

@@ -3,7 +3,8 @@ PostgreSQL, both started here.
 
 1. a job submitted to an API process (serve --no-workers) is XADDed, taken by a
    `mus2pic worker` through its consumer group, and streamed over the WebSocket
-   of the API process (events published by the worker);
+   of the API process (events published by the worker); its images are served
+   from the bytes in PostgreSQL once the files are gone;
 2. SIGKILL of the worker mid-job: another worker takes the stream entry over
    (XAUTOCLAIM after the lease) and the job completes exactly once (attempt 2,
    one image set);
@@ -12,6 +13,7 @@ PostgreSQL, both started here.
 4. rate limits are counted in Redis: two API processes share one budget.
 """
 import os
+import shutil
 import socket
 import sys
 import time
@@ -81,6 +83,15 @@ def run(api, settings, data, song, rd, procs):
     check(events[-1]["status"] == "succeeded", events[-1])
     seqs = [e["seq"] for e in events]
     check(seqs == list(range(snap["seq"] + 1, snap["seq"] + 1 + len(seqs))), f"events not dense: {seqs}")
+    # images without a shared filesystem: the files are gone on "this host",
+    # the API serves the bytes stored in PostgreSQL (and makes the thumbnail)
+    _, j = api.json("GET", f"/api/jobs/{jid}", expect=200)
+    shutil.rmtree(os.path.join(data, "images", f"job-{jid}"))
+    for im in j["images"]:
+        st, h, png = api.http("GET", im["url"])
+        check(st == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", (st, png[:300]))
+        st, h, thumb = api.http("GET", im["thumb_url"])
+        check(st == 200 and thumb[:4] == b"RIFF" and h["content-type"] == "image/webp", (st, h))
     # the entry was acked and deleted after the commit
     check(redis_cmd(rd.port, "XLEN", "m2p:jobs").strip() == ":0", redis_cmd(rd.port, "XLEN", "m2p:jobs"))
 
