@@ -10,6 +10,7 @@ import time
 ORDER = ["machine", "sgemm", "model_cli", "lcm", "lcm_ref", "variations", "variations_py", "repeat", "analysis_lengths", "analysis_accuracy",
          "decode", "service", "service_ws", "queue_growth", "sonic", "nn", "tokenizer", "where"]
 SIZE = int(os.environ.get("M2P_BENCH_SIZE", "128"))
+CLI_SIZE = int(os.environ.get("M2P_BENCH_CLI_SIZE", "64"))
 STEPS = ["fetch", "decode", "analyze", "prompt", "render", "store"]
 
 
@@ -108,7 +109,11 @@ def charts(all_r, outdir):
 
     q = all_r.get("queue_growth", {})
     if q.get("status") == "ok":
-        pts = sorted((int(k), d) for k, d in q["data"].items())
+        pts = dict((int(k), d) for k, d in q["data"].items())
+        sv = all_r.get("service", {})
+        if sv.get("status") == "ok" and sv.get("data", {}).get("all_s"):
+            pts.setdefault(100, sv["data"])  # the service section's 100-job run
+        pts = sorted(pts.items())
         fig, ax = plt.subplots(figsize=(6.4, 4))
         ax.plot([k for k, _ in pts], [d.get("all_s", float("nan")) for _, d in pts], "o-",
                 label="time until the last job finished (s)")
@@ -307,8 +312,8 @@ def write(all_r, md_path, chart_dir, build, suite_s):
              "takes about a minute in diffusers on this loaded machine and a full section would not fit in 2 minutes. "
              "The sections that run the whole CLI several times (Model through the CLI, Variations, Where the time "
              "goes) use a **small** variant (UNet 32/64/128/128, VAE 32/32/64/64, same CLIP; "
-             "`make_mid_model.py --small`): one mid-size image costs ~10 CPU seconds, ~40 s of wall time at load 18.\n"
-             % (SIZE, SIZE))
+             "`make_mid_model.py --small`) at **%d×%d**: one mid-size image costs ~10 CPU seconds, ~40 s of wall time at load 18.\n"
+             % (SIZE, SIZE, CLI_SIZE, CLI_SIZE))
     L.append("## The seed's claims, measured\n")
     L.append(md_table(["claim", "measured here", "verdict"], claims(all_r)))
     L.append("## Floors: what the hardware allows, beside what we measured\n")

@@ -34,6 +34,7 @@ SIZE = int(os.environ.get("M2P_BENCH_SIZE", "128"))  # lcm image side in the mod
 # the CLI-driven model sections (model_cli, variations, where) run the whole binary several times:
 # they use the small model (bench/suite/make_mid_model.py --small)
 SMALL_MODEL = os.environ.get("M2P_BENCH_SMALL_MODEL", "/tmp/m2p-small-lcm")
+CLI_SIZE = int(os.environ.get("M2P_BENCH_CLI_SIZE", "64"))  # image side for those sections
 SECTION_S = 120.0
 
 
@@ -447,7 +448,7 @@ def lcm_ready(stderr):
 def s_variations_py(ctx, dl):
     """The diffusers half of the variations section: from_pretrained + first image, then N = 1, 2, 4 batched."""
     need_model(SMALL_MODEL)
-    pcmd = [PY, os.path.join(HERE, "diffusers_variations.py"), "--model", SMALL_MODEL, "--size", str(SIZE), "--steps",
+    pcmd = [PY, os.path.join(HERE, "diffusers_variations.py"), "--model", SMALL_MODEL, "--size", str(CLI_SIZE), "--steps",
             "4", "--ns", "1,2,4", "--rounds", "5", "--deadline-s", str(int(max(10, dl.left() - 25)))]
     rc, o, e, _ = run(pcmd, dl.left())
     if rc != 0 or not o.strip():
@@ -457,7 +458,7 @@ def s_variations_py(ctx, dl):
             ["first image after loading", mmm(py["first_image_s"], "{:.2f}") + " s"]]
     for n, xs in py["batch"].items():
         rows.append([f"warm pipeline, {n} image(s) batched", mmm(xs, "{:.2f}") + " s"])
-    return {"title": f"diffusers: load per request and batched variations (small model, {SIZE}², 4 steps)",
+    return {"title": f"diffusers: load per request and batched variations (small model, {CLI_SIZE}², 4 steps)",
             "cmd": " ".join(pcmd), "rows": rows, "header": ["measure", "median (min–max, n)"], "data": py}
 
 
@@ -465,12 +466,12 @@ def s_variations(ctx, dl):
     """Batched N vs sequential: the C engine through the real CLI (render step time), diffusers in one process."""
     need_model(SMALL_MODEL)
     song = demo_song(ctx, 30, "wav")
-    ns = [1, 2, 4]
+    ns = [1, 4, 2]  # N=1 and N=4 first in each round: the claim's pair
     c = {str(n): [] for n in ns}
     cnet = {str(n): [] for n in ns}
     ccpu = {str(n): [] for n in ns}
     dd = tempfile.mkdtemp(prefix="m2p-var-", dir=WORK)
-    base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "-v",
+    base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{CLI_SIZE}x{CLI_SIZE}", "--steps", "4", "-v",
             "--data-dir", dd, "--set", "model=" + SMALL_MODEL, "--out", os.path.join(dd, "out")]
     pp = os.path.join(ctx.results, "variations_py.json")
     pj = json.load(open(pp)) if os.path.exists(pp) else {}
@@ -490,7 +491,7 @@ def s_variations(ctx, dl):
                 ccpu[str(n)].append(LAST_CPU[0])
         rounds += 1
     rows = []
-    for n in ns:
+    for n in sorted(ns):
         k = str(n)
         row = [k, mmm(c[k], "{:.2f}") + " s", mmm(cnet[k], "{:.2f}") + " s", mmm(ccpu[k], "{:.1f}") + " s",
                "%.3f" % (n / med(cnet[k])) if cnet[k] else "—",
@@ -503,7 +504,7 @@ def s_variations(ctx, dl):
             row += ["not measured" + (": " + pj.get("status", "no variations_py result") if not py else ""), "—", "—"]
         rows.append(row)
     shutil.rmtree(dd, ignore_errors=True)
-    r = {"title": f"Variations: N images batched vs one at a time (lcm, small model, {SIZE}², 4 steps)",
+    r = {"title": f"Variations: N images batched vs one at a time (lcm, small model, {CLI_SIZE}², 4 steps)",
          "cmd": " ".join(base) + " -n N   (render step of the CLI's time: line, minus the logged load + warm-up)\n"
                 + " ".join(pcmd),
          "rows": rows, "header": ["N", "C render step (median, min–max)", "C render minus load/warm-up",
@@ -523,7 +524,7 @@ def s_model_cli(ctx, dl):
     need_model(SMALL_MODEL)
     song = demo_song(ctx, 30, "wav")
     dd = tempfile.mkdtemp(prefix="m2p-model-", dir=WORK)
-    base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "--steps", "4", "-n", "1",
+    base = [ctx.bin, "make", song, "--renderer", "lcm", "--size", f"{CLI_SIZE}x{CLI_SIZE}", "--steps", "4", "-n", "1",
             "-v", "--data-dir", dd, "--set", "model=" + SMALL_MODEL, "--out", os.path.join(dd, "out")]
     walls, renders, loads, warms, cpus = [], [], [], [], []
     while dl.left() > 15 and len(walls) < 5:
@@ -541,7 +542,7 @@ def s_model_cli(ctx, dl):
         warms.append(wu)
     shutil.rmtree(dd, ignore_errors=True)
     net = [r - l - w for r, l, w in zip(renders, loads, warms) if None not in (r, l, w)]
-    r = {"title": f"Model: one CLI process per request (opens the model each time), lcm small model, {SIZE}²",
+    r = {"title": f"Model: one CLI process per request (opens the model each time), lcm small model, {CLI_SIZE}²",
          "cmd": " ".join(base),
          "rows": [["whole process wall (30 s song: analysis + prompt + model + 1 image)", mmm(walls, "{:.2f}") + " s"],
                   ["whole process CPU seconds", mmm(cpus, "{:.1f}") + " s"],
@@ -722,7 +723,7 @@ def s_where(ctx, dl):
     song = demo_song(ctx, 240, "ogg")
     variants = [("sonic, 4 posters 1024²", ["--renderer", "sonic", "-n", "4"])]
     if os.path.exists(os.path.join(SMALL_MODEL, "unet", "config.json")):
-        variants.append((f"lcm small model, 1 image {SIZE}²", ["--renderer", "lcm", "--size", f"{SIZE}x{SIZE}", "-n",
+        variants.append((f"lcm small model, 1 image {CLI_SIZE}²", ["--renderer", "lcm", "--size", f"{CLI_SIZE}x{CLI_SIZE}", "-n",
                                                             "1", "--set", "model=" + SMALL_MODEL]))
     res = {v[0]: [] for v in variants}
     walls = {v[0]: [] for v in variants}
@@ -747,7 +748,7 @@ def s_where(ctx, dl):
         rows.append([name, "whole process (wall)", mmm(walls[name], "{:.3f}") + " s"])
     return {"title": "Where the time goes: one `mus2pic make` of a 4-minute OGG (fresh data folder each run)",
             "cmd": f"{ctx.bin} make SONG.ogg --data-dir FRESH [--renderer sonic -n 4 | --renderer lcm "
-                   f"--size {SIZE}x{SIZE} -n 1 --set model={SMALL_MODEL}]   (per-step times from the stderr 'time:' line)",
+                   f"--size {CLI_SIZE}x{CLI_SIZE} -n 1 --set model={SMALL_MODEL}]   (per-step times from the stderr 'time:' line)",
             "rows": rows, "header": ["request", "step", "median (min–max, n)"],
             "data": {"steps": {k: [t for t in v] for k, v in res.items()}, "walls": walls}}
 
