@@ -698,11 +698,13 @@ test('phone 390×844: bottom navigation, no sideways scrolling, touch-size targe
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`); });
   page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: uncaught ${e.message}`));
   await page.setViewportSize(PHONE);
-  const views = [['#/create', 'create'], [`#/job/${ctx.jobA}`, 'job'], ['#/gallery', 'gallery'], ['#/batch', 'batch'],
+  const firstImage = (await apiGet(`/api/jobs/${ctx.jobA}`)).images[0].id;
+  const views = [['#/create', 'create'], [`#/job/${ctx.jobA}`, 'job'], [`#/image/${firstImage}`, 'image'], ['#/gallery', 'gallery'], ['#/batch', 'batch'],
     ['#/settings', 'settings'], ['#/help', 'help']];
   for (const [hash, name] of views) {
     await open(page, hash);
     if (name === 'job') await page.waitForFunction(() => document.querySelectorAll('#job-images img').length > 0 && [...document.querySelectorAll('#job-images img')].every((i) => i.complete));
+    if (name === 'image') await page.waitForFunction(() => document.getElementById('img-full').complete && document.getElementById('img-full').naturalWidth > 0);
     if (name === 'gallery') { await page.waitForFunction(() => document.querySelectorAll('#gallery .tile img').length > 0); await waitImagesShown(page, '#gallery .tile img'); }
     await sleep(300);
     const m = await page.evaluate(() => ({
