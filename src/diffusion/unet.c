@@ -834,10 +834,12 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         rc = m2p_error_set(err, M2P_E_NOMEM, "activations");
         goto done;
     }
+    cur_owned = true;
     if ((rc = conv_run(&u->conv_in, in->sample, n, h, w, 1, cur, err)) != M2P_OK) {
         goto done;
     }
     skips[n_skips++] = (act){cur, ch, h, w};
+    cur_owned = false;
 
     /* Down path: every resnet(+transformer) output and every downsample output is a skip. */
     for (int i = 0; i < nb; i++) {

@@ -9,7 +9,8 @@
  *  - the timestep and guidance embeddings alone;
  *  - batching: image 1 of a batch equals image 1 run alone;
  *  - a missing tensor / a wrong shape in a copy of the model → clear errors;
- *  - the blocked attention op and its exp against naive double-precision references.
+ *  - the blocked attention op and its exp against naive double-precision references;
+ *  - every allocation of create and forward failing in turn → NOMEM, no leak, no crash.
  * Tolerance: |diff| ≤ 2e-5 + 1e-4·|expected| (measured max |diff| 1.4e-6; fp32 against fp32 PyTorch; the
  * sums run in a different order).
  */
@@ -316,6 +317,52 @@ static void test_attention_op(void **state) {
     assert_true(m2p_unet_expf(0.0f) == 1.0f);
 }
 
+/* Fails the k-th allocation for k = 0, 1, ... until the call succeeds: each failure must be
+ * M2P_E_NOMEM with everything freed (ASan's leak check runs at exit). */
+static void test_alloc_failures(void **state) {
+    fixture *f = *state;
+    float *sample = nnfx_load(f->ref, "b_sample", NULL);
+    float *ts = nnfx_load(f->ref, "b_timesteps", NULL);
+    float *cond = nnfx_load(f->ref, "b_cond", NULL);
+    float *ctx = nnfx_load(f->ref, "b_context", NULL);
+    float *want = nnfx_load(f->ref, "b_out", NULL);
+    static float out[2 * 4 * 6 * 10];
+    m2p_unet_input in = {sample, 2, 6, 10, ts, cond, ctx, 1, 77};
+    m2p_error err;
+    int failures = 0;
+    for (long k = 0; k < 100000; k++) {
+        m2p_alloc_fail_after(k);
+        m2p_code rc = m2p_unet_forward(f->unet, &in, out, &err);
+        m2p_alloc_fail_after(-1);
+        if (rc == M2P_OK) {
+            break;
+        }
+        assert_int_equal(rc, M2P_E_NOMEM);
+        failures++;
+    }
+    assert_true(failures > 10);
+    NNFX_ASSERT_CLOSE("after allocation failures", out, want, sizeof out / sizeof out[0], ATOL, RTOL);
+    m2p_unet_config cfg;
+    assert_int_equal(m2p_unet_config_from_model(m2p_nn_model_unet_config(f->model), &cfg, &err), M2P_OK);
+    for (long k = 0; k < 100; k++) {
+        m2p_unet *u = NULL;
+        m2p_alloc_fail_after(k);
+        m2p_code rc = m2p_unet_create_from_model(f->model, &u, &err);
+        m2p_alloc_fail_after(-1);
+        if (rc == M2P_OK) {
+            m2p_unet_free(u);
+            break;
+        }
+        assert_int_equal(rc, M2P_E_NOMEM);
+        assert_null(u);
+    }
+    m2p_free(sample);
+    m2p_free(ts);
+    m2p_free(cond);
+    m2p_free(ctx);
+    m2p_free(want);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_case_a),
@@ -327,6 +374,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_shape),
         cmocka_unit_test(test_config_refusals),
         cmocka_unit_test(test_attention_op),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
