@@ -1259,6 +1259,10 @@ function wire() {
   $('job-cancel').addEventListener('click', cancelJob);
   $('job-share').addEventListener('click', () => copyText(linkTo(`#/job/${state.jobId}`), 'link'));
   $('job-copy-prompt').addEventListener('click', () => copyText($('job-prompt').textContent, 'prompt'));
+  $('job-share-native').hidden = !navigator.share;
+  $('job-share-native').addEventListener('click', async () => {
+    try { await navigator.share({ title: `Mus2Pic: ${$('job-title').textContent}`, text: $('job-prompt').textContent, url: linkTo(`#/job/${state.jobId}`) }); } catch (e) { /* dismissed */ }
+  });
   $('job-regen').addEventListener('click', regenerate);
   const audio = $('audio');
   for (const ev of ['timeupdate', 'seeked', 'play', 'pause']) audio.addEventListener(ev, () => drawWave(state.peaks));
