@@ -242,11 +242,35 @@ static void test_dir_and_describe(void **state) {
     assert_true(strlen(small) < sizeof small);
 }
 
+/* Failing the Nth allocation anywhere in open + bind: a clean NOMEM, no leak (ASan checks). */
+static void test_alloc_failures(void **state) {
+    (void)state;
+    char dir[1024];
+    tiny(dir, sizeof dir);
+    int failures = 0;
+    for (long k = 0; k < 40; k++) {
+        m2p_error err;
+        m2p_nn_model *m = NULL;
+        m2p_alloc_fail_after(k);
+        m2p_code rc = m2p_nn_model_open(dir, M2P_NN_LOAD_ALL, &m, &err);
+        m2p_alloc_fail_after(-1);
+        if (rc != M2P_OK) {
+            assert_int_equal(rc, M2P_E_NOMEM);
+            assert_null(m);
+            failures++;
+            continue;
+        }
+        m2p_nn_model_free(m);
+    }
+    assert_true(failures > 5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_tiny),
         cmocka_unit_test(test_folder_errors),
         cmocka_unit_test(test_dir_and_describe),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,9 +132,45 @@ static void test_vae_matches_diffusers(void **state) {
     m2p_nn_model_free(m);
 }
 
+/* Failing the Nth allocation of create + first decode: NOMEM, no leak, and the handle still works after. */
+static void test_vae_alloc_failures(void **state) {
+    (void)state;
+    char dir[1024];
+    (void)snprintf(dir, sizeof dir, "%s/tests/fixtures/nn/tiny-lcm", m2p_test_source_dir());
+    m2p_error err;
+    m2p_nn_model *m = NULL;
+    assert_int_equal(m2p_nn_model_open(dir, M2P_NN_LOAD_VAE, &m, &err), M2P_OK);
+    float lat[4 * 3 * 5];
+    float img[3 * 12 * 20];
+    for (int i = 0; i < 60; i++) {
+        lat[i] = (float)(i % 7) * 0.1f;
+    }
+    int failures = 0;
+    for (long k = 0; k < 14; k++) {
+        m2p_nn_vae *v = NULL;
+        m2p_alloc_fail_after(k);
+        m2p_code rc = m2p_nn_vae_create(m, &v, &err);
+        if (rc == M2P_OK) {
+            rc = m2p_nn_vae_decode(v, lat, 1, 3, 5, img, NULL, &err);
+        }
+        m2p_alloc_fail_after(-1);
+        if (rc != M2P_OK) {
+            assert_int_equal(rc, M2P_E_NOMEM);
+            failures++;
+        }
+        if (v != NULL) {
+            assert_int_equal(m2p_nn_vae_decode(v, lat, 1, 3, 5, img, NULL, &err), M2P_OK);
+        }
+        m2p_nn_vae_free(v);
+    }
+    assert_true(failures > 3);
+    m2p_nn_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vae_matches_diffusers),
+        cmocka_unit_test(test_vae_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
