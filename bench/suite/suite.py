@@ -378,7 +378,7 @@ def need_model(path=None):
 def s_nn(ctx, dl):
     need_model()
     b = bench_bin(ctx, "bench_nn")
-    cmd = [PY, "tools/nn/bench_reference.py", "--bench", b, "--model", MID_MODEL, "--size", str(SIZE), "--runs", "3"]
+    cmd = [PY, "tools/nn/bench_reference.py", "--bench", b, "--model", MID_MODEL, "--size", str(SIZE), "--runs", "2"]
     rc, o, e, _ = run(cmd, dl.left())
     if rc != 0:
         raise NotMeasured(f"{'timed out' if rc == 124 else 'rc %d' % rc}: " + tail(e, 2))
