@@ -32,7 +32,8 @@
 #define TEMPO_PRIOR_OCT 1.0
 /* Metrical-level rules (accents measured on the floor-subtracted envelopes):
  * down (halve) when alternate pulses are much weaker, or when nothing happens
- * between pulses and alternate pulses are clearly weaker;
+ * between pulses (nowhere in the middle half of the interval, so swung
+ * eighths count) and alternate pulses are clearly weaker;
  * up (double) when the midpoints are nearly as strong as the pulses, or
  * fairly strong while the quarter points carry events too (the pulse found
  * is every other beat of a song with eighth-note hats) and alternate pulses
@@ -245,20 +246,29 @@ static double strength_at(const float *o, size_t n, long f) {
 /* Accent ratios of a beat sequence on envelope o: r_mid (midpoints / beats), r_alt (weaker
  * parity / stronger); on envelope q: r_q (quarter points between beats / beats). */
 static void accent_ratios(const float *o, const float *q, size_t n, const int *beats, size_t nb, double *r_mid,
-                          double *r_alt, double *r_q) {
+                          double *r_alt, double *r_q, double *r_between) {
     *r_mid = 0;
     *r_alt = 1;
     *r_q = 0;
+    *r_between = 0;
     if (nb < 4) {
         return;
     }
-    double qb = 0, qq = 0;
+    double qb = 0, qq = 0, lb = 0, lin = 0;
     for (size_t i = 0; i + 1 < nb; i++) {
         long a = beats[i], b = beats[i + 1];
         qb += strength_at(q, n, a);
         qq += 0.5 * (strength_at(q, n, a + (b - a + 2) / 4) + strength_at(q, n, a + (3 * (b - a) + 2) / 4));
+        /* strongest low-band event anywhere in the middle half of the interval (swung eighths included) */
+        lb += strength_at(o, n, a);
+        double in = 0;
+        for (long t = a + (b - a + 2) / 4; t <= a + (3 * (b - a) + 2) / 4 && t < (long)n; t++) {
+            in = o[t] > in ? o[t] : in;
+        }
+        lin += in;
     }
     *r_q = qb > 1e-12 ? qq / qb : 0.0;
+    *r_between = lb > 1e-12 ? lin / lb : 0.0;
     double sb = 0, sm = 0, se = 0, so = 0;
     size_t ne = 0, no = 0;
     for (size_t i = 0; i < nb; i++) {
@@ -451,12 +461,13 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         if (pass == 2) {
             break;
         }
-        double r_mid, r_alt, r_q;
-        accent_ratios(fl, fh, n, beats, nb, &r_mid, &r_alt, &r_q);
+        double r_mid, r_alt, r_q, r_between;
+        accent_ratios(fl, fh, n, beats, nb, &r_mid, &r_alt, &r_q, &r_between);
 #ifdef M2P_DSP_DEBUG
-        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f r_q %.2f nb %zu\n", pass, bpm, r_mid, r_alt, r_q, nb);
+        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f r_q %.2f r_between %.2f nb %zu\n", pass, bpm, r_mid, r_alt,
+                r_q, r_between, nb);
 #endif
-        bool down = r_alt < LEVEL_DOWN_RATIO || (r_mid < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
+        bool down = r_alt < LEVEL_DOWN_RATIO || (r_between < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
         bool up = r_mid > LEVEL_UP_RATIO || (r_mid > LEVEL_UP_MID && r_q > LEVEL_UP_QUARTER && r_alt > LEVEL_UP_ALT);
         if (down && bpm / 2 >= TEMPO_MIN) {
             bpm /= 2;
