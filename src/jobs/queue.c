@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -555,6 +556,47 @@ static void emit_final(run_ctx *r, const char *status, m2p_code code, const char
     json_decref(d);
 }
 
+/* Shared database: the upload is a file on the API host that took it, and
+ * its bytes are stored with the job. A worker reads it from its own
+ * <data_dir>/uploads/<sha256><ext> only, writing it there from the database
+ * first when missing (same content-hash name); the API host's path in the
+ * spec is used only when the database has no copy. */
+static m2p_code local_upload_copy(worker *w, const json_t *spec_json, const char *path, char *buf, size_t cap,
+                                  m2p_error *err) {
+    const char *sha = json_string_value(json_object_get(spec_json, "upload_sha256"));
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    if (sha == NULL || strlen(sha) != 64 || strncmp(base, sha, 64) != 0 || strchr(base, '/') != NULL) {
+        (void)snprintf(buf, cap, "%s", path);
+        return M2P_OK;
+    }
+    char dir[M2P_PATH_MAX];
+    (void)m2p_config_subdir(&w->q->cfg, "uploads", dir, sizeof dir);
+    int n = snprintf(buf, cap, "%s/%s", dir, base);
+    if (n < 0 || (size_t)n >= cap) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "upload path too long");
+    }
+    struct stat st;
+    if (stat(buf, &st) == 0) {
+        return M2P_OK;
+    }
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    m2p_code c = m2p_store_upload_get(w->store, sha, &bytes, &len, err);
+    if (c == M2P_E_NOT_FOUND) {
+        (void)snprintf(buf, cap, "%s", path); /* stored before uploads went to the database */
+        return M2P_OK;
+    }
+    if (c == M2P_OK) {
+        c = m2p_fs_mkdirs(dir, err);
+    }
+    if (c == M2P_OK) {
+        c = m2p_fs_write_atomic(buf, bytes, len, err);
+    }
+    m2p_free(bytes);
+    return c;
+}
+
 static void run_job(worker *w, m2p_job_claim *claim) {
     m2p_queue *q = w->q;
     const m2p_config *cfg = &q->cfg;
@@ -582,6 +624,13 @@ static void run_job(worker *w, m2p_job_claim *claim) {
         code = m2p_error_set(&err, M2P_E_INTERNAL, "stored job spec is not JSON");
     } else {
         code = m2p_queue_spec_from_json(spec_json, cfg, claim->id, &spec, out_dir, sizeof out_dir, &err);
+    }
+    char local_upload[M2P_PATH_MAX];
+    if (code == M2P_OK && q->shared && spec.upload_path != NULL) {
+        code = local_upload_copy(w, spec_json, spec.upload_path, local_upload, sizeof local_upload, &err);
+        if (code == M2P_OK) {
+            spec.upload_path = local_upload;
+        }
     }
     if (code == M2P_OK) {
         (void)snprintf(r.renderer, sizeof r.renderer, "%s", spec.renderer != NULL ? spec.renderer : cfg->renderer);
@@ -671,8 +720,15 @@ static void run_job(worker *w, m2p_job_claim *claim) {
                 .png_len = png_lens != NULL ? png_lens[i] : 0,
             };
         }
+        char *ptext = NULL;
         if (code == M2P_OK) {
-            m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, rtext, res.track_id, rows, res.n_images};
+            /* the final snapshot commits with the status (emit_final writes it again with the event) */
+            (void)json_object_set_new(r.state, "status", json_string("succeeded"));
+            refresh_state(&r);
+            ptext = json_dumps(r.state, JSON_COMPACT);
+        }
+        if (code == M2P_OK) {
+            m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, rtext, res.track_id, rows, res.n_images, ptext};
             if (m2p_store_job_finish(w->store, claim->id, claim->attempt, &o, &applied, &e) != M2P_OK) {
                 M2P_ERROR("jobs", "job %lld: could not save the result: %s", (long long)claim->id, e.detail);
             }
@@ -685,6 +741,7 @@ static void run_job(worker *w, m2p_job_claim *claim) {
         }
         m2p_free(pngs);
         m2p_free(png_lens);
+        free(ptext);
         m2p_free(meta);
         m2p_free(rows);
         free(rtext);
@@ -726,11 +783,15 @@ static void run_job(worker *w, m2p_job_claim *claim) {
         json_t *rj = res.prompt != NULL || res.features != NULL ? result_json(&res) : NULL;
         char *rtext = rj != NULL ? json_dumps(rj, JSON_COMPACT) : NULL;
         json_decref(rj);
-        m2p_job_outcome o = {final, code, err.detail, rtext, res.track_id, NULL, 0};
+        (void)json_object_set_new(r.state, "status", json_string(m2p_job_status_name(final)));
+        refresh_state(&r);
+        char *ftext = json_dumps(r.state, JSON_COMPACT);
+        m2p_job_outcome o = {final, code, err.detail, rtext, res.track_id, NULL, 0, ftext};
         if (m2p_store_job_finish(w->store, claim->id, claim->attempt, &o, &applied, &e) != M2P_OK) {
             M2P_ERROR("jobs", "job %lld: could not save the failure: %s", (long long)claim->id, e.detail);
         }
         free(rtext);
+        free(ftext);
         if (applied) {
             count(q, final, false);
             emit_final(&r, m2p_job_status_name(final), code, err.detail, 0);

@@ -708,7 +708,7 @@ m2p_code m2p_store_job_finish(m2p_store *s, int64_t id, int attempt, const m2p_j
     c = prep(s,
              "UPDATE jobs SET status = ?1, error_code = ?2, error_message = ?3, error_detail = ?4, error_hint = ?5,"
              " result = coalesce(?6, result), track_id = coalesce(?7, track_id), finished_at = ?8, updated_at = ?8,"
-             " not_before = 0"
+             " not_before = 0, progress = coalesce(?11, progress)"
              " WHERE id = ?9 AND status = 'running' AND attempts = ?10",
              &st, err);
     if (c != M2P_OK) {
@@ -726,6 +726,7 @@ m2p_code m2p_store_job_finish(m2p_store *s, int64_t id, int attempt, const m2p_j
     (void)m2p_db_bind_double(st, 8, now);
     (void)m2p_db_bind_int64(st, 9, id);
     (void)m2p_db_bind_int(st, 10, attempt);
+    bind_text_or_null(st, 11, o->progress_json);
     c = step_done(s, st, "finish job", err);
     (void)m2p_db_finalize(st);
     if (c != M2P_OK) {
@@ -1201,6 +1202,47 @@ m2p_code m2p_store_image_data(m2p_store *s, int64_t id, unsigned char **png, siz
         c = m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "no stored bytes for image %lld", (long long)id);
     } else {
         c = m2p_store_db_error(s, rc, "image bytes", err);
+    }
+    m2p_db_finalize(st);
+    return c;
+}
+
+m2p_code m2p_store_upload_put(m2p_store *s, const char *sha256, const void *data, size_t len, m2p_error *err) {
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s,
+                      "INSERT INTO uploads (sha256, data, created_at) VALUES (?1, ?2, ?3)"
+                      " ON CONFLICT (sha256) DO NOTHING",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_text(st, 1, sha256);
+    if (m2p_db_bind_blob(st, 2, data, len) != 0) {
+        m2p_db_finalize(st);
+        return m2p_error_set(err, M2P_E_NOMEM, "upload bytes");
+    }
+    (void)m2p_db_bind_double(st, 3, m2p_now_wall());
+    c = step_done(s, st, "store upload", err);
+    m2p_db_finalize(st);
+    return c;
+}
+
+m2p_code m2p_store_upload_get(m2p_store *s, const char *sha256, unsigned char **data, size_t *len, m2p_error *err) {
+    *data = NULL;
+    *len = 0;
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s, "SELECT data FROM uploads WHERE sha256 = ?1", &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_text(st, 1, sha256);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        c = m2p_db_column_blob_dup(st, 0, data, len, err);
+    } else if (rc == M2P_DB_DONE) {
+        c = m2p_error_set(err, M2P_E_NOT_FOUND, "no stored upload %.16s", sha256);
+    } else {
+        c = m2p_store_db_error(s, rc, "upload", err);
     }
     m2p_db_finalize(st);
     return c;

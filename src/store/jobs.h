@@ -165,6 +165,8 @@ typedef struct m2p_job_outcome {
     int64_t track_id;
     const m2p_image_row *images;
     size_t n_images;
+    const char *progress_json; /* may be NULL: the final live state, written with the status so a
+                                  reader never sees a finished job with a stale snapshot */
 } m2p_job_outcome;
 
 /* Ends the attempt: in one transaction the row (still running this attempt)
@@ -230,6 +232,14 @@ m2p_code m2p_store_image_get(m2p_store *s, int64_t id, json_t **out, m2p_error *
 
 /* The PNG bytes stored for image id (*png: m2p_free); M2P_E_IMAGE_NOT_FOUND when none. */
 m2p_code m2p_store_image_data(m2p_store *s, int64_t id, unsigned char **png, size_t *len, m2p_error *err) M2P_WUR;
+
+/* Uploaded audio by content hash, for workers on hosts without the API's
+ * folder (distributed mode). put: stored once (a second put is a no-op);
+ * get: *data is m2p_free'd by the caller, M2P_E_NOT_FOUND when absent. */
+m2p_code m2p_store_upload_put(m2p_store *s, const char *sha256, const void *data, size_t len,
+                              m2p_error *err) M2P_WUR;
+m2p_code m2p_store_upload_get(m2p_store *s, const char *sha256, unsigned char **data, size_t *len,
+                              m2p_error *err) M2P_WUR;
 
 typedef struct m2p_image_filter {
     const char *style, *key, *mode, *q, *source;

@@ -115,6 +115,12 @@ const m2p_migration m2p_store_migrations[] = {
      "  image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
      "  png BLOB NOT NULL"
      ");"},
+    {"uploads in the database (workers on other hosts)",
+     "CREATE TABLE uploads ("
+     "  sha256 TEXT PRIMARY KEY,"
+     "  data BLOB NOT NULL,"
+     "  created_at REAL NOT NULL"
+     ");"},
 };
 
 const int m2p_store_n_migrations = (int)(sizeof m2p_store_migrations / sizeof m2p_store_migrations[0]);
@@ -221,6 +227,12 @@ const m2p_migration m2p_store_pg_migrations[] = {
      "CREATE TABLE image_data ("
      "  image_id BIGINT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,"
      "  png BYTEA NOT NULL"
+     ");"},
+    {"uploads in the database (workers on other hosts)",
+     "CREATE TABLE uploads ("
+     "  sha256 TEXT PRIMARY KEY,"
+     "  data BYTEA NOT NULL,"
+     "  created_at DOUBLE PRECISION NOT NULL"
      ");"},
 };
 

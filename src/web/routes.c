@@ -175,6 +175,23 @@ static m2p_code commit_job(web_ctx *c, pending_job *p, int64_t batch_id, json_t 
             return code;
         }
     }
+    const char *up_path = json_string_value(json_object_get(p->spec, "upload_path"));
+    const char *up_sha = json_string_value(json_object_get(p->spec, "upload_sha256"));
+    if (up_path != NULL && up_sha != NULL && m2p_store_is_shared(c->store)) {
+        /* Workers may run on hosts without this folder: the bytes go to the
+         * database before the job row, so a committed job always has them. */
+        char *bytes = NULL;
+        size_t len = 0;
+        uint64_t cap = (uint64_t)c->w->cfg.max_upload_mb * 1024u * 1024u;
+        code = m2p_fs_read_file(up_path, (size_t)cap + 1, &bytes, &len, err);
+        if (code == M2P_OK) {
+            code = m2p_store_upload_put(c->store, up_sha, bytes, len, err);
+        }
+        m2p_free(bytes);
+        if (code != M2P_OK) {
+            return code;
+        }
+    }
     char *text = json_dumps(p->spec, JSON_COMPACT);
     if (text == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "spec");

@@ -16,12 +16,26 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_util import WS, Server, check, demo_song, multipart  # noqa: E402
 from services_util import Postgres, Redis  # noqa: E402
 from test_scale_pg import Worker, collect, submit, wait_status  # noqa: E402
+
+
+class Dir:
+    """A temporary folder removed at the end (in the list of things to clean up)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def tail(self):
+        return ""
+
+    def cleanup(self):
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def redis_cmd(port, *args):
@@ -71,8 +85,11 @@ def main():
 
 
 def run(api, settings, data, song, rd, procs):
+    # workers get their own folder: nothing shared with the API but PostgreSQL and Redis
+    wdata = tempfile.mkdtemp(prefix="m2p-worker-")
+    procs.append(Dir(wdata))
     # 1. stream → worker → pub/sub → WebSocket of the API process
-    w1 = Worker(data, settings).start()
+    w1 = Worker(wdata, settings).start()
     procs.append(w1)
     jid = submit(api, song, {"seed": "3"})
     ws = WS(api.port, f"/ws/jobs/{jid}")
@@ -83,10 +100,12 @@ def run(api, settings, data, song, rd, procs):
     check(events[-1]["status"] == "succeeded", events[-1])
     seqs = [e["seq"] for e in events]
     check(seqs == list(range(snap["seq"] + 1, snap["seq"] + 1 + len(seqs))), f"events not dense: {seqs}")
-    # images without a shared filesystem: the files are gone on "this host",
-    # the API serves the bytes stored in PostgreSQL (and makes the thumbnail)
+    # no shared filesystem: the worker's folder is not the API's; the upload
+    # reached the worker through PostgreSQL, and the API serves the image bytes
+    # stored there (and makes the thumbnail)
     _, j = api.json("GET", f"/api/jobs/{jid}", expect=200)
-    shutil.rmtree(os.path.join(data, "images", f"job-{jid}"))
+    check(not os.path.exists(os.path.join(data, "images", f"job-{jid}")), "the API host has the image files")
+    check(os.path.isdir(os.path.join(wdata, "uploads")), "the worker got no copy of the upload")
     for im in j["images"]:
         st, h, png = api.http("GET", im["url"])
         check(st == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", (st, png[:300]))
@@ -101,7 +120,7 @@ def run(api, settings, data, song, rd, procs):
     time.sleep(0.3)
     w1.kill()
     procs.remove(w1)
-    w2 = Worker(data, settings).start()
+    w2 = Worker(wdata, settings).start()
     procs.append(w2)
     j = api.wait_job(jid, timeout=120)
     check(j["status"] == "succeeded" and j["attempts"] == 2, (j["status"], j["attempts"], j["error"]))
@@ -117,7 +136,7 @@ def run(api, settings, data, song, rd, procs):
     time.sleep(0.5)
     rd.start()
     check(redis_cmd(rd.port, "XLEN", "m2p:jobs").strip() == ":0", "redis kept its data")
-    w3 = Worker(data, settings).start()
+    w3 = Worker(wdata, settings).start()
     procs.append(w3)
     for jid in ids:
         j = api.wait_job(jid, timeout=120)

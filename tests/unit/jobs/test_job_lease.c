@@ -77,7 +77,7 @@ static void test_lease_takeover_and_fencing(void **state) {
     /* the old owner learns it lost the row, and cannot finish it */
     assert_int_equal(m2p_store_job_heartbeat(f->s, id, 1, base + 20, &cancel, &lost, NULL), M2P_OK);
     assert_true(lost);
-    m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, NULL, 0, NULL, 0};
+    m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, NULL, 0, NULL, 0, NULL};
     bool applied = true;
     assert_int_equal(m2p_store_job_finish(f->s, id, 1, &o, &applied, NULL), M2P_OK);
     assert_false(applied);
@@ -150,7 +150,7 @@ static void test_image_bytes_with_outcome(void **state) {
         rows[i].png = png;
         rows[i].png_len = sizeof png;
     }
-    m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, NULL, 0, rows, 2};
+    m2p_job_outcome o = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, NULL, 0, rows, 2, NULL};
     bool applied = false;
     assert_int_equal(m2p_store_job_finish(f->s, id, c.attempt, &o, &applied, NULL), M2P_OK);
     assert_true(applied);

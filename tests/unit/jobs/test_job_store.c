@@ -72,7 +72,7 @@ static void test_claim_order_and_fencing(void **state) {
     assert_int_equal(m2p_store_job_claim(f->s, 1e12, &c3, NULL), M2P_E_NOT_FOUND);
     /* a stale attempt number cannot finish the job */
     m2p_image_row img = {.index = 0, .seed = 1, .path = "/x/0.png", .width = 8, .height = 8};
-    m2p_job_outcome ok = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, "{\"r\":1}", 0, &img, 1};
+    m2p_job_outcome ok = {M2P_JOB_SUCCEEDED, M2P_OK, NULL, "{\"r\":1}", 0, &img, 1, NULL};
     bool applied = true;
     assert_int_equal(m2p_store_job_finish(f->s, a, c1.attempt + 1, &ok, &applied, NULL), M2P_OK);
     assert_false(applied);
