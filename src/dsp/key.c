@@ -16,7 +16,9 @@
  * 5. Key: Pearson correlation of the profile with the 24 rotations of a key
  *    profile (KEY_PROFILE below: Krumhansl–Kessler by default; Temperley's
  *    Kostka–Payne and Albrecht–Shanahan are kept for comparison, see
- *    docs/notes/dsp-bench.md); the best correlation wins.
+ *    docs/notes/dsp-bench.md) made harmonic-aware: each value also feeds the
+ *    fifth (3rd partial, x KEY_H3) and major third (5th partial, x KEY_H5)
+ *    above it, as an audio chroma hears them. The best correlation wins.
  *    confidence = clamp(r_best - r_second_best, 0, 0.25) * 4 * clamp(r_best, 0, 1).
  */
 #include <math.h>

@@ -8,13 +8,13 @@
  *    salience S(b) = mean of A at 1..4 multiples of its period, times a broad
  *    log-normal prior around 120 BPM (σ = 1 octave). The best is b0.
  * 3. Metrical level: beats are tracked at b0 (Ellis' dynamic programme,
- *    as in librosa) and the accent pattern decides the octave:
- *      - alternate beats much weaker than the others (r_alt < 0.5) → the
- *        pulse found is a subdivision: halve (kick/snare on every other pulse);
- *      - points midway between beats nearly as strong as the beats
- *        (r_mid > 0.8) → the true beat is twice as fast (even clicks, 16ths
- *        of a fast song);
- *    then beats are tracked again at the chosen tempo.
+ *    as in librosa) and the accent pattern of the tracked beats decides the
+ *    octave (rules and thresholds at LEVEL_* below: halve when alternate
+ *    beats are much weaker or nothing happens between beats; double when the
+ *    midpoints are nearly as strong, or eighth-note hats fill the quarter
+ *    points while alternate beats are alike); then beats are tracked again at
+ *    the chosen tempo. Kick/snare accents are read on the low-band envelope
+ *    (below 3 kHz), the hats on the full-band one.
  * 4. Tempo = 60 / mean inter-beat interval of the consistent beats
  *    (falls back to b when there are too few beats).
  * All inputs are finite; nothing here allocates more than O(n).
