@@ -73,6 +73,7 @@ struct m2p_queue {
     bool hb_started;
     /* redis mode (queue=redis): jobs are delivered through a Redis Stream
      * (jobs/broker.h); events are also published for other API processes */
+    atomic_int n_started; /* worker threads started (for /metrics) */
     bool redis;
     m2p_broker *hb_broker; /* the heartbeat thread's (XCLAIM JUSTID) */
     m2p_broker *pub;       /* guarded by pub_mu */
@@ -183,7 +184,7 @@ void m2p_queue_wake(m2p_queue *q) {
 void m2p_queue_get_stats(m2p_queue *q, m2p_queue_stats *out) {
     (void)pthread_mutex_lock(&q->mu);
     *out = q->stats;
-    out->workers = q->n_workers;
+    out->workers = atomic_load(&q->n_started); /* an API-only process (serve --no-workers) reports 0 */
     out->busy_workers = 0;
     for (int i = 0; i < q->n_workers; i++) {
         if (q->workers[i].job_id != 0) {
@@ -1178,6 +1179,7 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
     (void)pthread_cond_init(&q->rc_cv, NULL);
     q->redis = strcmp(cfg->queue, "redis") == 0;
     atomic_init(&q->version, 0);
+    atomic_init(&q->n_started, 0);
     q->n_workers = cfg->workers < 1 ? 1 : cfg->workers;
     q->workers = m2p_calloc((size_t)q->n_workers, sizeof *q->workers);
     if (q->workers == NULL) {
@@ -1260,6 +1262,7 @@ m2p_code m2p_queue_start_workers(m2p_queue *q, int n, m2p_error *err) {
             return m2p_error_set(err, M2P_E_NOMEM, "cannot start worker thread %d", i);
         }
         q->workers[i].started = true;
+        atomic_fetch_add(&q->n_started, 1);
     }
     q->started = true;
     return M2P_OK;
