@@ -19,9 +19,11 @@ are files on this machine; see docs/deploy.md for several hosts).
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -112,11 +114,32 @@ def submit(srv, song, fields):
     return job["id"]
 
 
+def config_refusals():
+    """The distributed commands need the shared database: clear refusals, no hang."""
+    tmp = tempfile.mkdtemp(prefix="m2p-scale-cfg-")
+    env = dict(os.environ, MUS2PIC_DATA_DIR=tmp)
+    env.pop("MUS2PIC_DATABASE_URL", None)
+    try:
+        cases = [([BIN, "worker"], 2, "MUS2PIC_DATABASE_URL=postgresql://"),
+                 ([BIN, "serve", "--port", "0", "--no-workers"], 1, "--no-workers needs the shared database"),
+                 ([BIN, "serve", "--port", "0", "--set", "queue=redis"], 1, "queue=redis needs the shared database"),
+                 ([BIN, "worker", "--lease", "0"], 2, "--lease takes seconds"),
+                 ([BIN, "worker", "--set", "database_url=postgresql://m2p@127.0.0.1:1/m2p"], 1,
+                  "the database is unavailable")]
+        for argv, rc, text in cases:
+            r = subprocess.run(argv, capture_output=True, env=env, timeout=60)
+            err = r.stderr.decode(errors="replace")
+            check(r.returncode == rc and text in err, f"{argv[1:]}: exit {r.returncode}, {err[-500:]}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     if os.environ.get("M2P_SKIP_SERVICES") == "1":
         print("skipped (M2P_SKIP_SERVICES=1)")
         return
     t0 = time.time()
+    config_refusals()
     pg = Postgres().start()
     procs = []
     try:
