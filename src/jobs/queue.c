@@ -1,5 +1,6 @@
 /*
- * jobs/queue.c — worker pool of the local, persistent job queue.
+ * jobs/queue.c — worker pool of the persistent job queue, local or
+ * distributed.
  *
  * Each worker thread owns one store handle and loops: claim a job (atomic in
  * the database), run m2p_pipeline_make with progress callbacks that keep the
@@ -14,6 +15,18 @@
  *  - every event goes through emit(), which bumps q->version after the commit,
  *    so a live view that sees a new version finds the event in the database;
  *  - a job's live state is touched only by the worker running it.
+ *
+ * Distributed mode (shared PostgreSQL store; docs/notes/scale.md):
+ *  - claims hold a lease; the heartbeat thread renews it for every running
+ *    (job, attempt), reads cancels requested on other hosts, and stops an
+ *    attempt that lost its row; no start-up recovery (expired leases are
+ *    taken over by claims instead);
+ *  - queue=redis: workers take ids from the stream (jobs/broker.h), claim
+ *    that id in the database and XACK only after the outcome is committed;
+ *    worker.entry is the stream entry of worker.job_id (under q->mu) so the
+ *    heartbeat keeps it claimed; the reconciler thread XADDs runnable jobs
+ *    missing from the stream; the subscriber thread bumps q->version when
+ *    another process published an event.
  */
 #include "jobs/queue.h"
 
