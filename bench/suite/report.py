@@ -228,11 +228,16 @@ def claims(all_r):
         py = var["data"].get("py") or {}
         psp = (4 * med(py["batch"]["1"]) / med(py["batch"]["4"])) if py.get("batch", {}).get("4") and \
             py["batch"].get("1") else float("nan")
+        n1, n4 = len(c.get("1", [])), len(c.get("4", []))
+        pn = len(py.get("batch", {}).get("4", [])) if py else 0
         rows.append(["parallel variations ~3× for four",
-                     "C: 4 batched vs 4 × one: %.2f× (render step); diffusers: %.2f× — on 2 cores a batch only "
-                     "amortises per-call overhead; both engines already use both cores for one image" % (sp, psp),
+                     "4 images in one batched call vs 4 × one image (small model, %d², render without model load): "
+                     "C %.2f× (medians of %d and %d CLI runs), diffusers %.2f× (%d runs, warm pipeline). Runs are few "
+                     "and their ranges wide at this load (see the Variations section); both engines already use both "
+                     "cores for a single image, so batching can only amortise per-call work" % (CLI_SIZE, sp, n1, n4,
+                                                                                               psp, pn),
                      "not measured (too few runs finished)" if math.isnan(sp) else
-                     ("holds" if sp >= 2.5 else "does not hold on this 2-core machine (%.2f×)" % sp)])
+                     ("holds" if sp >= 2.5 else "does not hold on this 2-core machine for mus2pic (%.2f×)" % sp)])
     else:
         rows.append(["parallel variations ~3× for four", why(var), "?"])
     if sv.get("status") == "ok":
@@ -280,7 +285,9 @@ def floors(all_r):
         rows.append(["UNet step (mid model, %d×%d latents, batch 1)" % (SIZE // 8, SIZE // 8), "%.1f GFLOP" % g,
                      "%.3f s at %.1f GFLOP/s (best sgemm probe rate)" % (fl, peak or float("nan")),
                      "%.3f s wall, %.3f CPU s" % (step, cpu),
-                     "%.0f%% of wall" % (100 * fl / step) if peak else "—"])
+                     ("%.0f%% of wall; %.0f%% per CPU second against one thread's rate" % (
+                         100 * fl / step, 100 * (g / peak1) / cpu) if peak1 and cpu == cpu and cpu > 0 else
+                      "%.0f%% of wall" % (100 * fl / step)) if peak else "—"])
     nn = all_r.get("nn", {})
     if nn.get("status") == "ok" and isinstance(nn.get("data"), dict):
         for part, name in (("vae", "VAE decode (mid model, %d², 1 image)" % SIZE), ("clip", "CLIP text encoder (1 prompt)")):
