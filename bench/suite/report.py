@@ -366,6 +366,16 @@ def write(all_r, md_path, chart_dir, build, suite_s):
                     ["the Python way, per request: diffusers from_pretrained (same weights)", "%.2f s" % med(py["load_s"])],
                     ["the Python way: first image after loading", "%.2f s" % med(py["first_image_s"])],
                     ["the Python way: warm image (pipeline kept, N=1)", mmm_txt(py["batch"].get("1", []))]]
+        if key == "where" and r.get("status") == "ok":
+            notes = []
+            for name, ts in r["data"]["steps"].items():
+                m = {st: med([t.get(st) for t in ts]) for st in STEPS}
+                m = {k: v for k, v in m.items() if not math.isnan(v)}
+                if m:
+                    top = max(m, key=m.get)
+                    notes.append("%s: the largest step is **%s** (%.2f s of %.2f s)" % (name, top, m[top], sum(m.values())))
+            r["notes"] = "; ".join(notes) + (". `store` is writing the PNG files; `fetch` is a cache lookup for a "
+                                             "local file; the lcm render step includes opening the model and its warm-up.")
         if key == "nn" and isinstance(r.get("data"), dict):
             r["header"], r["rows"] = nn_rows(r["data"])
         if len(r.get("header", [])) == 1:  # a program's own text output: keep it verbatim
