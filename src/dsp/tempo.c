@@ -39,7 +39,7 @@
  * is every other beat of a song with eighth-note hats) and alternate pulses
  * are alike (a syncopated kick pattern — funk, hip-hop — makes them unlike
  * at the true beat, where sixteenth hats would otherwise suggest doubling). */
-#define LEVEL_DOWN_RATIO 0.45
+#define LEVEL_DOWN_RATIO 0.35
 #define LEVEL_DOWN_EMPTY_MID 0.1
 #define LEVEL_DOWN_RATIO_EMPTY 0.7
 #define LEVEL_UP_RATIO 0.8
@@ -434,6 +434,7 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
     /* Local score for the DP: envelope / std, smoothed by a Gaussian of the beat period. */
     double bpm = b0;
     size_t nb = 0;
+    int last_step = 0;
     for (int pass = 0; pass < 3; pass++) {
         double period = 60.0 * fps / bpm;
         /* Taps beyond 4σ (σ = period/32) are below 3e-4: a window of ±period/8 is exact enough. */
@@ -469,10 +470,13 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
 #endif
         bool down = r_alt < LEVEL_DOWN_RATIO || (r_between < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
         bool up = r_mid > LEVEL_UP_RATIO || (r_mid > LEVEL_UP_MID && r_q > LEVEL_UP_QUARTER && r_alt > LEVEL_UP_ALT);
-        if (down && bpm / 2 >= TEMPO_MIN) {
+        /* never undo the previous step (up then down would bounce back to b0) */
+        if (down && bpm / 2 >= TEMPO_MIN && last_step <= 0) {
             bpm /= 2;
-        } else if (up && bpm * 2 <= TEMPO_MAX) {
+            last_step = -1;
+        } else if (up && bpm * 2 <= TEMPO_MAX && last_step >= 0) {
             bpm *= 2;
+            last_step = 1;
         } else {
             break;
         }
