@@ -522,11 +522,16 @@ m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec
     if (rc != M2P_OK) {
         goto done;
     }
-    char prefix[64];
+    char prefix[112];
     if (spec->file_prefix != NULL) {
         (void)snprintf(prefix, sizeof prefix, "%s", spec->file_prefix);
     } else {
-        slugify(out->track.title, prefix, sizeof prefix);
+        /* title and style: posters of one song in two styles with the same seed must not overwrite each other */
+        char slug[48];
+        char style_slug[48];
+        slugify(out->track.title, slug, sizeof slug);
+        slugify(out->prompt->style, style_slug, sizeof style_slug);
+        (void)snprintf(prefix, sizeof prefix, "%s-%s", slug, style_slug);
     }
     rc = m2p_features_to_json(out->features, &features_json);
     if (rc != M2P_OK) {
