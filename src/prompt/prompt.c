@@ -63,7 +63,7 @@ static const char *const k_key_names[12] = {"C", "C#", "D", "D#", "E", "F", "F#"
 
 /* Read-only: mood by valence (row: low, mid, high) and arousal (column). */
 static const char *const k_moods[3][3] = {
-    {"melancholic, wistful", "moody, introspective", "dark, tense intensity"},
+    {"melancholic, wistful", "brooding, introspective", "dark, tense intensity"},
     {"calm, contemplative", "dreamy, bittersweet", "restless, urgent"},
     {"tender, peaceful", "warm, hopeful", "euphoric, jubilant"},
 };
@@ -180,7 +180,7 @@ static void frag_motion(const m2p_features *f, frag *o) {
         set3(o, "lively, bouncing movement", "upbeat tempo");
     } else if (t >= 90.0) {
         if (reg >= 0.5) {
-            set3(o, "steady, flowing movement", "moderate tempo + steady beat");
+            set3(o, "even, flowing movement", "moderate tempo + steady beat");
         } else {
             set3(o, "loose, swaying movement", "moderate tempo + loose beat");
         }

@@ -268,7 +268,7 @@ test('create: advanced prompt editor — variables, preview from the song, sugge
   await page.click('#var-chips .chip:has-text("{color}")');
   assert.strictEqual(await page.inputValue('#opt-template'), '{mood} poster, {color}');
   // the preview fills the variables with the last analysed song's fragments
-  assert.strictEqual(await page.textContent('#tpl-preview'), 'moody, introspective poster, deep forest green and teal hues');
+  assert.strictEqual(await page.textContent('#tpl-preview'), 'brooding, introspective poster, deep forest green and teal hues');
   const sug = await page.locator('#suggestions .chip').allTextContents();
   assert.ok(sug.includes('driving, pulsing rhythm'), `suggestions from the song: ${sug}`);
   await page.fill('#opt-template', 'art of {moood}');

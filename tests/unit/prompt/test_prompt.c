@@ -227,6 +227,34 @@ static void test_contrasting_songs(void **state) {
     m2p_prompt_free(pd);
 }
 
+/* No comma-separated item of a prompt appears twice (two fragments once both said "moody"). */
+static void assert_no_repeated_item(const char *s) {
+    const char *a = s;
+    while (*a != '\0') {
+        const char *e = strchr(a, ',');
+        size_t len = e != NULL ? (size_t)(e - a) : strlen(a);
+        for (const char *b = e; b != NULL;) {
+            b++;
+            while (*b == ' ') {
+                b++;
+            }
+            const char *f = strchr(b, ',');
+            size_t blen = f != NULL ? (size_t)(f - b) : strlen(b);
+            if (blen == len && strncmp(a, b, len) == 0) {
+                fail_msg("'%.*s' appears twice in: %s", (int)len, a, s);
+            }
+            b = f;
+        }
+        if (e == NULL) {
+            break;
+        }
+        a = e + 1;
+        while (*a == ' ') {
+            a++;
+        }
+    }
+}
+
 static void test_every_preset_fits(void **state) {
     fixture *fx = *state;
     size_t n = m2p_presets_count(fx->presets);
@@ -254,10 +282,16 @@ static void test_every_preset_fits(void **state) {
     const m2p_preset *none = NULL;
     assert_int_equal(m2p_presets_find(fx->presets, "--", &none, NULL), M2P_E_STYLE_UNKNOWN);
     assert_int_equal(m2p_presets_find(fx->presets, "", &none, NULL), M2P_E_STYLE_UNKNOWN);
-    m2p_features songs[4] = {calm_piano(), fast_electronic(), orchestral(), dark_ballad()};
+    /* brooding: low valence, mid arousal, minor and dark, moderate steady tempo, even energy (once
+     * "moody" twice from {mood} and {palette}, "steady" twice from {motion} and {arc}) */
+    m2p_features brooding = dark_ballad();
+    brooding.arousal = 0.5;
+    brooding.tempo_bpm = 100;
+    brooding.beat_regularity = 0.8;
+    m2p_features songs[5] = {calm_piano(), fast_electronic(), orchestral(), dark_ballad(), brooding};
     for (size_t i = 0; i < n; i++) {
         const m2p_preset *pr = m2p_presets_at(fx->presets, i);
-        for (size_t s = 0; s < 4; s++) {
+        for (size_t s = 0; s < 5; s++) {
             m2p_prompt_input in = {0};
             in.features = &songs[s];
             in.style = pr->name;
@@ -289,6 +323,7 @@ static void test_every_preset_fits(void **state) {
             assert_null(strchr(p->positive, '{'));
             assert_null(strstr(p->positive, ", ,"));
             assert_null(strstr(p->positive, ",,"));
+            assert_no_repeated_item(p->positive);
             m2p_prompt_free(p);
         }
     }
