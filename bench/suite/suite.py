@@ -505,7 +505,7 @@ def s_variations(ctx, dl):
         rows.append(row)
     shutil.rmtree(dd, ignore_errors=True)
     r = {"title": f"Variations: N images batched vs one at a time (lcm, small model, {CLI_SIZE}², 4 steps)",
-         "cmd": " ".join(base) + " -n N   (render step of the CLI's time: line, minus the logged load + warm-up)\n"
+         "cmd": " ".join(base).replace(dd, "TMP") + " -n N   (render step of the CLI's time: line, minus the logged load + warm-up)\n"
                 + " ".join(pcmd),
          "rows": rows, "header": ["N", "C render step (median, min–max)", "C render minus load/warm-up",
                                   "C process CPU s", "C images/s", "C speed-up vs N × single",
@@ -543,7 +543,7 @@ def s_model_cli(ctx, dl):
     shutil.rmtree(dd, ignore_errors=True)
     net = [r - l - w for r, l, w in zip(renders, loads, warms) if None not in (r, l, w)]
     r = {"title": f"Model: one CLI process per request (opens the model each time), lcm small model, {CLI_SIZE}²",
-         "cmd": " ".join(base),
+         "cmd": " ".join(base).replace(dd, "TMP"),
          "rows": [["whole process wall (30 s song: analysis + prompt + model + 1 image)", mmm(walls, "{:.2f}") + " s"],
                   ["whole process CPU seconds", mmm(cpus, "{:.1f}") + " s"],
                   ["model open (map + bind + fp16→fp32) — paid by a cold process only", mmm(loads, "{:.2f}") + " s"],
