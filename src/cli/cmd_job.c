@@ -55,9 +55,54 @@ static void print_why(const m2p_prompt *p) {
     }
 }
 
+/* `mus2pic make --help` (or -h right after the command): the command's usage on stdout, exit 0. */
+static bool wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            return true;
+        }
+    }
+    return argc > 1 && strcmp(argv[1], "-h") == 0;
+}
+
+static void print_help(job_kind kind) {
+    static const char *const k_source =
+        "SOURCE: an audio file (wav, flac, mp3, ogg, opus, m4a/aac, webm) or a link (YouTube in any form;\n"
+        "        SoundCloud and Bandcamp when allowed_sites lists them)\n";
+    static const char *const k_style = "  --style S         style preset (`mus2pic styles` lists them; default abstract)\n"
+                                       "  --template T      your own template: {mood} {palette} {motion} ... or @FILE\n";
+    if (kind == JOB_ANALYZE) {
+        (void)printf("usage: mus2pic analyze SOURCE [--json]\n  understand a song: tempo, key, mood, sections\n%s"
+                     "  --json            print the features as JSON\n",
+                     k_source);
+    } else if (kind == JOB_PROMPT) {
+        (void)printf("usage: mus2pic prompt SOURCE [--style S] [--template T] [--json]\n"
+                     "  the prompt it would use and why each part is there\n%s%s"
+                     "  --json            print features and prompt as JSON\n",
+                     k_source, k_style);
+    } else {
+        (void)printf("usage: mus2pic make SOURCE [options]\n  posters from a song\n%s%s"
+                     "  -n, --variations N  images, 1 to 16 (default 4)\n"
+                     "  --renderer R      auto (lcm when weights are there, else sonic), sonic or lcm\n"
+                     "  --size WxH        64 to 4096, multiples of 8 (default: sonic 1024x1024, lcm 512x512)\n"
+                     "  --steps N         denoising steps of the lcm renderer, 1 to 50 (default 4)\n"
+                     "  --seed N          first seed, 0 to 4294967295 (default: random; file names show it)\n"
+                     "  --per-section     one poster per section of the song\n"
+                     "  --layout          poster typography: title, artist, BPM, key\n"
+                     "  --out DIR         where the PNGs and JSON sidecars go (default <data_dir>/images)\n"
+                     "  --json            print features, prompt and image paths as JSON\n",
+                     k_source, k_style);
+    }
+    (void)printf("common options: --set KEY=VALUE, --data-dir DIR, -v/--verbose, -q/--quiet\n");
+}
+
 static int run_job(m2p_config *cfg, int argc, char **argv, job_kind kind) {
     m2p_error err;
     m2p_error_clear(&err);
+    if (wants_help(argc, argv)) {
+        print_help(kind);
+        return M2P_EXIT_OK;
+    }
     m2p_jobargs args;
     const char *allowed = kind == JOB_ANALYZE ? "j" : (kind == JOB_PROMPT ? "sj" : "srj");
     if (m2p_jobargs_parse(&args, cfg, argc, argv, allowed, &err) != M2P_OK) {

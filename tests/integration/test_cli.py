@@ -67,6 +67,16 @@ class CliTest(unittest.TestCase):
         self.expect_error(["analyze"], "usage", exit_code=2)
         self.expect_error(["analyze", self.song, "--bogus"], "usage", exit_code=2)
         self.expect_error(["analyze", "--set", "port=nope", self.song], "config", exit_code=2)
+        # `mus2pic make --help` (and -h right after the command): that command's options, exit 0
+        for cmd in ("analyze", "prompt", "make"):
+            for flag in ("--help", "-h"):
+                rc, out, err = run([cmd, flag], self.env)
+                self.assertEqual(rc, 0, err)
+                self.assertIn("usage: mus2pic " + cmd, out)
+        rc, out, err = run(["make", self.song, "--help"], self.env)
+        self.assertEqual(rc, 0, err)
+        for opt in ("--variations", "--style", "--template", "--size", "--seed", "--per-section", "--layout", "--out"):
+            self.assertIn(opt, out)
 
     def test_bad_sources(self):
         cases = [
