@@ -33,8 +33,7 @@ typedef struct fe_work {
     void *raw_in, *raw_out;
     float *in;          /* [n_fft] */
     AVComplexFloat *out; /* [n_fft/2 + 1] */
-    float *mag;         /* [n_fft/2 + 1] amplitude */
-    float *db;          /* [n_fft/2 + 1] */
+    float *mag;         /* [n_fft/2 + 1] power */
 } fe_work;
 
 struct m2p_dsp_frontend {
@@ -74,8 +73,7 @@ static m2p_code work_init(fe_work *w, int n_fft) {
     w->raw_in = m2p_malloc((size_t)n_fft * sizeof(float) + 64);
     w->raw_out = m2p_malloc((nb + 1) * sizeof(AVComplexFloat) + 64);
     w->mag = m2p_malloc_array(nb, sizeof(float));
-    w->db = m2p_malloc_array(nb, sizeof(float));
-    if (w->raw_in == NULL || w->raw_out == NULL || w->mag == NULL || w->db == NULL) {
+    if (w->raw_in == NULL || w->raw_out == NULL || w->mag == NULL) {
         return M2P_E_NOMEM;
     }
     w->in = align64(w->raw_in);
@@ -88,7 +86,6 @@ static void work_free(fe_work *w) {
     m2p_free(w->raw_in);
     m2p_free(w->raw_out);
     m2p_free(w->mag);
-    m2p_free(w->db);
 }
 
 void m2p_dsp_frontend_free(m2p_dsp_frontend *fe) {
