@@ -338,7 +338,7 @@ function jobOptions() {
   const style = state.style; if (style) o.style = style;
   const v = $('opt-variations').value; if (v) o.variations = Number(v);
   const st = $('opt-steps').value; if (st) o.steps = Number(st);
-  o.size = $('opt-size').value;
+  const size = $('opt-size').value; if (size) o.size = size; /* '' → the renderer's own size (sonic 1024, lcm 512) */
   const seed = $('opt-seed').value.trim(); if (seed) o.seed = Number(seed);
   o.renderer = $('opt-renderer').value;
   const t = $('opt-template').value.trim(); if (t) o.template = t;
@@ -473,6 +473,10 @@ function openJob(id) {
   $('job-title').textContent = 'Job ' + id;
   $('job-eyebrow').textContent = `Job ${id}`;
   $('job-sub').textContent = '';
+  // nothing of the job shown before (status, bar, ETA) until this one's snapshot arrives
+  $('job-status').textContent = 'loading…'; $('job-status').className = 'pill';
+  $('job-bar').style.width = '0%'; $('job-eta').textContent = ''; $('job-elapsed').textContent = '';
+  $('job-cancel').hidden = true;
   $('job-error').hidden = true;
   $('job-images').replaceChildren();
   $('findings').replaceChildren();
@@ -1017,8 +1021,8 @@ async function startBatch(e) {
   $('batch-error').hidden = true;
   const links = batchLinks();
   const common = { style: $('batch-style').value, variations: Number($('batch-variations').value || 1) };
-  const size = state.settings.size || '256x256';
-  common.size = $('opt-size').value || size;
+  const size = $('opt-size').value || state.settings.size;
+  if (size) common.size = size;
   common.renderer = $('opt-renderer').value;
   let r;
   try {
@@ -1100,7 +1104,7 @@ async function loadSettings() {
   applyTheme(s.theme);
   $('opt-variations').value = s.variations || d.variations || 4;
   $('opt-steps').value = s.steps || d.steps || 4;
-  const size = s.size || (d.width ? `${d.width}x${d.height}` : '512x512');
+  const size = s.size || (d.width ? `${d.width}x${d.height}` : '');
   if (![...$('opt-size').options].some((o) => o.value === size)) $('opt-size').append(el('option', { value: size, text: size }));
   $('opt-size').value = size;
   $('opt-renderer').value = s.renderer || d.renderer || 'auto';
@@ -1313,6 +1317,7 @@ function wire() {
 async function start() {
   for (const sel of [$('opt-size'), $('s-size')]) sel.replaceChildren(...SIZES.map((s) => el('option', { value: s, text: s.replace('x', ' × ') })));
   $('s-size').prepend(el('option', { value: '', text: 'server default' }));
+  $('opt-size').prepend(el('option', { value: '', text: 'default (sonic 1024, lcm 512)' }));
   $('f-key').append(...KEYS.map((k) => el('option', { value: k, text: k })));
   buildShortcuts();
   buildTemplateEditor();

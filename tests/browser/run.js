@@ -284,7 +284,7 @@ test('create: advanced prompt editor — variables, preview from the song, sugge
   await waitStatus(page, 'succeeded');
   const j = await apiGet(`/api/jobs/${id}`);
   assert.strictEqual(j.spec.template, 'tiny poster of {mood}, {palette}');
-  await page.waitForFunction(() => document.getElementById('job-prompt').textContent.startsWith('tiny poster of moody'));
+  await page.waitForFunction(() => document.getElementById('job-prompt').textContent.startsWith('tiny poster of brooding'));
   await page.close();
 });
 
