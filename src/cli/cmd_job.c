@@ -69,8 +69,9 @@ static void print_help(job_kind kind) {
     static const char *const k_source =
         "SOURCE: an audio file (wav, flac, mp3, ogg, opus, m4a/aac, webm) or a link (YouTube in any form;\n"
         "        SoundCloud and Bandcamp when allowed_sites lists them)\n";
-    static const char *const k_style = "  --style S         style preset (`mus2pic styles` lists them; default abstract)\n"
-                                       "  --template T      your own template: {mood} {palette} {motion} ... or @FILE\n";
+    static const char *const k_style =
+        "  --style S         style preset (`mus2pic styles` lists them; default abstract)\n"
+        "  --template T      your own template: {mood} {palette} {motion} ... or @FILE\n";
     if (kind == JOB_ANALYZE) {
         (void)printf("usage: mus2pic analyze SOURCE [--json]\n  understand a song: tempo, key, mood, sections\n%s"
                      "  --json            print the features as JSON\n",
@@ -87,7 +88,7 @@ static void print_help(job_kind kind) {
                      "  --size WxH        64 to 4096, multiples of 8 (default: sonic 1024x1024, lcm 512x512)\n"
                      "  --steps N         denoising steps of the lcm renderer, 1 to 50 (default 4)\n"
                      "  --seed N          first seed, 0 to 4294967295 (default: random; file names show it)\n"
-                     "  --per-section     one poster per section of the song\n"
+                     "  --per-section     one poster per section of the song (instead of -n)\n"
                      "  --layout          poster typography: title, artist, BPM, key\n"
                      "  --out DIR         where the PNGs and JSON sidecars go (default <data_dir>/images)\n"
                      "  --json            print features, prompt and image paths as JSON\n",
@@ -108,6 +109,10 @@ static int run_job(m2p_config *cfg, int argc, char **argv, job_kind kind) {
     if (m2p_jobargs_parse(&args, cfg, argc, argv, allowed, &err) != M2P_OK) {
         m2p_jobargs_free(&args);
         return fail(&err);
+    }
+    if (args.spec.per_section && args.spec.n > 0 && m2p_log_get_level() < M2P_LOG_ERROR) {
+        (void)fprintf(stderr, "mus2pic: note: --per-section makes one poster per section; -n %d is not used\n",
+                      args.spec.n);
     }
     m2p_term term;
     m2p_progress progress;

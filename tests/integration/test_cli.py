@@ -77,6 +77,11 @@ class CliTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         for opt in ("--variations", "--style", "--template", "--size", "--seed", "--per-section", "--layout", "--out"):
             self.assertIn(opt, out)
+        # --per-section makes one poster per section: a -n beside it is said to be unused, not silently dropped
+        out_dir = os.path.join(self.tmp, "per-section-n")
+        rc, out, err = run(["make", self.song, "--per-section", "-n", "2", "--size", "64x64", "--out", out_dir], self.env)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("-n 2 is not used", err)
 
     def test_bad_sources(self):
         cases = [
