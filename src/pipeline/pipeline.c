@@ -386,8 +386,8 @@ static m2p_code save_image(const m2p_pipeline *p, const m2p_job_spec *spec, cons
     if (rc != M2P_OK) {
         return m2p_error_set(err, rc, "png metadata");
     }
-    char path[M2P_PATH_MAX + 128];
-    char side[M2P_PATH_MAX + 160];
+    char path[M2P_PATH_MAX + 256];
+    char side[M2P_PATH_MAX + 288];
     rc = m2p_png_meta_add_render(meta, req, index, renderer, model, track->source, err);
     if (rc != M2P_OK) {
         goto done;

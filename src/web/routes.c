@@ -868,7 +868,7 @@ static m2p_code peaks_sink(void *ctx, const float *samples, size_t n) {
 
 /* Peaks are decoded once per audio content and kept in <data_dir>/peaks/<sha256>.json. */
 static m2p_code track_peaks(web_ctx *c, const char *path, const char *content_hash, m2p_error *err) {
-    char cache[M2P_PATH_MAX];
+    char cache[M2P_PATH_MAX + 80];
     char dir[M2P_PATH_MAX];
     bool cacheable = strlen(content_hash) == 64 && strspn(content_hash, "0123456789abcdef") == 64;
     (void)m2p_config_subdir(&c->w->cfg, "peaks", dir, sizeof dir);
