@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/daemon.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "jobs/queue.h"
@@ -55,27 +56,14 @@ int m2p_cmd_serve(m2p_config *cfg, int argc, char **argv) {
 
     /* Block the stop signals in every thread; this one waits for them. */
     sigset_t stop;
-    (void)sigemptyset(&stop);
-    (void)sigaddset(&stop, SIGINT);
-    (void)sigaddset(&stop, SIGTERM);
-    (void)pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    (void)signal(SIGPIPE, SIG_IGN);
+    m2p_cli_block_stop_signals(&stop);
 
     int status = M2P_EXIT_FAIL;
     m2p_pipeline *pipeline = NULL;
     m2p_queue *queue = NULL;
     m2p_web *web = NULL;
-    if (m2p_pipeline_create(cfg, &pipeline, &err) != M2P_OK) {
+    if (m2p_cli_pipeline_start(cfg, warmup, &pipeline, &warm_name, &err) != M2P_OK) {
         goto done;
-    }
-    if (warmup) {
-        m2p_renderer *r = NULL;
-        double t0 = m2p_now_monotonic();
-        if (m2p_pipeline_renderer(pipeline, cfg->renderer, &r, &err) != M2P_OK) {
-            goto done;
-        }
-        warm_name = m2p_renderer_name(r);
-        M2P_INFO("serve", "renderer %s ready in %.2f s", warm_name, m2p_now_monotonic() - t0);
     }
     if (m2p_queue_create(cfg, pipeline, &queue, &err) != M2P_OK) {
         goto done;

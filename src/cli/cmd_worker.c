@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/daemon.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "jobs/queue.h"
@@ -67,23 +68,14 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
     }
 
     sigset_t stop;
-    (void)sigemptyset(&stop);
-    (void)sigaddset(&stop, SIGINT);
-    (void)sigaddset(&stop, SIGTERM);
-    (void)pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    (void)signal(SIGPIPE, SIG_IGN);
+    m2p_cli_block_stop_signals(&stop);
 
     int status = M2P_EXIT_FAIL;
     m2p_pipeline *pipeline = NULL;
     m2p_queue *queue = NULL;
-    if (m2p_pipeline_create(cfg, &pipeline, &err) != M2P_OK) {
+    const char *warm_name = NULL;
+    if (m2p_cli_pipeline_start(cfg, warmup, &pipeline, &warm_name, &err) != M2P_OK) {
         goto done;
-    }
-    if (warmup) {
-        m2p_renderer *r = NULL;
-        if (m2p_pipeline_renderer(pipeline, cfg->renderer, &r, &err) != M2P_OK) {
-            goto done;
-        }
     }
     if (m2p_queue_create(cfg, pipeline, &queue, &err) != M2P_OK) {
         goto done;
