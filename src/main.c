@@ -75,6 +75,7 @@ int main(int argc, char **argv) {
             return k_commands[i].run(&cfg, sub_argc, sub_argv);
         }
     }
-    (void)fprintf(stderr, "mus2pic: unknown command '%s'. Run `mus2pic help` for the list.\n", argv[1]);
+    (void)m2p_error_set(&err, M2P_E_USAGE, "unknown command '%s'", argv[1]);
+    m2p_cli_print_error(&err);
     return M2P_EXIT_USAGE;
 }

@@ -31,7 +31,7 @@
     X(OK, 0, 200, 0, "success", "")                                                                  \
     X(NOMEM, 1, 503, 1, "out of memory", "close other programs or lower the size or variations")     \
     X(INVALID_ARG, 2, 400, 0, "invalid argument", "check the value you passed")                      \
-    X(IO, 3, 500, 0, "file or disk error", "check that the data directory is writable and has space") \
+    X(IO, 3, 500, 0, "file or disk error", "check that the folder named in the message is writable and has free space") \
     X(CONFIG, 4, 500, 0, "invalid configuration", "fix the setting named in the message")            \
     X(INTERNAL, 5, 500, 0, "internal error", "please report this as a bug with the command you ran") \
     X(CANCELLED, 6, 409, 0, "cancelled", "start the job again if you still want it")                 \
