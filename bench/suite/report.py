@@ -103,7 +103,7 @@ def charts(all_r, outdir):
                     axs[1].plot(pn, [n * med(py["batch"]["1"]) for n in pn], "x:", label="diffusers N × single")
             axs[1].set_xlabel("variations N")
             axs[1].set_ylabel("seconds (render, without model load)")
-            axs[1].set_title("lcm (mid-size model): time vs variations")
+            axs[1].set_title("lcm (small model, %d²): time vs variations" % CLI_SIZE)
             axs[1].legend(fontsize=8)
             axs[1].grid(alpha=.3)
         save(fig, "render-growth.png")
