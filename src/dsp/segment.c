@@ -10,9 +10,10 @@
  * 2. Foote novelty: a Gaussian-tapered checkerboard kernel of K units each
  *    side (K ≈ 6 s of units) slid along the diagonal of the cosine
  *    self-similarity matrix (only the band |i-j| < 2K is computed).
- * 3. Boundaries: novelty peaks, strongest first, kept when above mean + 0.5
+ * 3. Boundaries: novelty peaks, strongest first, kept when above mean + 0.75
  *    std of the novelty and at least 8 s from every kept boundary and from
- *    both ends; at most duration/20 s + 1 boundaries.
+ *    both ends; at most duration/30 s + 1 boundaries (songs' sections last
+ *    20-40 s; a 5-minute song gets at most 11).
  * 4. Labels: sections whose mean feature vectors have cosine similarity
  *    ≥ 0.75 with an earlier section take its label, else a new one.
  * Section energy and brightness are filled by the caller (analyze.c).
@@ -181,8 +182,8 @@ m2p_code m2p_dsp_segment(const m2p_dsp_frames *fr, const float *chroma, const do
             sd += (nov[i] - m) * (nov[i] - m);
         }
         sd = sqrt(sd / (double)nu);
-        double thr = m + 0.5 * sd;
-        size_t max_b = (size_t)(dur / 20.0) + 1;
+        double thr = m + 0.75 * sd;
+        size_t max_b = (size_t)(dur / 30.0) + 1;
         bounds = m2p_malloc_array(max_b + 2, sizeof *bounds);
         if (bounds == NULL) {
             goto done;
