@@ -10,7 +10,7 @@
  *   body calls   → JSON appended under M2P_WEB_MAX_JSON_BODY, or multipart fed
  *                  to the post processor which streams file parts to
  *                  <data_dir>/uploads/.part-XXXXXX while counting bytes
- *                  against max_upload_mb (chunked bodies are accepted with the
+ *                  against max_upload_mb (chunked JSON bodies are accepted with the
  *                  same cap, counted while streaming); after the first error
  *                  the rest of the body is discarded (up to a bound, then the
  *                  connection is closed) and the error is answered at the end;
@@ -634,6 +634,12 @@ static enum MHD_Result begin_request(m2p_web *w, struct MHD_Connection *conn, co
         long long cap = (long long)w->cfg.max_upload_mb * 1024 * 1024 * (long long)w->cfg.max_batch + 1024 * 1024;
         if (strncmp(url, "/api/batches", 12) != 0) {
             cap = (long long)w->cfg.max_upload_mb * 1024 * 1024 + 1024 * 1024;
+        }
+        if (clen == NULL) {
+            /* An upload without a length (chunked) is refused before any byte is
+             * stored: a client must say what it is sending. */
+            r->responded = true;
+            return send_error(conn, w, M2P_E_LENGTH_REQUIRED, "uploads need a Content-Length (no chunked uploads)", 0);
         }
         if (declared > cap) {
             r->responded = true;
