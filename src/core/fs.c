@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "core/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libavutil/mem.h>
@@ -133,6 +134,36 @@ m2p_code m2p_fs_write_atomic(const char *path, const void *data, size_t len, m2p
         return m2p_error_set(err, M2P_E_IO, "cannot rename to %s: %s", path, strerror(e));
     }
     return M2P_OK;
+}
+
+m2p_code m2p_fs_remove_dir_files(const char *dir, m2p_error *err) {
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT) {
+            return M2P_OK;
+        }
+        return m2p_error_set(err, M2P_E_IO, "cannot open %s: %s", dir, strerror(errno));
+    }
+    int fd = dirfd(d);
+    m2p_code rc = M2P_OK;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        struct stat st;
+        if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode)) {
+            continue;
+        }
+        if (unlinkat(fd, e->d_name, 0) != 0 && errno != ENOENT) {
+            rc = m2p_error_set(err, M2P_E_IO, "cannot remove %s/%s: %s", dir, e->d_name, strerror(errno));
+        }
+    }
+    (void)closedir(d);
+    if (rc == M2P_OK && rmdir(dir) != 0 && errno != ENOENT) {
+        rc = m2p_error_set(err, M2P_E_IO, "cannot remove %s: %s", dir, strerror(errno));
+    }
+    return rc;
 }
 
 static void to_hex(const uint8_t digest[32], char hex[65]) {

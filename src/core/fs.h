@@ -21,6 +21,10 @@ m2p_code m2p_fs_read_file(const char *path, size_t max_bytes, char **out, size_t
 /* Writes data to path atomically: path.tmp.<pid>.<n>, fsync, rename. */
 m2p_code m2p_fs_write_atomic(const char *path, const void *data, size_t len, m2p_error *err) M2P_WUR;
 
+/* Removes every entry of dir that is not a folder (symbolic links are
+ * removed, never followed), then dir itself. A missing dir is fine. */
+m2p_code m2p_fs_remove_dir_files(const char *dir, m2p_error *err) M2P_WUR;
+
 /* SHA-256 of a file / a buffer as 64 lower-case hex digits + NUL (hex[65]). */
 m2p_code m2p_fs_sha256_file(const char *path, char hex[65], m2p_error *err) M2P_WUR;
 void m2p_sha256_hex(const void *data, size_t len, char hex[65]);

@@ -338,6 +338,16 @@ static m2p_code job_routes(web_ctx *c, m2p_error *err) {
         if (is_method(c, "DELETE")) {
             code = m2p_store_job_delete(c->store, id, err);
             if (code == M2P_OK) {
+                /* The rows are gone; now the job's files (images, sidecars, thumbnails). */
+                char images[M2P_PATH_MAX];
+                char dir[M2P_PATH_MAX + 32];
+                (void)m2p_config_subdir(&c->w->cfg, "images", images, sizeof images);
+                (void)snprintf(dir, sizeof dir, "%s/job-%lld", images, (long long)id);
+                m2p_error ferr;
+                m2p_error_clear(&ferr);
+                if (m2p_fs_remove_dir_files(dir, &ferr) != M2P_OK) {
+                    M2P_WARN("web", "job %lld deleted, its files not all: %s", (long long)id, ferr.detail);
+                }
                 web_json(c, MHD_HTTP_OK, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
             }
             return code;

@@ -216,8 +216,11 @@ def run(srv):
     check(st == 200 and len([n for n in zipfile.ZipFile(io.BytesIO(z)).namelist() if n.endswith(".png")]) == 2,
           "batch export")
 
-    # delete a finished job: its rows go, the others stay
+    # delete a finished job: its rows and its files go, the others stay
+    job_dir = os.path.join(srv.data_dir, "images", f"job-{j2['id']}")
+    check(os.path.isdir(job_dir) and any(n.endswith(".png") for n in os.listdir(job_dir)), job_dir)
     srv.json("DELETE", f"/api/jobs/{j2['id']}", expect=200)
+    check(not os.path.exists(job_dir), f"{job_dir} still there after DELETE")
     srv.error("GET", f"/api/jobs/{j2['id']}", status=404, code="job_not_found")
     srv.error("GET", f"/api/images/{d2['images'][0]['id']}", status=404, code="image_not_found")
     st, lst = srv.json("GET", "/api/jobs", expect=200)
