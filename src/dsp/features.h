@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 
-#define M2P_ANALYZER_VERSION "2"
+#define M2P_ANALYZER_VERSION "3"
 
 typedef enum m2p_mode { M2P_MODE_MAJOR = 0, M2P_MODE_MINOR = 1 } m2p_mode;
 

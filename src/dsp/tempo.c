@@ -10,11 +10,14 @@
  * 3. Metrical level: beats are tracked at b0 (Ellis' dynamic programme,
  *    as in librosa) and the accent pattern of the tracked beats decides the
  *    octave (rules and thresholds at LEVEL_* below: halve when alternate
- *    beats are much weaker or nothing happens between beats; double when the
+ *    beats are much weaker or nothing happens between beats, or when beats
+ *    4k and 4k+2 differ in high/low band balance as a kick and a snare do:
+ *    the backbeat is two pulses apart; double when the
  *    midpoints are nearly as strong, or eighth-note hats fill the quarter
  *    points while alternate beats are alike); then beats are tracked again at
  *    the chosen tempo. Kick/snare accents are read on the low-band envelope
- *    (below 3 kHz), the hats on the full-band one.
+ *    (below 3 kHz), the hats on the full-band one, the snare's balance on
+ *    the bands above 3 kHz (derived from the two).
  * 4. Tempo = 60 / mean inter-beat interval of the consistent beats
  *    (falls back to b when there are too few beats).
  * All inputs are finite; nothing here allocates more than O(n).
@@ -46,6 +49,11 @@
 #define LEVEL_UP_MID 0.45
 #define LEVEL_UP_QUARTER 0.22
 #define LEVEL_UP_ALT 0.7
+/* halve when beats 4k vs 4k+2 (or 4k+1 vs 4k+3) differ this much in high/low band balance
+ * (|log ratio|): the kick/snare backbeat is two pulses apart */
+#define LEVEL_DOWN_BACKBEAT 0.75
+/* share of the 64 mel bands (30 Hz..11.025 kHz) below 3 kHz: 37 */
+#define LOW_SHARE (37.0 / 64.0)
 
 void m2p_dsp_onset_envelope(const m2p_dsp_frames *fr, float *out, float *low) {
     size_t n = fr->n;
@@ -297,6 +305,35 @@ static void accent_ratios(const float *o, const float *q, size_t n, const int *b
     *r_alt = hi > 1e-12 ? lo / hi : 1.0;
 }
 
+/* Band balance of one class of pulses: log of high-band over low-band onset strength (floor-
+ * subtracted envelopes), summed over beats cls, cls + m, cls + 2m, ... (or over the midpoints after
+ * them when mid is true). Two classes differ in timbre when their values differ. */
+static double class_ratio(const float *lo, const float *hi, size_t n, const int *beats, size_t nb, size_t m, size_t cls,
+                          bool mid) {
+    double h = 0, l = 0;
+    for (size_t i = cls; i + (mid ? 1 : 0) < nb; i += m) {
+        long f = mid ? (beats[i] + beats[i + 1] + 1) / 2 : beats[i];
+        h += strength_at(hi, n, f);
+        l += strength_at(lo, n, f);
+    }
+    return log((h + 1e-6) / (l + 1e-6));
+}
+
+/* Backbeat contrast at the tracked level (beats i even vs odd), at half the tempo (beats 4k vs
+ * 4k+2, or 4k+1 vs 4k+3, the larger), and at double the tempo (beats vs midpoints). */
+static void backbeat(const float *lo, const float *hi, size_t n, const int *beats, size_t nb, double *c_cur,
+                     double *c_half, double *c_double) {
+    *c_cur = *c_half = *c_double = 0;
+    if (nb < 8) {
+        return;
+    }
+    *c_cur = fabs(class_ratio(lo, hi, n, beats, nb, 2, 0, false) - class_ratio(lo, hi, n, beats, nb, 2, 1, false));
+    double a = fabs(class_ratio(lo, hi, n, beats, nb, 4, 0, false) - class_ratio(lo, hi, n, beats, nb, 4, 2, false));
+    double b = fabs(class_ratio(lo, hi, n, beats, nb, 4, 1, false) - class_ratio(lo, hi, n, beats, nb, 4, 3, false));
+    *c_half = a > b ? a : b;
+    *c_double = fabs(class_ratio(lo, hi, n, beats, nb, 1, 0, false) - class_ratio(lo, hi, n, beats, nb, 1, 0, true));
+}
+
 m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, double fps, m2p_dsp_tempo *out) {
     memset(out, 0, sizeof *out);
     if (n < (size_t)(fps * 3.0) || n < 16) {
@@ -307,6 +344,7 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
     float *fl = m2p_malloc_array(n, sizeof *fl);
     float *fh = m2p_malloc_array(n, sizeof *fh);
     float *ls = m2p_malloc_array(n, sizeof *ls);
+    float *fhi = m2p_malloc_array(n, sizeof *fhi);
     double *cum = m2p_malloc_array(n, sizeof *cum);
     int *back = m2p_malloc_array(n, sizeof *back);
     int *beats = m2p_malloc_array(n, sizeof *beats);
@@ -315,7 +353,8 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         na = n / 2;
     }
     double *ac = m2p_malloc_array(na + 1, sizeof *ac);
-    if (x == NULL || fl == NULL || fh == NULL || ls == NULL || cum == NULL || back == NULL || beats == NULL || ac == NULL) {
+    if (x == NULL || fl == NULL || fh == NULL || ls == NULL || fhi == NULL || cum == NULL || back == NULL ||
+        beats == NULL || ac == NULL) {
         goto done;
     }
     rc = M2P_OK;
@@ -365,6 +404,26 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         double hfloor = hn > 0 ? hsum / (double)hn : 0;
         for (size_t t = 0; t < n; t++) {
             fh[t] = (float)fmax(0.0, onset[t] - hfloor);
+        }
+        /* The bands above 3 kHz (snare noise, hats): the full-band mean is LOW_SHARE of the low-band
+         * mean plus (1 - LOW_SHARE) of theirs; floor-subtracted like the others. */
+        double hm = 0;
+        for (size_t t = 0; t < n; t++) {
+            ls[t] = (float)fmax(0.0, (onset[t] - LOW_SHARE * low[t]) / (1.0 - LOW_SHARE));
+            hm += ls[t];
+        }
+        hm /= (double)n;
+        double hs2 = 0;
+        size_t hn2 = 0;
+        for (size_t t = 0; t < n; t++) {
+            if (ls[t] <= hm) {
+                hs2 += ls[t];
+                hn2++;
+            }
+        }
+        double hfl2 = hn2 > 0 ? hs2 / (double)hn2 : 0;
+        for (size_t t = 0; t < n; t++) {
+            fhi[t] = (float)fmax(0.0, ls[t] - hfl2);
         }
     }
 
@@ -464,14 +523,21 @@ m2p_code m2p_dsp_tempo_beats(const float *onset, const float *low, size_t n, dou
         }
         double r_mid, r_alt, r_q, r_between;
         accent_ratios(fl, fh, n, beats, nb, &r_mid, &r_alt, &r_q, &r_between);
+        double c_cur, c_half, c_double;
+        backbeat(fl, fhi, n, beats, nb, &c_cur, &c_half, &c_double);
 #ifdef M2P_DSP_DEBUG
-        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f r_q %.2f r_between %.2f nb %zu\n", pass, bpm, r_mid, r_alt,
-                r_q, r_between, nb);
+        fprintf(stderr, "  pass %d bpm %.1f r_mid %.2f r_alt %.2f r_q %.2f r_between %.2f", pass, bpm, r_mid, r_alt,
+                r_q, r_between);
+        fprintf(stderr, " nb %zu cc %.2f ch %.2f cd %.2f\n", nb, c_cur, c_half, c_double);
 #endif
-        bool down = r_alt < LEVEL_DOWN_RATIO || (r_between < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
+        /* a backbeat two pulses apart (kick on 1 and 3, snare on 2 and 4 of a pulse twice too fast) */
+        bool down_bb = c_half > LEVEL_DOWN_BACKBEAT;
+        bool down =
+            down_bb || r_alt < LEVEL_DOWN_RATIO || (r_between < LEVEL_DOWN_EMPTY_MID && r_alt < LEVEL_DOWN_RATIO_EMPTY);
         bool up = r_mid > LEVEL_UP_RATIO || (r_mid > LEVEL_UP_MID && r_q > LEVEL_UP_QUARTER && r_alt > LEVEL_UP_ALT);
-        /* never undo the previous step (up then down would bounce back to b0) */
-        if (down && bpm / 2 >= TEMPO_MIN && last_step <= 0) {
+        /* never undo the previous step (up then down would bounce back to b0), except for a backbeat
+         * found at half the doubled tempo: then b0 was right (at most two changes in all) */
+        if (down && bpm / 2 >= TEMPO_MIN && (last_step <= 0 || down_bb)) {
             bpm /= 2;
             last_step = -1;
         } else if (up && bpm * 2 <= TEMPO_MAX && last_step >= 0) {
@@ -516,6 +582,7 @@ done:
     m2p_free(fl);
     m2p_free(fh);
     m2p_free(ls);
+    m2p_free(fhi);
     m2p_free(cum);
     m2p_free(back);
     m2p_free(beats);
