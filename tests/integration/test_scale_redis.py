@@ -115,16 +115,16 @@ def run(api, settings, data, song, rd, procs):
     check(redis_cmd(rd.port, "XLEN", "m2p:jobs").strip() == ":0", redis_cmd(rd.port, "XLEN", "m2p:jobs"))
 
     # 2. SIGKILL mid-job → XAUTOCLAIM by another worker → exactly one image set
-    jid = submit(api, song, {"seed": "5", "variations": "3", "width": "512", "height": "512"})
+    # (a job long enough that it cannot finish between "running" and the kill on a quiet machine)
+    jid = submit(api, song, {"seed": "5", "variations": "8", "width": "1024", "height": "1024"})
     wait_status(api, jid, ("running",))
-    time.sleep(0.3)
     w1.kill()
     procs.remove(w1)
     w2 = Worker(wdata, settings).start()
     procs.append(w2)
     j = api.wait_job(jid, timeout=120)
     check(j["status"] == "succeeded" and j["attempts"] == 2, (j["status"], j["attempts"], j["error"]))
-    check(sorted(i["index"] for i in j["images"]) == [0, 1, 2], j["images"])
+    check(sorted(i["index"] for i in j["images"]) == list(range(8)), j["images"])
     w2.stop()
     procs.remove(w2)
 
