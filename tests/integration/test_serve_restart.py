@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_util import Server, check, demo_song, multipart  # noqa: E402
 
-SLOW = {"variations": "4", "size": "512x512"}
+SLOW = {"variations": "8", "size": "1024x1024"}  # long enough not to finish between a poll and a kill
 
 
 def wait_running(srv, jid, timeout=60):
@@ -64,7 +64,7 @@ def main():
         srv.start()
         for jid in ids:
             srv.wait_job(jid, timeout=240)
-        done = [finished_once(srv, jid, 4) for jid in ids]
+        done = [finished_once(srv, jid, 8) for jid in ids]
         check(done[0]["attempts"] == 2, f"the killed job counts its attempt: {done[0]['attempts']}")
         check(all(d["attempts"] == 1 for d in done[1:]), [d["attempts"] for d in done])
         st, lst = srv.json("GET", "/api/jobs", expect=200)
@@ -91,7 +91,7 @@ def main():
         srv.start()
         gd = srv.wait_job(g["id"], timeout=240)
         check(gd["status"] == "succeeded" and gd["attempts"] == 1, gd)
-        finished_once(srv, g["id"], 4)
+        finished_once(srv, g["id"], 8)
         srv.stop()
     except BaseException:
         srv.dump()
