@@ -81,6 +81,32 @@ static m2p_code query_int(web_ctx *c, const char *key, long min, long max, long 
     return M2P_OK;
 }
 
+/* The window every list query shares: from/to (Unix seconds), limit (1..max_limit,
+ * default def_limit), offset and batch. */
+typedef struct list_window {
+    double from, to;
+    long limit, offset, batch;
+} list_window;
+
+static m2p_code query_window(web_ctx *c, long max_limit, long def_limit, list_window *w, m2p_error *err) {
+    memset(w, 0, sizeof *w);
+    m2p_code code = query_double(c, "from", 0, 1e11, &w->from, err);
+    if (code == M2P_OK) {
+        code = query_double(c, "to", 0, 1e11, &w->to, err);
+    }
+    if (code == M2P_OK) {
+        code = query_int(c, "limit", 1, max_limit, def_limit, &w->limit, err);
+    }
+    if (code == M2P_OK) {
+        code = query_int(c, "offset", 0, 1000000000L, 0, &w->offset, err);
+    }
+    if (code == M2P_OK) {
+        code = query_int(c, "batch", 0, 1000000000000L, 0, &w->batch, err);
+    }
+    return code;
+}
+
+
 static const char *query_str(web_ctx *c, const char *key, size_t max) {
     const char *v = web_query(c, key);
     if (v == NULL || v[0] == '\0' || strlen(v) > max) {
@@ -281,28 +307,16 @@ static m2p_code list_jobs(web_ctx *c, m2p_error *err) {
     }
     f.source = query_str(c, "source", 2048);
     f.style = query_str(c, "style", 48);
-    long limit = 0;
-    long offset = 0;
-    long batch = 0;
-    m2p_code code = query_double(c, "from", 0, 1e11, &f.from, err);
-    if (code == M2P_OK) {
-        code = query_double(c, "to", 0, 1e11, &f.to, err);
-    }
-    if (code == M2P_OK) {
-        code = query_int(c, "limit", 1, 500, 50, &limit, err);
-    }
-    if (code == M2P_OK) {
-        code = query_int(c, "offset", 0, 1000000000L, 0, &offset, err);
-    }
-    if (code == M2P_OK) {
-        code = query_int(c, "batch", 0, 1000000000000L, 0, &batch, err);
-    }
+    list_window win;
+    m2p_code code = query_window(c, 500, 50, &win, err);
     if (code != M2P_OK) {
         return code;
     }
-    f.limit = (int)limit;
-    f.offset = (int)offset;
-    f.batch_id = batch;
+    f.from = win.from;
+    f.to = win.to;
+    f.limit = (int)win.limit;
+    f.offset = (int)win.offset;
+    f.batch_id = win.batch;
     json_t *out = NULL;
     code = m2p_store_job_list(c->store, &f, &out, err);
     if (code == M2P_OK) {
@@ -628,39 +642,27 @@ static m2p_code gallery(web_ctx *c, m2p_error *err) {
     f.mode = query_str(c, "mode", 8);
     f.q = query_str(c, "q", 200);
     f.source = query_str(c, "source", 2048);
-    long limit = 0;
-    long offset = 0;
     long job = 0;
-    long batch = 0;
+    list_window win;
     m2p_code code = query_double(c, "tempo_min", 0, 1000, &f.tempo_min, err);
     if (code == M2P_OK) {
         code = query_double(c, "tempo_max", 0, 1000, &f.tempo_max, err);
     }
     if (code == M2P_OK) {
-        code = query_double(c, "from", 0, 1e11, &f.from, err);
-    }
-    if (code == M2P_OK) {
-        code = query_double(c, "to", 0, 1e11, &f.to, err);
-    }
-    if (code == M2P_OK) {
-        code = query_int(c, "limit", 1, 1000, 100, &limit, err);
-    }
-    if (code == M2P_OK) {
-        code = query_int(c, "offset", 0, 1000000000L, 0, &offset, err);
+        code = query_window(c, 1000, 100, &win, err);
     }
     if (code == M2P_OK) {
         code = query_int(c, "job", 0, 1000000000000L, 0, &job, err);
     }
-    if (code == M2P_OK) {
-        code = query_int(c, "batch", 0, 1000000000000L, 0, &batch, err);
-    }
     if (code != M2P_OK) {
         return code;
     }
-    f.limit = (int)limit;
-    f.offset = (int)offset;
+    f.from = win.from;
+    f.to = win.to;
+    f.limit = (int)win.limit;
+    f.offset = (int)win.offset;
     f.job_id = job;
-    f.batch_id = batch;
+    f.batch_id = win.batch;
     json_t *out = NULL;
     code = m2p_store_images_query(c->store, &f, &out, err);
     if (code == M2P_OK) {
