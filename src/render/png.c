@@ -17,6 +17,7 @@
 #include "render/png.h"
 
 #include <png.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -670,6 +671,123 @@ m2p_code m2p_png_read(const char *path, m2p_image **img_out, m2p_png_meta **meta
 
 /* ---------------------------------------------------------------- sidecar */
 
+/* Longest numeric array kept as it is in the sidecar; longer ones are mean-pooled to this many points. */
+#define SIDECAR_CURVE_POINTS 64
+/* Bands of the spectrogram's mean profile (low → high) kept in the sidecar. */
+#define SIDECAR_SPEC_BANDS 16
+/* Sections listed in the sidecar at most (the count is always there). */
+#define SIDECAR_MAX_SECTIONS 48
+
+static bool number_array(const json_t *a) {
+    if (!json_is_array(a)) {
+        return false;
+    }
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        if (!json_is_number(json_array_get(a, i))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Mean of a[i0, i1) as a 4-decimal number (the sidecar is for people and tools, not for resynthesis). */
+static json_t *pooled(const json_t *a, size_t i0, size_t i1) {
+    double s = 0;
+    for (size_t i = i0; i < i1; i++) {
+        s += json_number_value(json_array_get(a, i));
+    }
+    double m = i1 > i0 ? s / (double)(i1 - i0) : 0.0;
+    return json_real(nearbyint(m * 1e4) / 1e4);
+}
+
+static json_t *pool_array(const json_t *a, size_t points) {
+    json_t *out = json_array();
+    size_t n = json_array_size(a);
+    for (size_t k = 0; out != NULL && k < points; k++) {
+        size_t i0 = k * n / points;
+        size_t i1 = (k + 1) * n / points;
+        if (json_array_append_new(out, pooled(a, i0, i1 > i0 ? i1 : i0 + 1)) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
+/* {"bands", "frames", "band_profile": mean over time of SIDECAR_SPEC_BANDS band groups} */
+static json_t *spectrogram_summary(const json_t *spec) {
+    json_int_t bands = json_integer_value(json_object_get(spec, "bands"));
+    json_int_t frames = json_integer_value(json_object_get(spec, "frames"));
+    const json_t *values = json_object_get(spec, "values");
+    json_t *out = json_pack("{s:I, s:I}", "bands", bands, "frames", frames);
+    if (out == NULL || bands <= 0 || frames <= 0 || !json_is_array(values) ||
+        json_array_size(values) != (size_t)bands * (size_t)frames) {
+        return out;
+    }
+    json_t *profile = json_array();
+    size_t groups = (size_t)bands < SIDECAR_SPEC_BANDS ? (size_t)bands : SIDECAR_SPEC_BANDS;
+    for (size_t g = 0; profile != NULL && g < groups; g++) {
+        size_t b0 = g * (size_t)bands / groups;
+        size_t b1 = (g + 1) * (size_t)bands / groups;
+        /* values are band-major (bands x frames): a band group is one contiguous run. */
+        if (json_array_append_new(profile, pooled(values, b0 * (size_t)frames, b1 * (size_t)frames)) != 0) {
+            json_decref(profile);
+            profile = NULL;
+        }
+    }
+    if (profile == NULL || json_object_set_new(out, "band_profile", profile) != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The analysis as the sidecar carries it: every scalar, key, mode, chroma and
+ * sections as they are; the spectrogram as its shape and band profile; the
+ * beat times as their count; any longer numeric array (the energy curve)
+ * mean-pooled to SIDECAR_CURVE_POINTS. A few KB instead of ~270 KB. */
+static json_t *analysis_summary(const json_t *features) {
+    json_t *out = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)features, key, v) {
+        if (out == NULL) {
+            break;
+        }
+        json_t *nv;
+        const char *nk = key;
+        if (strcmp(key, "spectrogram") == 0 && json_is_object(v)) {
+            nv = spectrogram_summary(v);
+        } else if (strcmp(key, "beats") == 0 && json_is_array(v)) {
+            nk = "n_beats";
+            nv = json_integer((json_int_t)json_array_size(v));
+        } else if (strcmp(key, "sections") == 0 && json_array_size(v) > SIDECAR_MAX_SECTIONS) {
+            nv = json_array();
+            for (size_t i = 0; nv != NULL && i < SIDECAR_MAX_SECTIONS; i++) {
+                if (json_array_append(nv, json_array_get(v, i)) != 0) {
+                    json_decref(nv);
+                    nv = NULL;
+                }
+            }
+        } else if (number_array(v) && json_array_size(v) > SIDECAR_CURVE_POINTS) {
+            nv = pool_array(v, SIDECAR_CURVE_POINTS);
+        } else {
+            nv = json_deep_copy(v);
+        }
+        if (nv == NULL || json_object_set_new(out, nk, nv) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    if (out != NULL && json_is_array(json_object_get(features, "sections")) &&
+        json_object_set_new(out, "n_sections", json_integer((json_int_t)json_array_size(
+                                                      json_object_get(features, "sections")))) != 0) {
+        json_decref(out);
+        out = NULL;
+    }
+    return out;
+}
+
 m2p_code m2p_png_write_sidecar(const char *path, const m2p_png_meta *meta, const json_t *features_json,
                                m2p_error *err) {
     json_t *root = json_object();
@@ -685,7 +803,7 @@ m2p_code m2p_png_write_sidecar(const char *path, const m2p_png_meta *meta, const
         }
     }
     if (features_json != NULL) {
-        if (json_object_set_new(root, "analysis", json_deep_copy(features_json)) != 0) {
+        if (json_object_set_new(root, "analysis", analysis_summary(features_json)) != 0) {
             rc = m2p_error_set(err, M2P_E_NOMEM, "sidecar JSON");
             goto done;
         }

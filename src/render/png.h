@@ -92,8 +92,11 @@ m2p_code m2p_png_read_meta(const char *path, m2p_png_meta **out, m2p_error *err)
  * is not NULL, the text chunks. Edges over 16384 → M2P_E_PNG_READ. */
 m2p_code m2p_png_read(const char *path, m2p_image **img_out, m2p_png_meta **meta_out, m2p_error *err) M2P_WUR;
 
-/* JSON sidecar: {"key": "value", ..., "features": <features_json>} written
- * atomically with sorted keys (deterministic). features_json may be NULL. */
+/* JSON sidecar: {"key": "value", ..., "analysis": <summary of features_json>}
+ * written atomically with sorted keys (deterministic). The summary keeps the
+ * scalars, key, mode, chroma and sections; the spectrogram becomes its shape
+ * and a 16-band mean profile, the beat list its count (n_beats), the energy
+ * curve 64 mean-pooled points: a few KB. features_json may be NULL. */
 m2p_code m2p_png_write_sidecar(const char *path, const m2p_png_meta *meta, const json_t *features_json,
                                m2p_error *err) M2P_WUR;
 

@@ -3,7 +3,7 @@
 struct only, no libpng): `mus2pic make --renderer sonic` writes PNGs whose text chunks hold the
 prompt, seed, style, renderer, model, size, source, title, features summary and version; every
 chunk CRC is valid, the text comes before the image data, there is no tIME chunk, the image data
-inflates to the declared size, the JSON sidecar carries the same fields plus the analysis, the same
+inflates to the declared size, the JSON sidecar carries the same fields plus a summary of the analysis (< 16 KB), the same
 settings give the same bytes, and --per-section / --layout / every style work."""
 import json
 import os
@@ -111,12 +111,16 @@ class PngStoryTest(unittest.TestCase):
             self.assertEqual(text["Software"], "Mus2Pic " + text["mus2pic_version"])
             self.assertIn(f"Seed: {seed}", text["parameters"])
             self.assertTrue(text["source"].endswith(".wav"))
-            # The sidecar: same fields, plus the full analysis.
-            with open(path[:-4] + ".json", encoding="utf-8") as fh:
+            # The sidecar: same fields, plus a summary of the analysis, small (no spectrogram pixels).
+            side_path = path[:-4] + ".json"
+            self.assertLess(os.path.getsize(side_path), 16 * 1024)
+            with open(side_path, encoding="utf-8") as fh:
                 side = json.load(fh)
             for k, v in text.items():
                 self.assertEqual(side[k], v, k)
             self.assertIn("tempo_bpm", side["analysis"])
+            self.assertNotIn("values", side["analysis"]["spectrogram"])
+            self.assertLessEqual(len(side["analysis"]["energy_curve"]), 64)
 
     def test_same_settings_same_bytes(self):
         a = self.make("det-a", "-n", "1", "--seed", "9", "--style", "watercolor")[0]

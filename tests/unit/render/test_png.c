@@ -242,6 +242,79 @@ static void test_roundtrip(void **state) {
     m2p_test_rmdir(dir);
 }
 
+/* The sidecar of a real analysis (64 x 384 spectrogram, 512-point energy
+ * curve, ~400 beats: ~300 KB of JSON in full) stays under 16 KB and keeps
+ * what a person or a tool wants: scalars, key, chroma, sections, a coarse
+ * energy curve and band profile, the prompt and the seed. */
+static void test_sidecar_small(void **state) {
+    (void)state;
+    m2p_error err;
+    m2p_features *f = fix_make(FIX_ELECTRO);
+    json_t *feat = NULL;
+    assert_int_equal(m2p_features_to_json(f, &feat), M2P_OK);
+    char *full = json_dumps(feat, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+    assert_non_null(full);
+    assert_true(strlen(full) > 100000); /* the test means something */
+    free(full);
+    m2p_prompt prompt = {"neon city at night, synthwave, driving rhythm, deep teal and magenta hues",
+                         "blurry, text, watermark", "synthwave", NULL, 0, 20, false};
+    uint32_t seed = 77;
+    m2p_render_request req = {&prompt, f, NULL, 1, 1024, 1024, &seed, 0, 0, "Night Drive", "Someone", true, 2};
+    m2p_png_meta *m = NULL;
+    assert_int_equal(m2p_png_meta_create(&m), M2P_OK);
+    assert_int_equal(m2p_png_meta_add_render(m, &req, 0, "sonic", "procedural", "/music/night drive.wav", &err),
+                     M2P_OK);
+    char dir[64];
+    m2p_test_tmpdir(dir, sizeof dir);
+    char path[128];
+    snprintf(path, sizeof path, "%s/side.json", dir);
+    assert_int_equal(m2p_png_write_sidecar(path, m, feat, &err), M2P_OK);
+    size_t len = 0;
+    char *text = NULL;
+    assert_int_equal(m2p_fs_read_file(path, 1u << 20, &text, &len, &err), M2P_OK);
+    if (len >= 16 * 1024) {
+        fail_msg("sidecar is %zu bytes, want < 16 KiB", len);
+    }
+    json_error_t jerr;
+    json_t *side = json_loadb(text, len, 0, &jerr);
+    assert_non_null(side);
+    assert_string_equal(json_string_value(json_object_get(side, "prompt")), prompt.positive);
+    assert_string_equal(json_string_value(json_object_get(side, "seed")), "77");
+    assert_string_equal(json_string_value(json_object_get(side, "section")), "2");
+    assert_string_equal(json_string_value(json_object_get(side, "renderer")), "sonic");
+    const json_t *a = json_object_get(side, "analysis");
+    assert_true(json_number_value(json_object_get(a, "tempo_bpm")) == f->tempo_bpm);
+    assert_true(json_is_string(json_object_get(a, "key")));
+    assert_int_equal(json_array_size(json_object_get(a, "chroma")), 12);
+    assert_int_equal(json_array_size(json_object_get(a, "sections")), f->n_sections);
+    assert_int_equal(json_integer_value(json_object_get(a, "n_sections")), f->n_sections);
+    assert_int_equal(json_integer_value(json_object_get(a, "n_beats")), f->n_beats);
+    assert_null(json_object_get(a, "beats"));
+    const json_t *curve = json_object_get(a, "energy_curve");
+    assert_int_equal(json_array_size(curve), 64);
+    /* pooled, not sampled: the curve's mean is kept */
+    double m_full = 0;
+    double m_side = 0;
+    for (int i = 0; i < f->n_energy; i++) {
+        m_full += f->energy_curve[i] / (double)f->n_energy;
+    }
+    for (size_t i = 0; i < 64; i++) {
+        m_side += json_number_value(json_array_get(curve, i)) / 64.0;
+    }
+    assert_true(fabs(m_full - m_side) < 1e-3);
+    const json_t *spec = json_object_get(a, "spectrogram");
+    assert_null(json_object_get(spec, "values"));
+    assert_int_equal(json_integer_value(json_object_get(spec, "bands")), 64);
+    assert_int_equal(json_integer_value(json_object_get(spec, "frames")), 384);
+    assert_int_equal(json_array_size(json_object_get(spec, "band_profile")), 16);
+    json_decref(side);
+    m2p_free(text);
+    json_decref(feat);
+    m2p_png_meta_free(m);
+    fix_free(f);
+    m2p_test_rmdir(dir);
+}
+
 static void test_sonic_meta_has_no_steps(void **state) {
     (void)state;
     m2p_features *f = fix_make(FIX_CALM);
@@ -479,7 +552,7 @@ static void test_alloc_failures(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meta_list),     cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_sonic_meta_has_no_steps), cmocka_unit_test(test_foreign_formats),
+        cmocka_unit_test(test_sonic_meta_has_no_steps), cmocka_unit_test(test_sidecar_small), cmocka_unit_test(test_foreign_formats),
         cmocka_unit_test(test_untidy_text),
         cmocka_unit_test(test_malformed),     cmocka_unit_test(test_webp_thumb),
         cmocka_unit_test(test_alloc_failures),
