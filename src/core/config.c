@@ -34,6 +34,8 @@ static const opt k_opts[] = {
     {"model", S(model), "", 0, 0, "diffusers model folder for the lcm renderer (default <data_dir>/models/<model_id>)"},
     {"model_id", S(model_id), "SimianLuo/LCM_Dreamshaper_v7", 0, 0, "model that `mus2pic model pull` downloads"},
     {"hf_endpoint", S(hf_endpoint), "https://huggingface.co", 0, 0, "where `mus2pic model pull` downloads from"},
+    {"taesd", S(taesd), "", 0, 0, "TAESD folder, the fast draft decoder (default <model>/taesd, else <data_dir>/models/madebyollin/taesd)"},
+    {"decoder", S(decoder), "vae", 0, 0, "image decoder of the lcm renderer: vae (full quality), taesd (fast draft) or auto (taesd when installed)"},
     {"cache_ttl_days", N(OPT_DBL, cache_ttl_days), "7", 0, 3650, "days a downloaded song stays in the audio cache"},
     {"cache_max_mb", N(OPT_I64, cache_max_mb), "2048", 1, 1e7, "total size cap of the audio cache (least recently used evicted first)"},
     {"max_duration_s", N(OPT_DBL, max_duration_s), "900", 1, 86400, "longest song accepted, in seconds"},

@@ -36,6 +36,8 @@ typedef struct m2p_config {
     char model[M2P_PATH_MAX];        /* "" → <data_dir>/models/<model_id>; or a diffusers folder */
     char model_id[256];
     char hf_endpoint[256];
+    char taesd[M2P_PATH_MAX]; /* "" → <model>/taesd, else <data_dir>/models/madebyollin/taesd */
+    char decoder[16];         /* vae | taesd | auto (lcm renderer) */
     /* sources and cache */
     double cache_ttl_days;
     int64_t cache_max_mb;

@@ -118,6 +118,8 @@
     X(MODEL_DTYPE, 145, 422, 0, "unsupported tensor type", "use fp32, fp16 or bf16 safetensors") \
     X(MODEL_DOWNLOAD, 146, 502, 1, "the model download failed", "check the connection and run `mus2pic model pull` again (it resumes)") \
     X(MODEL_HASH, 147, 502, 0, "the downloaded model file is corrupt", "run `mus2pic model pull` again") \
+    X(TAESD_MISSING, 148, 503, 0, "the TAESD decoder is not installed", "run `mus2pic model pull madebyollin/taesd` or set MUS2PIC_TAESD=/path/to/taesd-folder") \
+    X(TAESD_CONFIG, 149, 422, 0, "invalid TAESD configuration", "use madebyollin/taesd (AutoencoderTiny in the diffusers layout)") \
     /* storage: 160.. */                                                                             \
     X(DB_OPEN, 160, 503, 0, "cannot open the database", "check MUS2PIC_DB and that the folder is writable") \
     X(DB_MIGRATE, 161, 500, 0, "the database schema could not be upgraded", "restore a backup or use a newer mus2pic") \

@@ -13,6 +13,17 @@ Run with the reference venv (never at run time, never in `make test`):
         → the full-size SimianLuo/LCM_Dreamshaper_v7 architecture (public configs) with random
           weights, fp32, for the benchmarks (outside git: ~4.3 GB with the UNet).
 
+    tools/refvenv/bin/python tools/nn/make_fixtures.py taesd
+        → tests/fixtures/nn/tiny-lcm/taesd/         a tiny random AutoencoderTiny (TAESD) in the diffusers
+                                                     layout (config.json + fp16 safetensors)
+        → tests/fixtures/nn/ref/taesd.safetensors   latents → AutoencoderTiny.decode (diffusers)
+        (adds files only: the other fixtures are not touched)
+
+    tools/refvenv/bin/python tools/nn/make_fixtures.py taesd-full [--out /tmp/m2p-full-taesd] [--time]
+        → the full-size madebyollin/taesd architecture with random weights, fp32, plus
+          bench_latents.safetensors (seeded [1, 4, 64, 64] latents → diffusers' decode) for
+          bench/bench_taesd.c; --time also times diffusers' decode of those latents.
+
 Everything is seeded: rerunning gives the same files (same torch version).
 The reference outputs are computed in fp32 from the fp16-rounded weights exactly as our
 loader sees them (the saved model is loaded back in fp32 before running it).
@@ -203,6 +214,68 @@ def full(args):
     print(f"full-size random model in {args.out} ({sorted(parts)})", file=sys.stderr)
 
 
+# --- TAESD (diffusers AutoencoderTiny; public config of madebyollin/taesd) ----------------------------
+FULL_TAESD = dict(
+    in_channels=3, out_channels=3, encoder_block_out_channels=(64, 64, 64, 64),
+    decoder_block_out_channels=(64, 64, 64, 64), act_fn="relu", upsample_fn="nearest", latent_channels=4,
+    upsampling_scaling_factor=2, num_encoder_blocks=(1, 3, 3, 3), num_decoder_blocks=(3, 3, 3, 1),
+    latent_magnitude=3, latent_shift=0.5, force_upcast=False, scaling_factor=1.0,
+)
+# Three stages (×4 upsampling like the tiny VAE), two of them with several blocks.
+TINY_TAESD = dict(FULL_TAESD, encoder_block_out_channels=(8, 8, 8), decoder_block_out_channels=(12, 12, 12),
+                  num_encoder_blocks=(1, 1, 1), num_decoder_blocks=(2, 2, 1))
+
+
+def build_taesd(out, cfg, dtype, seed):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    m = AutoencoderTiny(**cfg).eval()
+    randomize_norms(m)
+    m.to(dtype).save_pretrained(out, safe_serialization=True)
+    return AutoencoderTiny.from_pretrained(out, torch_dtype=torch.float32).eval()
+
+
+def taesd(args):
+    out = os.path.join(REPO, "tests", "fixtures", "nn", "tiny-lcm", "taesd")
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    m = build_taesd(out, TINY_TAESD, torch.float16, seed=5678)
+    g = torch.Generator().manual_seed(11)
+    # Latents as the sampler leaves them (before 1/scaling_factor), wide enough that tanh(x/3)·3 clamps.
+    lat = 2.0 * torch.randn((2, 4, 6, 10), generator=g)
+    with torch.no_grad():
+        img = m.decode(lat / m.config.scaling_factor).sample
+    save_ref(os.path.join(REPO, "tests", "fixtures", "nn", "ref", "taesd.safetensors"),
+             {"latents": lat, "sample": img.float()})
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"tiny taesd: {size / 1e3:.1f} kB; sample {tuple(img.shape)} range {float(img.min()):.3f}..{float(img.max()):.3f}",
+          file=sys.stderr)
+
+
+def taesd_full(args):
+    import time
+
+    m = build_taesd(args.out, FULL_TAESD, torch.float32, seed=8765)
+    g = torch.Generator().manual_seed(3)
+    lat = torch.randn((1, 4, 64, 64), generator=g)
+    with torch.no_grad():
+        img = m.decode(lat).sample
+        if args.time:
+            best = None
+            for _ in range(3):
+                w0, c0 = time.perf_counter(), time.process_time()
+                m.decode(lat)
+                w, c = time.perf_counter() - w0, time.process_time() - c0
+                if best is None or w < best[0]:
+                    best = (w, c)
+            print(f"diffusers AutoencoderTiny decode 512x512 (torch {torch.__version__}, "
+                  f"{torch.get_num_threads()} threads): wall {best[0]:.3f} s, cpu {best[1]:.3f} s (best of 3)",
+                  file=sys.stderr)
+    save_ref(os.path.join(args.out, "bench_latents.safetensors"), {"latents": lat, "sample": img.float()})
+    print(f"full-size random taesd in {args.out}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -210,9 +283,13 @@ def main():
     f = sub.add_parser("full")
     f.add_argument("--out", default="/tmp/m2p-full-lcm")
     f.add_argument("--parts", default="vae,text_encoder,unet")
+    sub.add_parser("taesd")
+    t = sub.add_parser("taesd-full")
+    t.add_argument("--out", default="/tmp/m2p-full-taesd")
+    t.add_argument("--time", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    {"tiny": tiny, "full": full}[args.cmd](args)
+    {"tiny": tiny, "full": full, "taesd": taesd, "taesd-full": taesd_full}[args.cmd](args)
 
 
 if __name__ == "__main__":
