@@ -12,6 +12,7 @@
 #include "audio/fetch.h"
 #include "cli/cli.h"
 #include "core/fs.h"
+#include "diffusion/taesd.h"
 #include "render/backend.h"
 #include "store/store.h"
 
@@ -80,6 +81,27 @@ int m2p_cmd_doctor(m2p_config *cfg, int argc, char **argv) {
     } else {
         line("info", "model", "no diffusion weights: renderer auto → sonic (procedural, instant).");
         (void)printf("%17sfor the lcm renderer run `mus2pic model pull` or set MUS2PIC_MODEL=/path/to/model\n", "");
+    }
+    /* TAESD, the draft decoder: a problem only when decoder=taesd asks for it. */
+    char tline[2048];
+    m2p_taesd_use use = M2P_DECODER_VAE;
+    m2p_error derr;
+    m2p_error_clear(&derr);
+    bool bad_setting = m2p_taesd_parse_decoder(cfg->decoder, &use, &derr) != M2P_OK;
+    bool have_taesd = m2p_taesd_describe(cfg, tline, sizeof tline) == M2P_OK;
+    size_t tl = strlen(tline);
+    if (tl > 0 && tline[tl - 1] == '\n') {
+        tline[tl - 1] = '\0';
+    }
+    const char *tdetail = strncmp(tline, "taesd: ", 7) == 0 ? tline + 7 : tline;
+    if (bad_setting) {
+        line("FAIL", "decoder", m2p_error_format(&derr, buf, sizeof buf));
+        problems++;
+    } else if (!have_taesd && use == M2P_DECODER_TAESD) {
+        line("FAIL", "taesd", tdetail);
+        problems++;
+    } else {
+        line(have_taesd ? "ok" : "info", "taesd", tdetail);
     }
     (void)printf(problems == 0 ? "everything needed is there\n" : "%d problem(s) found\n", problems);
     return problems == 0 ? M2P_EXIT_OK : M2P_EXIT_FAIL;

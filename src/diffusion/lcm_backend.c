@@ -10,6 +10,15 @@
  * not used: LCM distils classifier-free guidance into the guidance
  * embedding), seeds[i] → image i, steps 0 → 4, guidance 0 → 8, size from
  * the request (default 512). The engine serialises renders itself.
+ *
+ * Decoder (setting `decoder`): vae (default, full quality), taesd (the tiny
+ * TAESD decoder: drafts at a fraction of the decode cost; missing → a
+ * TAESD_MISSING error naming `mus2pic model pull madebyollin/taesd` and
+ * MUS2PIC_TAESD) or auto (taesd when installed, else vae). TAESD is looked
+ * for as diffusion/taesd.h says (MUS2PIC_TAESD, <model>/taesd/, the pull
+ * folder); when it is there and loads, it is kept beside the VAE even for
+ * decoder=vae (≈10 MB), so previews can use it. Draft images carry the
+ * model name "<model>+taesd".
  */
 #include <string.h>
 
@@ -17,6 +26,7 @@
 #include "core/log.h"
 #include "diffusion/model.h"
 #include "diffusion/sd_pipeline.h"
+#include "diffusion/taesd.h"
 #include "render/backend.h"
 #include "render/image.h"
 
@@ -97,18 +107,46 @@ m2p_code m2p_lcm_backend_create(const m2p_config *cfg, m2p_render_backend *out, 
     if (rc != M2P_OK) {
         return rc;
     }
+    m2p_taesd_use use = M2P_DECODER_VAE;
+    if ((rc = m2p_taesd_parse_decoder(cfg->decoder, &use, err)) != M2P_OK) {
+        return rc;
+    }
+    char tdir[M2P_PATH_MAX];
+    (void)m2p_taesd_dir_for(cfg, tdir, sizeof tdir);
+    m2p_error terr;
+    m2p_error_clear(&terr);
+    bool have_taesd = m2p_taesd_check(tdir, &terr) == M2P_OK;
+    if (use == M2P_DECODER_TAESD && !have_taesd) {
+        return m2p_error_set(err, M2P_E_TAESD_MISSING,
+                             "decoder=taesd but no TAESD decoder at %s; run `mus2pic model pull madebyollin/taesd` or set "
+                             "MUS2PIC_TAESD to a TAESD folder",
+                             tdir);
+    }
+    if (have_taesd && use == M2P_DECODER_VAE) {
+        /* Optional here: a broken TAESD must not stop full-quality renders. */
+        m2p_taesd *probe = NULL;
+        if (m2p_taesd_open(tdir, &probe, &terr) != M2P_OK) {
+            M2P_WARN("render", "TAESD at %s not usable (previews off): %s", tdir, terr.detail);
+            have_taesd = false;
+        }
+        m2p_taesd_free(probe);
+    }
+    m2p_sd_options opt;
+    m2p_sd_options_default(&opt);
+    opt.taesd_dir = have_taesd ? tdir : NULL;
+    opt.draft = have_taesd && use != M2P_DECODER_VAE;
     lcm_backend *b = m2p_calloc(1, sizeof *b);
     if (b == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "lcm renderer");
     }
-    rc = m2p_sd_open(dir, NULL, &b->sd, err);
+    rc = m2p_sd_open(dir, &opt, &b->sd, err);
     if (rc != M2P_OK) {
         goto fail;
     }
-    if (cfg->model[0] != '\0') {
-        (void)snprintf(b->model, sizeof b->model, "%s", dir);
-    } else {
-        (void)snprintf(b->model, sizeof b->model, "%s", cfg->model_id);
+    (void)snprintf(b->model, sizeof b->model, "%s%s", cfg->model[0] != '\0' ? dir : cfg->model_id,
+                   opt.draft ? "+taesd" : "");
+    if (opt.draft) {
+        M2P_INFO("render", "lcm renderer decodes with TAESD (%s): draft quality", tdir);
     }
     m2p_sd_stats st;
     m2p_sd_get_stats(b->sd, &st);

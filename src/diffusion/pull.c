@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,6 +55,14 @@ static const wanted k_files[] = {
     {"vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors", true},
 };
 #define N_FILES (sizeof k_files / sizeof k_files[0])
+
+/* A single-component repository such as madebyollin/taesd (the TAESD decoder): the files sit at
+ * the top of the repository. */
+static const wanted k_component_files[] = {
+    {"config.json", NULL, true},
+    {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", true},
+};
+#define N_COMPONENT_FILES (sizeof k_component_files / sizeof k_component_files[0])
 
 static bool id_part_ok(const char *s, size_t n) {
     if (n == 0 || n > 96 || s[0] == '.' || s[0] == '-') {
@@ -566,8 +575,14 @@ m2p_code m2p_nn_pull(const m2p_config *cfg, const char *id, const m2p_nn_pull_op
     rc = fetch_listing(endpoint, id, &l, err);
     pull_ctx pc = {endpoint, id, dir, opts != NULL && opts->retries > 0 ? opts->retries : 0, progress};
     bool fp16 = opts != NULL && opts->fp16;
-    for (size_t i = 0; rc == M2P_OK && i < N_FILES; i++) {
-        const wanted *w = &k_files[i];
+    /* A component repository (TAESD): listed with a top-level config.json and no unet/, or,
+     * without the API, known by its name. */
+    bool component = l.siblings != NULL ? listed(&l, "config.json") && !listed(&l, "unet/config.json")
+                                        : strncasecmp(strchr(id, '/') + 1, "taesd", 5) == 0;
+    const wanted *files = component ? k_component_files : k_files;
+    size_t n_files = component ? N_COMPONENT_FILES : N_FILES;
+    for (size_t i = 0; rc == M2P_OK && i < n_files; i++) {
+        const wanted *w = &files[i];
         const char *rel = w->plain;
         if (w->fp16 != NULL) {
             bool has_plain = listed(&l, w->plain), has_fp16 = l.siblings != NULL && listed(&l, w->fp16);
@@ -588,7 +603,8 @@ m2p_code m2p_nn_pull(const m2p_config *cfg, const char *id, const m2p_nn_pull_op
         if (rel == NULL) {
             if (w->required) {
                 rc = m2p_error_set(err, M2P_E_MODEL_DOWNLOAD,
-                                   "model '%s' has no %s (is it a Stable Diffusion 1.x model in the diffusers layout?)",
+                                   component ? "'%s' has no %s (is it a TAESD decoder in the diffusers layout?)"
+                                             : "model '%s' has no %s (is it a Stable Diffusion 1.x model in the diffusers layout?)",
                                    id, w->plain);
             }
             continue;

@@ -15,6 +15,12 @@
  * folder counts as present only when every file is there
  * (m2p_nn_model_check), so a half-finished pull is never used. One pull per
  * folder at a time (a lock file).
+ *
+ * A single-component repository (madebyollin/taesd: config.json +
+ * diffusion_pytorch_model[.fp16].safetensors at the top; recognised from the
+ * listing, or by a name starting with "taesd" when the API does not answer)
+ * is pulled the same way into <data_dir>/models/<id>/ — where the lcm
+ * renderer looks for TAESD by default (diffusion/taesd.h).
  */
 #ifndef M2P_DIFFUSION_PULL_H
 #define M2P_DIFFUSION_PULL_H

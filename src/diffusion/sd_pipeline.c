@@ -7,6 +7,11 @@
  * text encoder's hidden size. generate holds `lock` for its whole run
  * (the text encoder and VAE handles keep workspaces and are single-caller).
  *
+ * With options.taesd_dir the TAESD decoder is loaded too (same factor and
+ * latent channels as the VAE, checked); it decodes the final images in draft
+ * mode and the per-step previews (into the image buffer, before the final
+ * decode needs it).
+ *
  * Per-generate memory: latents, ε, denoised and noise (4 × n·4·h·w floats),
  * the text embedding (77 × D), the UNet's activations (allocated inside
  * m2p_unet_forward) and the decoded image (n·3·H·W floats).
@@ -25,6 +30,7 @@
 #include "diffusion/clip_text.h"
 #include "diffusion/model.h"
 #include "diffusion/scheduler.h"
+#include "diffusion/taesd.h"
 #include "diffusion/unet.h"
 #include "diffusion/vae.h"
 #include "prompt/clip_tokenizer.h"
@@ -40,6 +46,8 @@ struct m2p_sd {
     m2p_nn_clip *clip;
     m2p_unet *unet;
     m2p_nn_vae *vae;
+    m2p_taesd *taesd; /* NULL unless options.taesd_dir */
+    bool draft;       /* decode with taesd by default */
     m2p_lcm_config sched;
     int factor, latent_c, hidden, max_len, cond_dim;
     pthread_mutex_t lock;
@@ -127,6 +135,25 @@ m2p_code m2p_sd_open(const char *dir, const m2p_sd_options *opt, m2p_sd **out, m
         (rc = m2p_lcm_config_from_model(m2p_nn_model_sched_config(sd->model), &sd->sched, err)) != M2P_OK) {
         goto fail;
     }
+    if (opt->taesd_dir != NULL) {
+        if ((rc = m2p_taesd_open(opt->taesd_dir, &sd->taesd, err)) != M2P_OK) {
+            goto fail;
+        }
+        if (m2p_taesd_factor(sd->taesd) != m2p_nn_vae_factor(sd->vae) ||
+            m2p_taesd_latent_channels(sd->taesd) != m2p_nn_vae_latent_channels(sd->vae)) {
+            rc = m2p_error_set(err, M2P_E_TAESD_CONFIG,
+                               "%s upsamples %d× from %d latent channels, the model's VAE %d× from %d: not this model's TAESD",
+                               opt->taesd_dir, m2p_taesd_factor(sd->taesd), m2p_taesd_latent_channels(sd->taesd),
+                               m2p_nn_vae_factor(sd->vae), m2p_nn_vae_latent_channels(sd->vae));
+            goto fail;
+        }
+    }
+    if (opt->draft && sd->taesd == NULL) {
+        rc = m2p_error_set(err, M2P_E_TAESD_MISSING,
+                           "draft decoding needs TAESD; run `mus2pic model pull madebyollin/taesd` or set MUS2PIC_TAESD");
+        goto fail;
+    }
+    sd->draft = opt->draft;
     const m2p_unet_config *uc = m2p_unet_get_config(sd->unet);
     sd->factor = m2p_nn_vae_factor(sd->vae);
     sd->latent_c = m2p_nn_vae_latent_channels(sd->vae);
@@ -175,6 +202,7 @@ void m2p_sd_free(m2p_sd *sd) {
     if (sd == NULL) {
         return;
     }
+    m2p_taesd_free(sd->taesd);
     m2p_nn_vae_free(sd->vae);
     m2p_unet_free(sd->unet);
     m2p_nn_clip_free(sd->clip);
@@ -192,6 +220,10 @@ void m2p_sd_get_stats(const m2p_sd *sd, m2p_sd_stats *out) {
 
 int m2p_sd_vae_factor(const m2p_sd *sd) {
     return sd->factor;
+}
+
+bool m2p_sd_has_taesd(const m2p_sd *sd) {
+    return sd->taesd != NULL;
 }
 
 /* Maps the VAE's per-image reports into the pipeline's sub-step count. */
@@ -245,8 +277,8 @@ static m2p_code check_request(const m2p_sd *sd, const m2p_sd_request *req, int *
 }
 
 /* The body of m2p_sd_generate, with sd->lock held. */
-static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p_progress *progress, uint8_t *rgb,
-                                m2p_error *err) {
+static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_extra *extra,
+                                const m2p_progress *progress, uint8_t *rgb, m2p_error *err) {
     int width = 0;
     int height = 0;
     int steps = 0;
@@ -254,6 +286,13 @@ static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p
     m2p_code rc = check_request(sd, req, &width, &height, &steps, &guidance, err);
     if (rc != M2P_OK) {
         return rc;
+    }
+    bool use_taesd = extra == NULL || extra->decoder == 0 ? sd->draft : extra->decoder == 2;
+    bool preview = extra != NULL && extra->preview != NULL;
+    if ((use_taesd || preview) && sd->taesd == NULL) {
+        return m2p_error_set(err, M2P_E_TAESD_MISSING,
+                             "%s needs the TAESD decoder; run `mus2pic model pull madebyollin/taesd` or set MUS2PIC_TAESD",
+                             preview ? "a live preview" : "decoder=taesd");
     }
     int n = req->n;
     int lh = height / sd->factor;
@@ -273,9 +312,10 @@ static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p
     float *cond = m2p_malloc_array((size_t)n * (size_t)(sd->cond_dim > 0 ? sd->cond_dim : 1), sizeof(float));
     float *ts = m2p_malloc_array((size_t)n, sizeof(float));
     float *img = m2p_malloc_array(img_n, sizeof(float));
+    uint8_t *prev_rgb = preview ? m2p_malloc((size_t)3 * (size_t)height * (size_t)width) : NULL;
     int32_t ids[M2P_CLIP_MAX_TOKENS];
     if (rngs == NULL || lat == NULL || eps == NULL || den == NULL || noise == NULL || ctx == NULL || cond == NULL ||
-        ts == NULL || img == NULL) {
+        ts == NULL || img == NULL || (preview && prev_rgb == NULL)) {
         rc = m2p_error_set(err, M2P_E_NOMEM, "sampler buffers for %d images of %dx%d", n, width, height);
         goto done;
     }
@@ -337,6 +377,14 @@ static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p
         if ((rc = m2p_lcm_step(sched, k, eps, lat, den, last ? NULL : noise, total, err)) != M2P_OK) {
             goto done;
         }
+        if (preview && !last) {
+            /* The first image's current estimate, through TAESD (img is free until the final decode). */
+            if ((rc = m2p_taesd_decode(sd->taesd, den, 1, lh, lw, img, NULL, err)) != M2P_OK) {
+                goto done;
+            }
+            m2p_nn_vae_to_rgb8(img, 1, height, width, prev_rgb);
+            extra->preview(extra->preview_ctx, k + 1, n_ts, width, height, prev_rgb);
+        }
     }
 
     /* 3. Decode. */
@@ -346,7 +394,9 @@ static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p
     }
     vae_progress vp = {progress, 1.0 + n_ts, units};
     m2p_progress sub = {vae_report, NULL, &vp, progress != NULL ? progress->cancel : NULL};
-    if ((rc = m2p_nn_vae_decode(sd->vae, den, n, lh, lw, img, &sub, err)) != M2P_OK) {
+    rc = use_taesd ? m2p_taesd_decode(sd->taesd, den, n, lh, lw, img, &sub, err)
+                   : m2p_nn_vae_decode(sd->vae, den, n, lh, lw, img, &sub, err);
+    if (rc != M2P_OK) {
         goto done;
     }
     if (req->out_latents != NULL) {
@@ -369,6 +419,7 @@ done:
     m2p_free(cond);
     m2p_free(ts);
     m2p_free(img);
+    m2p_free(prev_rgb);
     return rc;
 }
 
@@ -377,7 +428,20 @@ m2p_code m2p_sd_generate(m2p_sd *sd, const m2p_sd_request *req, const m2p_progre
     if (pthread_mutex_lock(&sd->lock) != 0) {
         return m2p_error_set(err, M2P_E_INTERNAL, "engine lock");
     }
-    m2p_code rc = generate_locked(sd, req, progress, rgb, err);
+    m2p_code rc = generate_locked(sd, req, NULL, progress, rgb, err);
+    (void)pthread_mutex_unlock(&sd->lock);
+    return rc;
+}
+
+m2p_code m2p_sd_generate_ex(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_extra *extra,
+                            const m2p_progress *progress, uint8_t *rgb, m2p_error *err) {
+    if (extra != NULL && (extra->decoder < 0 || extra->decoder > 2)) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "decoder %d (0 default, 1 vae, 2 taesd)", extra->decoder);
+    }
+    if (pthread_mutex_lock(&sd->lock) != 0) {
+        return m2p_error_set(err, M2P_E_INTERNAL, "engine lock");
+    }
+    m2p_code rc = generate_locked(sd, req, extra, progress, rgb, err);
     (void)pthread_mutex_unlock(&sd->lock);
     return rc;
 }

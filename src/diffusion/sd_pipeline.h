@@ -8,6 +8,8 @@
  *   for each of the LCM timesteps: UNet(latents, t, guidance embedding, text) → ε
  *                                  LCM step (fresh noise from each image's own generator)
  *   VAE decode(denoised) ─► RGB8 [n, H, W, 3]
+ *   (or, in draft mode, the TAESD decoder (diffusion/taesd.h): ~20× fewer
+ *   multiply-adds, approximate colours and detail)
  *
  * The engine (m2p_sd) is loaded once: the model folder is opened (weights
  * mapped; fp16 converted to fp32 once), every weight bound and shape-checked,
@@ -37,6 +39,11 @@ typedef struct m2p_sd m2p_sd;
 
 typedef struct m2p_sd_options {
     bool warmup; /* run the warm-up pass at open (default true through m2p_sd_options_default) */
+    /* A TAESD folder (diffusion/taesd.h) to load beside the model, or NULL. Needed for draft
+     * decoding and previews; its latent channels and upsampling factor must match the VAE's. */
+    const char *taesd_dir;
+    /* Decode the final images with TAESD instead of the VAE (requires taesd_dir). */
+    bool draft;
 } m2p_sd_options;
 
 void m2p_sd_options_default(m2p_sd_options *opt);
@@ -59,6 +66,8 @@ void m2p_sd_free(m2p_sd *sd);
 void m2p_sd_get_stats(const m2p_sd *sd, m2p_sd_stats *out);
 /* Pixels per latent (8 for SD 1.x). */
 int m2p_sd_vae_factor(const m2p_sd *sd);
+/* True when a TAESD decoder was loaded (options.taesd_dir). */
+bool m2p_sd_has_taesd(const m2p_sd *sd);
 
 typedef struct m2p_sd_request {
     const char *prompt;          /* UTF-8 text; required unless prompt_embeds is given */
@@ -82,5 +91,24 @@ typedef struct m2p_sd_request {
  * n → RENDER_COUNT; guidance → INVALID_ARG. */
 m2p_code m2p_sd_generate(m2p_sd *sd, const m2p_sd_request *req, const m2p_progress *progress, uint8_t *rgb,
                          m2p_error *err) M2P_WUR;
+
+/* A live preview: after denoising step `step` (1-based) of `steps` (not after the last one), the
+ * current denoised estimate of the request's first image decoded by TAESD, as RGB8
+ * [height, width, 3] (valid during the call only). Runs on the generating thread, with the
+ * engine lock held: copy or encode the pixels and return quickly. */
+typedef void (*m2p_sd_preview_fn)(void *ctx, int step, int steps, int width, int height, const uint8_t *rgb);
+
+/* Per-call choices beyond m2p_sd_request. */
+typedef struct m2p_sd_extra {
+    int decoder; /* 0: the engine's default (options.draft); 1: VAE; 2: TAESD */
+    m2p_sd_preview_fn preview; /* NULL: no previews */
+    void *preview_ctx;
+} m2p_sd_extra;
+
+/* m2p_sd_generate with extra choices (extra may be NULL = m2p_sd_generate). TAESD asked for
+ * (decoder 2, or a preview) without a TAESD loaded → TAESD_MISSING naming both ways to get it.
+ * A preview costs one TAESD decode of one image per step (≈1 s at 512² on 2 cores). */
+m2p_code m2p_sd_generate_ex(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_extra *extra,
+                            const m2p_progress *progress, uint8_t *rgb, m2p_error *err) M2P_WUR;
 
 #endif

@@ -8,7 +8,8 @@
  *
  * Bound: max |ours − diffusers| ≤ 1e-4 · max(1, max |ref|) (fp32 both sides,
  * Winograd rounding on ours). Also: malformed folders give specific errors,
- * where the folder is looked for, the `decoder` setting, allocation failures.
+ * where the folder is looked for, the `decoder` setting, allocation failures,
+ * and the pipeline side: draft decoding and per-step previews on the tiny LCM.
  */
 #include "test_util.h"
 
@@ -20,7 +21,9 @@
 #include "core/config.h"
 #include "core/fs.h"
 #include "diffusion/safetensors.h"
+#include "diffusion/sd_pipeline.h"
 #include "diffusion/taesd.h"
+#include "diffusion/vae.h"
 
 static const char *fixture_dir(char *buf, size_t cap) {
     (void)snprintf(buf, cap, "%s/tests/fixtures/nn/tiny-lcm/taesd", m2p_test_source_dir());
@@ -299,12 +302,115 @@ static void test_taesd_alloc_failures(void **state) {
     assert_true(failures > 10);
 }
 
+/* --- the pipeline: draft decode and previews -------------------------------------------------------- */
+
+typedef struct previews {
+    int calls;
+    int last_step, steps, width, height;
+    int distinct; /* distinct byte values seen in the last preview */
+} previews;
+
+static void on_preview(void *ctx, int step, int steps, int width, int height, const uint8_t *rgb) {
+    previews *p = ctx;
+    p->calls++;
+    assert_int_equal(step, p->last_step + 1);
+    p->last_step = step;
+    p->steps = steps;
+    p->width = width;
+    p->height = height;
+    bool seen[256] = {false};
+    p->distinct = 0;
+    for (size_t i = 0; i < (size_t)width * (size_t)height * 3; i++) {
+        if (!seen[rgb[i]]) {
+            seen[rgb[i]] = true;
+            p->distinct++;
+        }
+    }
+}
+
+static void test_pipeline_draft_and_preview(void **state) {
+    (void)state;
+    enum { S = 32, F = 4, L = S / F };
+    char model[1024], tdir[1024];
+    (void)snprintf(model, sizeof model, "%s/tests/fixtures/nn/tiny-lcm", m2p_test_source_dir());
+    fixture_dir(tdir, sizeof tdir);
+    m2p_error err;
+    m2p_sd_options opt;
+    m2p_sd_options_default(&opt);
+    opt.warmup = false;
+
+    /* Draft without TAESD: refused at open, naming both ways to get it. */
+    opt.draft = true;
+    m2p_sd *sd = NULL;
+    assert_int_equal(m2p_sd_open(model, &opt, &sd, &err), M2P_E_TAESD_MISSING);
+    assert_non_null(strstr(err.detail, "model pull madebyollin/taesd"));
+    assert_non_null(strstr(err.detail, "MUS2PIC_TAESD"));
+    assert_null(sd);
+
+    opt.draft = false;
+    opt.taesd_dir = tdir;
+    if (m2p_sd_open(model, &opt, &sd, &err) != M2P_OK) {
+        fail_msg("open: %s", err.detail);
+    }
+    assert_true(m2p_sd_has_taesd(sd));
+    uint32_t seed = 42;
+    float lat[4 * L * L], img_vae[3 * S * S], img_taesd[3 * S * S], want[3 * S * S];
+    m2p_sd_request req = {"a neon city", NULL, 1, &seed, S, S, 3, 8.0, lat, img_vae};
+    previews pv = {0, 0, 0, 0, 0, 0};
+    m2p_sd_extra ex = {1, on_preview, &pv};
+    assert_int_equal(m2p_sd_generate_ex(sd, &req, &ex, NULL, NULL, &err), M2P_OK);
+    /* One preview after each step but the last, of the full image size. */
+    assert_int_equal(pv.calls, 2);
+    assert_int_equal(pv.steps, 3);
+    assert_int_equal(pv.width, S);
+    assert_int_equal(pv.height, S);
+    assert_true(pv.distinct > 4);
+
+    /* decoder 2: the same latents decoded by TAESD, bit for bit what the decoder alone gives. */
+    req.out_image = img_taesd;
+    m2p_sd_extra draft = {2, NULL, NULL};
+    assert_int_equal(m2p_sd_generate_ex(sd, &req, &draft, NULL, NULL, &err), M2P_OK);
+    m2p_taesd *t = NULL;
+    assert_int_equal(m2p_taesd_open(tdir, &t, &err), M2P_OK);
+    assert_int_equal(m2p_taesd_decode(t, lat, 1, L, L, want, NULL, &err), M2P_OK);
+    assert_memory_equal(img_taesd, want, sizeof want);
+    assert_memory_not_equal(img_taesd, img_vae, sizeof want);
+    m2p_taesd_free(t);
+
+    /* The default (no extra) is the VAE here: same as decoder 1. */
+    req.out_image = want;
+    assert_int_equal(m2p_sd_generate(sd, &req, NULL, NULL, &err), M2P_OK);
+    assert_memory_equal(want, img_vae, sizeof want);
+    m2p_sd_extra bad = {3, NULL, NULL};
+    assert_int_equal(m2p_sd_generate_ex(sd, &req, &bad, NULL, NULL, &err), M2P_E_INVALID_ARG);
+    m2p_sd_free(sd);
+
+    /* An engine opened in draft mode decodes with TAESD by default. */
+    opt.draft = true;
+    assert_int_equal(m2p_sd_open(model, &opt, &sd, &err), M2P_OK);
+    req.out_image = want;
+    assert_int_equal(m2p_sd_generate(sd, &req, NULL, NULL, &err), M2P_OK);
+    assert_memory_equal(want, img_taesd, sizeof want);
+    m2p_sd_free(sd);
+
+    /* No TAESD loaded: asking for it per call, or for previews, is a clear error. */
+    opt.draft = false;
+    opt.taesd_dir = NULL;
+    assert_int_equal(m2p_sd_open(model, &opt, &sd, &err), M2P_OK);
+    assert_false(m2p_sd_has_taesd(sd));
+    assert_int_equal(m2p_sd_generate_ex(sd, &req, &draft, NULL, NULL, &err), M2P_E_TAESD_MISSING);
+    assert_int_equal(m2p_sd_generate_ex(sd, &req, &ex, NULL, NULL, &err), M2P_E_TAESD_MISSING);
+    assert_non_null(strstr(err.detail, "preview"));
+    m2p_sd_free(sd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_taesd_matches_diffusers),
         cmocka_unit_test(test_taesd_malformed),
         cmocka_unit_test(test_taesd_lookup),
         cmocka_unit_test(test_taesd_alloc_failures),
+        cmocka_unit_test(test_pipeline_draft_and_preview),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
