@@ -8,7 +8,8 @@
  * seen by the server); a server that ignores Range; a corrupted file (hash
  * mismatch → MODEL_HASH, nothing left in place); garbage in a .part; the fp16
  * variant; a mirror without the API; bad IDs, unknown models, a closed port,
- * a bad endpoint; cancellation.
+ * a bad endpoint; cancellation; a single-component repository
+ * (madebyollin/taesd: config.json + weights at the top) with and without the API.
  */
 #include "test_util.h"
 
@@ -23,8 +24,12 @@
 #include "core/fs.h"
 #include "diffusion/model.h"
 #include "diffusion/pull.h"
+#include "diffusion/taesd.h"
 
 #define ID "test/tiny-lcm"
+
+/* The repository ID the next server_start serves. */
+static const char *g_server_id = ID;
 
 typedef struct server {
     pid_t pid;
@@ -44,7 +49,7 @@ static void server_start(server *s, const char *root, const char *const *extra) 
     (void)snprintf(script, sizeof script, "%s/tests/tools/nn_model_server.py", m2p_test_source_dir());
     (void)snprintf(portf, sizeof portf, "%s/port", s->tmp);
     (void)snprintf(s->log, sizeof s->log, "%s/requests.log", s->tmp);
-    const char *argv[32] = {"python3", script, "--root", root, "--id", ID, "--port-file", portf, "--log", s->log};
+    const char *argv[32] = {"python3", script, "--root", root, "--id", g_server_id, "--port-file", portf, "--log", s->log};
     int argc = 10;
     for (int i = 0; extra != NULL && extra[i] != NULL && argc < 31; i++) {
         argv[argc++] = extra[i];
@@ -374,11 +379,44 @@ static void test_pull_errors(void **state) {
     assert_int_equal(m2p_nn_pull(&cfg, ID, &opts, NULL, dir, sizeof dir, &err), M2P_E_CONFIG);
 }
 
+/* madebyollin/taesd: the component files land where the lcm renderer looks for TAESD. */
+static void test_pull_taesd(void **state) {
+    (void)state;
+    char root[1024], data[128], dir[1024], where[1024];
+    (void)snprintf(root, sizeof root, "%s/tests/fixtures/nn/tiny-lcm/taesd", m2p_test_source_dir());
+    g_server_id = "madebyollin/taesd";
+    for (int no_api = 0; no_api < 2; no_api++) {
+        const char *extra[] = {"--no-api", NULL};
+        server s;
+        server_start(&s, root, no_api ? extra : NULL);
+        (void)snprintf(data, sizeof data, "%s/data", s.tmp);
+        m2p_config cfg;
+        setup_cfg(&cfg, &s, data);
+        m2p_error err;
+        m2p_nn_pull_opts opts = {false, 0};
+        m2p_code rc = m2p_nn_pull(&cfg, "madebyollin/taesd", &opts, NULL, dir, sizeof dir, &err);
+        if (rc != M2P_OK) {
+            fail_msg("pull (no_api %d): %s", no_api, err.detail);
+        }
+        assert_same_file(root, dir, "config.json");
+        assert_same_file(root, dir, "diffusion_pytorch_model.safetensors");
+        assert_false(exists(dir, "unet"));
+        assert_int_equal(m2p_taesd_check(dir, &err), M2P_OK);
+        assert_string_equal(m2p_taesd_dir_for(&cfg, where, sizeof where), dir);
+        m2p_taesd *t = NULL;
+        assert_int_equal(m2p_taesd_open(dir, &t, &err), M2P_OK);
+        m2p_taesd_free(t);
+        server_stop(&s);
+    }
+    g_server_id = ID;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pull_complete_and_skip),   cmocka_unit_test(test_pull_resume),
         cmocka_unit_test(test_pull_no_range_and_bad_part), cmocka_unit_test(test_pull_corrupt),
         cmocka_unit_test(test_pull_variants_and_fallback), cmocka_unit_test(test_pull_errors),
+        cmocka_unit_test(test_pull_taesd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
