@@ -114,6 +114,18 @@ static int run_job(m2p_config *cfg, int argc, char **argv, job_kind kind) {
         (void)fprintf(stderr, "mus2pic: note: --per-section makes one poster per section; -n %d is not used\n",
                       args.spec.n);
     }
+    /* auto without model weights: say once why the posters will be procedural, and how to get the model. */
+    char renderer_note[M2P_PATH_MAX + 256];
+    renderer_note[0] = '\0';
+    if (kind == JOB_MAKE) {
+        const char *want = args.spec.renderer != NULL && args.spec.renderer[0] != '\0' ? args.spec.renderer
+                                                                                       : cfg->renderer;
+        if ((want[0] == '\0' || strcmp(want, "auto") == 0) &&
+            m2p_renderer_auto_note(cfg, renderer_note, sizeof renderer_note) &&
+            m2p_log_get_level() < M2P_LOG_ERROR && !args.json) {
+            (void)fprintf(stderr, "mus2pic: note: %s\n", renderer_note);
+        }
+    }
     m2p_term term;
     m2p_progress progress;
     m2p_term_init(&term, m2p_log_get_level() >= M2P_LOG_ERROR, &progress);
@@ -165,6 +177,9 @@ static int run_job(m2p_config *cfg, int argc, char **argv, job_kind kind) {
             (void)json_object_set_new(root, "images", imgs);
             (void)json_object_set_new(root, "renderer", json_string(res.renderer));
             (void)json_object_set_new(root, "model", json_string(res.model));
+            if (renderer_note[0] != '\0' && strcmp(res.renderer, "sonic") == 0) {
+                (void)json_object_set_new(root, "renderer_note", json_string(renderer_note));
+            }
         }
         char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         json_decref(root);

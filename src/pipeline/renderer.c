@@ -6,16 +6,47 @@
  * procedural renderer (render/) and the diffusion engine (diffusion/), and
  * the engine itself depends on render/ for images.
  */
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
+#include "diffusion/model.h"
 #include "render/backend.h"
 #include "render/render.h"
 
 struct m2p_renderer {
     m2p_render_backend be;
 };
+
+bool m2p_renderer_auto_note(const m2p_config *cfg, char *note, size_t cap) {
+    if (note != NULL && cap > 0) {
+        note[0] = '\0';
+    }
+    char dir[M2P_PATH_MAX];
+    if (m2p_lcm_weights_present(cfg, dir, sizeof dir)) {
+        return false;
+    }
+    if (note == NULL || cap == 0) {
+        return true;
+    }
+    struct stat sb;
+    bool folder = dir[0] != '\0' && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode);
+    const char *what = folder ? "incomplete model folder" : "nothing";
+    if (cfg->model[0] != '\0') {
+        (void)snprintf(note, cap,
+                       "no LCM weights found (MUS2PIC_MODEL=%s: %s there); using the sonic renderer \u2014 "
+                       "run `mus2pic model pull` for the diffusion model",
+                       dir, what);
+    } else {
+        (void)snprintf(note, cap,
+                       "no LCM weights found (MUS2PIC_MODEL unset, %s in %s); using the sonic renderer \u2014 "
+                       "run `mus2pic model pull` for the diffusion model",
+                       what, dir);
+    }
+    return true;
+}
 
 m2p_code m2p_renderer_create(const char *name, const m2p_config *cfg, m2p_renderer **out, m2p_error *err) {
     *out = NULL;
@@ -44,6 +75,9 @@ m2p_code m2p_renderer_create(const char *name, const m2p_config *cfg, m2p_render
                 rc = m2p_sonic_backend_create(cfg, &r->be, err);
             }
         } else {
+            char note[M2P_PATH_MAX + 256];
+            (void)m2p_renderer_auto_note(cfg, note, sizeof note);
+            M2P_INFO("render", "auto: %s", note);
             rc = m2p_sonic_backend_create(cfg, &r->be, err);
         }
     } else {

@@ -194,6 +194,27 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
     pango_cairo_update_context(cr, pc);
     PangoLayout *tl = pango_layout_new(pc);
     PangoLayout *dl = pango_layout_new(pc);
+    PangoLayout *kl = pango_layout_new(pc);
+    /* Kicker (the section label): small letter-spaced capitals above the
+     * title, or centred in the top letterbox bar of the cinematic poster. */
+    char kbuf[256];
+    clean_text(c->kicker, kbuf, sizeof kbuf);
+    double ksize = e * (cinematic ? 0.02 : 0.024);
+    int kw = 0;
+    int kh = 0;
+    if (kbuf[0] != 0) {
+        set_font(kl, "DejaVu Sans Bold", ksize);
+        set_text_fallback(kl, kbuf);
+    }
+    if (kbuf[0] != 0) {
+        set_attrs(kl, true, ksize * 0.25);
+        pango_layout_set_width(kl, (int)(box_w * PANGO_SCALE));
+        pango_layout_set_ellipsize(kl, PANGO_ELLIPSIZE_END);
+        pango_layout_set_alignment(kl, ts.centred || cinematic ? PANGO_ALIGN_CENTER : PANGO_ALIGN_LEFT);
+        pango_layout_get_pixel_size(kl, &kw, &kh);
+    }
+    double kgap = kh > 0 && !cinematic ? ksize * 0.9 : 0.0;
+    double kblock = cinematic ? 0.0 : kh + kgap; /* what the kicker takes from the bottom band */
     /* Title: shrink until it fits two lines (one in the cinematic bar). */
     int max_lines = cinematic ? 1 : 2;
     double size = e * ts.title_scale;
@@ -209,7 +230,8 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
         pango_layout_set_wrap(tl, PANGO_WRAP_WORD_CHAR);
         pango_layout_set_alignment(tl, ts.centred ? PANGO_ALIGN_CENTER : PANGO_ALIGN_LEFT);
         /* Room for title + details between text_top and the bottom margin. */
-        double room = cinematic ? H * 0.13 * 0.6 : (H - m) - H * (c->text_top > 0.0 ? c->text_top : 0.72) - e * 0.06;
+        double room = cinematic ? H * 0.13 * 0.6
+                                : (H - m) - H * (c->text_top > 0.0 ? c->text_top : 0.72) - e * 0.06 - kblock;
         for (;;) {
             set_font(tl, ts.title_font, size);
             set_attrs(tl, ts.upper, ts.upper ? size * 0.04 : -size * 0.01);
@@ -239,7 +261,7 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
     int dh = 0;
     pango_layout_get_pixel_size(dl, &dw, &dh);
     double gap = dsize * 1.1;
-    double block = th + (th > 0 ? gap : 0) + dh;
+    double block = kblock + th + (th > 0 ? gap : 0) + dh;
     double top;
     if (cinematic) {
         double bar = H * 0.13;
@@ -256,11 +278,27 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
         cairo_fill(cr);
         cairo_pattern_destroy(g);
     }
+    if (kh > 0) {
+        /* accent colour pulled toward the text colour, so it reads on any ground */
+        sn_source(cr, sn_mix(c->pal.acc[0], fg, c->text_dark ? 0.55 : 0.35), 0.95);
+        if (cinematic) {
+            double bar = H * 0.13;
+            cairo_move_to(cr, m, (bar - kh) * 0.5);
+        } else {
+            cairo_move_to(cr, m, top);
+        }
+        pango_cairo_show_layout(cr, kl);
+        top += kblock;
+    }
     if (th > 0) {
         sn_source(cr, fg, 1.0);
         cairo_move_to(cr, m, top);
         pango_cairo_show_layout(cr, tl);
     }
+    /* What was set, for the caller (tests, metadata): the texts after cleaning. */
+    (void)snprintf(c->typeset, sizeof c->typeset, "%s%s%s%s%s", kh > 0 ? pango_layout_get_text(kl) : "",
+                   kh > 0 ? "\n" : "", th > 0 ? pango_layout_get_text(tl) : "", th > 0 ? "\n" : "",
+                   dh > 0 ? pango_layout_get_text(dl) : "");
     /* A short accent rule between title and details. */
     double ry = top + th + gap * 0.45;
     double rw = e * 0.06;
@@ -275,6 +313,7 @@ void sn_layout_draw(sn_ctx *c, const char *title, const char *artist) {
     pango_cairo_show_layout(cr, dl);
     g_object_unref(tl);
     g_object_unref(dl);
+    g_object_unref(kl);
     g_object_unref(pc);
     g_object_unref(fm);
 }

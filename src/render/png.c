@@ -325,6 +325,10 @@ m2p_code m2p_png_meta_add_render(m2p_png_meta *m, const m2p_render_request *req,
     }
     if (req->section >= 0) {
         TRY(m2p_png_meta_setf(m, M2P_PNG_KEY_SECTION, err, "%d", req->section));
+        char label[96];
+        if (m2p_render_section_label(req->features, req->section, label, sizeof label) > 0) {
+            TRY(m2p_png_meta_set(m, M2P_PNG_KEY_SECTION_LABEL, label, err));
+        }
     }
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_FEATURES, feat, err));
     TRY(m2p_png_meta_set(m, M2P_PNG_KEY_SOFTWARE, "Mus2Pic " M2P_VERSION, err));

@@ -40,6 +40,7 @@
 #define M2P_PNG_KEY_TITLE "Title"      /* PNG's registered keyword */
 #define M2P_PNG_KEY_ARTIST "Author"    /* PNG's registered keyword */
 #define M2P_PNG_KEY_SECTION "section"
+#define M2P_PNG_KEY_SECTION_LABEL "section_label" /* "Part 2 of 4 · 1:02–1:45" (iTXt) */
 #define M2P_PNG_KEY_FEATURES "features" /* one-line summary: "124 BPM · A minor · energy 0.72 · 3 sections" */
 #define M2P_PNG_KEY_SOFTWARE "Software" /* "Mus2Pic 0.1.0" */
 #define M2P_PNG_KEY_VERSION "mus2pic_version"

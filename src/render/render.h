@@ -45,12 +45,26 @@ typedef struct m2p_renderer m2p_renderer;
 m2p_code m2p_renderer_create(const char *name, const m2p_config *cfg, m2p_renderer **out, m2p_error *err) M2P_WUR;
 void m2p_renderer_free(m2p_renderer *r);
 
+/* True when "auto" would fall back to sonic for lack of model weights; note
+ * (may be NULL) gets one line for the user saying why and what to do:
+ * "no LCM weights found (MUS2PIC_MODEL unset, nothing in <dir>); using the
+ * sonic renderer — run `mus2pic model pull` for the diffusion model".
+ * Cheap (a few stat calls). m2p_renderer_create("auto") logs it at info. */
+bool m2p_renderer_auto_note(const m2p_config *cfg, char *note, size_t cap);
+
 /* "sonic" or "lcm". */
 const char *m2p_renderer_name(const m2p_renderer *r);
 /* Model description for metadata ("procedural", "SimianLuo/LCM_Dreamshaper_v7"). */
 const char *m2p_renderer_model(const m2p_renderer *r);
 /* Default square size of the renderer (sonic 1024, lcm 512). */
 int m2p_renderer_default_size(const m2p_renderer *r);
+
+/* The label a poster of one section carries (--per-section): "Part 2 of 4 ·
+ * 1:02–1:45" (1-based part, of how many, its time span as m:ss or h:mm:ss).
+ * Written into buf (UTF-8); returns its length, 0 (buf "") when section is
+ * not a section of f or buf is too small. Set on the poster by --layout and
+ * in the PNG metadata as "section_label". */
+size_t m2p_render_section_label(const m2p_features *f, int section, char *buf, size_t cap);
 
 /* Checks the request (sizes, counts, steps) → specific M2P_E_RENDER_* errors. */
 m2p_code m2p_render_request_check(const m2p_render_request *req, m2p_error *err) M2P_WUR;

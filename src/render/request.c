@@ -15,6 +15,7 @@
  *   features   array lengths consistent with their pointers, within caps
  */
 #include <math.h>
+#include <stdio.h>
 
 #include "render/render.h"
 
@@ -105,4 +106,36 @@ m2p_code m2p_render_request_check(const m2p_render_request *req, m2p_error *err)
                              req->features->n_sections);
     }
     return M2P_OK;
+}
+
+/* m:ss, or h:mm:ss from an hour on; negative and non-finite times read 0:00. */
+static void clock_time(double t, char *buf, size_t cap) {
+    long s = isfinite(t) && t > 0 ? (long)floor(t + 0.5) : 0;
+    if (s >= 3600) {
+        (void)snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    } else {
+        (void)snprintf(buf, cap, "%ld:%02ld", s / 60, s % 60);
+    }
+}
+
+size_t m2p_render_section_label(const m2p_features *f, int section, char *buf, size_t cap) {
+    if (buf == NULL || cap == 0) {
+        return 0;
+    }
+    buf[0] = '\0';
+    if (f == NULL || section < 0 || (size_t)section >= f->n_sections || f->sections == NULL) {
+        return 0;
+    }
+    const m2p_section *s = &f->sections[section];
+    char a[24];
+    char b[24];
+    clock_time(s->start_s, a, sizeof a);
+    clock_time(s->end_s, b, sizeof b);
+    /* U+00B7 middle dot, U+2013 en dash */
+    int n = snprintf(buf, cap, "Part %d of %zu \xC2\xB7 %s\xE2\x80\x93%s", section + 1, f->n_sections, a, b);
+    if (n < 0 || (size_t)n >= cap) {
+        buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
 }

@@ -73,7 +73,9 @@ static m2p_code render_one(const m2p_render_request *req, const sn_song *song, c
         goto done;
     }
     sn_post(&c);
+    char kicker[96];
     if (req->layout) {
+        c.kicker = m2p_render_section_label(req->features, req->section, kicker, sizeof kicker) > 0 ? kicker : NULL;
         sn_layout_draw(&c, req->title, req->artist);
     }
     if (cairo_status(cr) != CAIRO_STATUS_SUCCESS) {

@@ -116,6 +116,9 @@ typedef struct sn_ctx {
     /* typography sits in the bottom band; painters keep it calm below text_top */
     double text_top; /* fraction of the height where the text band may start (default 0.72) */
     bool text_dark; /* true: dark text reads better than light on this poster */
+    /* typography input/output (layout.c) */
+    const char *kicker;  /* small line above the title (the section label), NULL/"" for none */
+    char typeset[1024];  /* what sn_layout_draw set, one line per block: kicker, title, details */
 } sn_ctx;
 
 typedef void (*sn_painter)(sn_ctx *c);
@@ -136,8 +139,10 @@ void sn_halftone(cairo_surface_t *dst, cairo_surface_t *mask, sn_col col, double
 void sn_to_rgb(cairo_surface_t *s, uint8_t *rgb, size_t stride);
 
 /* ---- typography (layout.c) ---- */
-/* Title, artist, BPM and key set on the poster; never fails (text that cannot
- * be set is skipped). */
+/* Title, artist, BPM and key set on the poster, with c->kicker (the section
+ * label of a --per-section poster) above the title, or in the top letterbox
+ * bar of the cinematic style; never fails (text that cannot be set is
+ * skipped). c->typeset gets the text actually set (after cleaning), a line per block. */
 void sn_layout_draw(sn_ctx *c, const char *title, const char *artist);
 
 #endif

@@ -176,6 +176,38 @@ class CliTest(unittest.TestCase):
         again = json.loads(out)["images"][0]["path"]
         self.assertEqual(read_bytes(again), first)
 
+    def test_auto_without_weights_says_why(self):
+        # No model anywhere: `auto` falls back to sonic and says so once, with what to do.
+        env = dict(self.env)
+        env.pop("MUS2PIC_MODEL", None)
+        env.pop("MUS2PIC_RENDERER", None)
+        out_dir = os.path.join(self.tmp, "auto")
+        rc, out, err = run(["make", self.song, "-n", "2", "--seed", "5", "--size", "64x64", "--out", out_dir], env)
+        self.assertEqual(rc, 0, err)
+        models = os.path.join(env["MUS2PIC_DATA_DIR"], "models")
+        notes = [l for l in err.splitlines() if "no LCM weights found" in l]
+        self.assertEqual(len(notes), 1, err)
+        self.assertIn("MUS2PIC_MODEL unset", notes[0])
+        self.assertIn(models, notes[0])
+        self.assertIn("using the sonic renderer", notes[0])
+        self.assertIn("mus2pic model pull", notes[0])
+        self.assertIn("2 posters (sonic", out)
+        # A model folder named but empty: the note names it.
+        env["MUS2PIC_MODEL"] = os.path.join(self.tmp, "no-model-here")
+        rc, out, err = run(["make", self.song, "-n", "1", "--size", "64x64", "--out", out_dir, "--json"], env)
+        self.assertEqual(rc, 0, err)
+        res = json.loads(out)
+        self.assertEqual(res["renderer"], "sonic")
+        self.assertIn("MUS2PIC_MODEL=" + env["MUS2PIC_MODEL"], res["renderer_note"])
+        # Asking for sonic, or -q: no note.
+        rc, out, err = run(["make", self.song, "-n", "1", "--size", "64x64", "--renderer", "sonic", "--out", out_dir],
+                           self.env)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("LCM weights", err + out)
+        rc, out, err = run(["make", self.song, "-n", "1", "--size", "64x64", "-q", "--out", out_dir], env)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("LCM weights", err)
+
     def test_make_bad_options(self):
         self.expect_error(["make", self.song, "--size", "13x13"], "render_size")
         self.expect_error(["make", self.song, "-n", "0"], "render_count")

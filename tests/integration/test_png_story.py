@@ -141,6 +141,18 @@ class PngStoryTest(unittest.TestCase):
         self.assertGreaterEqual(len(paths), 1)
         sections = sorted(int(read_png(p)[2]["section"]) for p in paths)
         self.assertEqual(sections, list(range(len(paths))))
+        # Each section poster says which part of the song it shows (iTXt: it has a middle dot and an en dash).
+        for p in paths:
+            w, h, text, types, raw = read_png(p)
+            k = int(text["section"])
+            self.assertRegex(text["section_label"], rf"^Part {k + 1} of {len(paths)} \u00b7 \d+:\d\d\u2013\d+:\d\d$")
+            self.assertIn("iTXt", types)
+        # With --layout too (the label is then also set on the poster: tests/unit/render/test_sonic_layout.c).
+        laid = self.make("sections-layout", "-n", "1", "--seed", "3", "--style", "album-cover", "--per-section",
+                         "--layout")
+        self.assertEqual(len(laid), len(paths))
+        for p in laid:
+            self.assertIn("section_label", read_png(p)[2])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
  */
 #include "test_util.h"
 
+#include <cairo.h>
+
 #include "render/backend.h"
 #include "render/sonic_int.h"
 #include "sonic_fixtures.h"
@@ -180,11 +182,117 @@ static void test_parallel_layout(void **state) {
     two.destroy(two.self);
 }
 
+/* Draws the typography of section `section` of x->f (its label as the
+ * kicker when with_label) on a flat dark 256² ground; returns the surface. */
+static cairo_surface_t *typeset(fx *x, const char *style, int section, bool with_label, const char *title,
+                                char *out, size_t cap) {
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, EDGE, EDGE);
+    cairo_t *cr = cairo_create(surf);
+    cairo_set_source_rgb(cr, 0.05, 0.05, 0.08);
+    cairo_paint(cr);
+    sn_song *song = calloc(1, sizeof *song);
+    assert_non_null(song);
+    sn_song_init(song, x->f, section);
+    sn_ctx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->cr = cr;
+    c->surf = surf;
+    c->w = EDGE;
+    c->h = EDGE;
+    c->u = EDGE / 1000.0;
+    c->seed = 4;
+    c->style = style;
+    c->song = song;
+    c->text_top = 0.72;
+    sn_rng r;
+    sn_rng_seed(&r, 4, 1);
+    sn_palette_make(&c->pal, song, &r);
+    char label[96];
+    assert_true(m2p_render_section_label(x->f, section, label, sizeof label) > 0);
+    c->kicker = with_label ? label : NULL;
+    sn_layout_draw(c, title, "Ensemble");
+    cairo_surface_flush(surf);
+    (void)snprintf(out, cap, "%s", c->typeset);
+    cairo_destroy(cr);
+    free(c);
+    free(song);
+    return surf;
+}
+
+/* Rows where two surfaces differ: first, last, and how many pixels. */
+static long surf_diff(cairo_surface_t *a, cairo_surface_t *b, int *first, int *last) {
+    const uint8_t *pa = cairo_image_surface_get_data(a);
+    const uint8_t *pb = cairo_image_surface_get_data(b);
+    int stride = cairo_image_surface_get_stride(a);
+    long n = 0;
+    *first = -1;
+    *last = -1;
+    for (int y = 0; y < EDGE; y++) {
+        if (memcmp(pa + (size_t)y * stride, pb + (size_t)y * stride, (size_t)EDGE * 4) != 0) {
+            n++;
+            if (*first < 0) {
+                *first = y;
+            }
+            *last = y;
+        }
+    }
+    return n;
+}
+
+/* --per-section --layout: the poster says which part of the song it shows. */
+static void test_section_label(void **state) {
+    fx *x = *state;
+    char buf[96];
+    /* FIX_ORCH sections: 0-50, 50-100, 100-150, 150-185, 185-200 s */
+    size_t len = m2p_render_section_label(x->f, 1, buf, sizeof buf);
+    assert_int_equal(len, strlen(buf));
+    assert_string_equal(buf, "Part 2 of 5 \xC2\xB7 0:50\xE2\x80\x93" "1:40");
+    (void)m2p_render_section_label(x->f, 4, buf, sizeof buf);
+    assert_string_equal(buf, "Part 5 of 5 \xC2\xB7 3:05\xE2\x80\x93" "3:20");
+    assert_int_equal(m2p_render_section_label(x->f, 5, buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(m2p_render_section_label(x->f, -1, buf, sizeof buf), 0);
+    assert_int_equal(m2p_render_section_label(x->f, 1, buf, 8), 0); /* too small: nothing, not a cut label */
+    m2p_section hour = x->f->sections[4];
+    x->f->sections[4].start_s = 3599.6;
+    x->f->sections[4].end_s = 3725.0;
+    (void)m2p_render_section_label(x->f, 4, buf, sizeof buf);
+    assert_string_equal(buf, "Part 5 of 5 \xC2\xB7 1:00:00\xE2\x80\x93" "1:02:05");
+    x->f->sections[4] = hour;
+
+    /* The layout sets it: first block of what was typeset, above the title, in the bottom band
+     * (in the top letterbox bar for cinematic). */
+    static const char *const styles[] = {"abstract", "synthwave", "minimalist", "cinematic"};
+    for (size_t i = 0; i < sizeof styles / sizeof styles[0]; i++) {
+        char with[1024];
+        char without[1024];
+        cairo_surface_t *a = typeset(x, styles[i], 2, true, "Night Sea", with, sizeof with);
+        cairo_surface_t *b = typeset(x, styles[i], 2, false, "Night Sea", without, sizeof without);
+        (void)m2p_render_section_label(x->f, 2, buf, sizeof buf);
+        if (strncmp(with, buf, strlen(buf)) != 0 || with[strlen(buf)] != '\n') {
+            fail_msg("%s: typeset '%s', want the label '%s' first", styles[i], with, buf);
+        }
+        assert_non_null(strstr(with, "Night Sea"));
+        assert_non_null(strstr(with, "ENSEMBLE") != NULL ? strstr(with, "ENSEMBLE") : strstr(with, "Ensemble"));
+        assert_null(strstr(without, "Part 3"));
+        int first;
+        int last;
+        long rows = surf_diff(a, b, &first, &last);
+        bool cine = strcmp(styles[i], "cinematic") == 0;
+        if (rows < 3 || (cine ? last > EDGE * 0.13 : first < EDGE * 0.55)) {
+            fail_msg("%s: the label changed %ld rows, %d..%d", styles[i], rows, first, last);
+        }
+        cairo_surface_destroy(a);
+        cairo_surface_destroy(b);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_titles_in_any_script, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_titles_fit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_section_label, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
