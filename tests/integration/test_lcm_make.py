@@ -3,6 +3,10 @@
 tests/fixtures/nn/tiny-lcm (MUS2PIC_MODEL): `mus2pic make --renderer lcm` writes one PNG per
 variation with consecutive seeds; an image rendered alone has the same pixels as in the batch;
 different seeds give different pixels; a missing model is one clear error line.
+The TAESD draft decoder: `--set decoder=taesd` renders with tests/fixtures/nn/tiny-lcm/taesd
+(found inside the model folder, or through MUS2PIC_TAESD) — other pixels than the VAE, still
+reproducible per seed; decoder=auto falls back to the VAE when TAESD is absent; decoder=taesd
+without TAESD is one clear error naming both ways to get it.
 Python standard library only (a small PNG decoder below)."""
 import json
 import os
@@ -83,10 +87,10 @@ class LcmMakeTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def make(self, n, seed, out):
+    def make(self, n, seed, out, extra=(), env=None):
         rc, stdout, err = run(["make", self.song, "-n", str(n), "--seed", str(seed), "--size", "64x64",
-                               "--steps", "2", "--renderer", "lcm", "--out", os.path.join(self.tmp, out), "--json"],
-                              self.env)
+                               "--steps", "2", "--renderer", "lcm", "--out", os.path.join(self.tmp, out), "--json"]
+                              + list(extra), env or self.env)
         self.assertEqual(rc, 0, err)
         return json.loads(stdout)["images"]
 
@@ -100,6 +104,42 @@ class LcmMakeTest(unittest.TestCase):
         single = self.make(1, 41, "single")
         self.assertEqual(single[0]["seed"], 41)
         self.assertEqual(png_pixels(single[0]["path"])[2], pix[1][2], "seed 41 alone differs from seed 41 in a batch")
+
+    def test_taesd_decoder(self):
+        vae = [png_pixels(i["path"]) for i in self.make(2, 40, "t-vae")]
+        draft = self.make(2, 40, "t-taesd", ["--set", "decoder=taesd"])
+        self.assertEqual([i["seed"] for i in draft], [40, 41])
+        pix = [png_pixels(i["path"]) for i in draft]
+        for (w, h, data), (_, _, vdata) in zip(pix, vae):
+            self.assertEqual((w, h), (64, 64))
+            self.assertNotEqual(data, vdata, "decoder=taesd gave the VAE's pixels")
+            self.assertGreater(len(set(data)), 8, "a flat TAESD image")
+        self.assertNotEqual(pix[0][2], pix[1][2])
+        # Reproducible per seed, alone or in a batch; MUS2PIC_TAESD names the same folder.
+        env = dict(self.env)
+        env["MUS2PIC_TAESD"] = os.path.join(TINY, "taesd")
+        single = self.make(1, 41, "t-single", ["--set", "decoder=taesd"], env)
+        self.assertEqual(png_pixels(single[0]["path"])[2], pix[1][2])
+
+    def test_taesd_missing_and_auto(self):
+        env = dict(self.env)
+        env["MUS2PIC_TAESD"] = os.path.join(self.tmp, "no-taesd")
+        rc, out, err = run(["make", self.song, "--renderer", "lcm", "--size", "64x64", "--set", "decoder=taesd",
+                            "--out", os.path.join(self.tmp, "none")], env)
+        self.assertEqual(rc, 1, err)
+        lines = [l for l in err.splitlines() if l.startswith("mus2pic: error ")]
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn("error taesd_missing:", lines[0])
+        self.assertIn("mus2pic model pull madebyollin/taesd", lines[0])
+        self.assertIn("MUS2PIC_TAESD", lines[0])
+        # auto without TAESD: the VAE, same pixels as decoder=vae.
+        auto = self.make(1, 40, "t-auto", ["--set", "decoder=auto"], env)
+        vae = self.make(1, 40, "t-vae1", ["--set", "decoder=vae"])
+        self.assertEqual(png_pixels(auto[0]["path"])[2], png_pixels(vae[0]["path"])[2])
+        rc, out, err = run(["make", self.song, "--renderer", "lcm", "--size", "64x64", "--set", "decoder=fast",
+                            "--out", os.path.join(self.tmp, "none")], self.env)
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn("vae, taesd or auto", err)
 
     def test_missing_model(self):
         env = dict(self.env)
