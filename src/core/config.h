@@ -63,6 +63,9 @@ typedef struct m2p_config {
     int port;
     char api_token[256];
     int64_t max_upload_mb;
+    double upload_retention_s; /* unused uploads are pruned after this (web/prune) */
+    int64_t file_cache_max_mb; /* image-cache/ + audio-cache/ size cap of an API host */
+    double prune_interval_s;   /* 0 = no pruning */
     int workers;
     int rate_limit_per_min;
     int max_ws_per_client;

@@ -150,6 +150,8 @@
     X(JOB_INTERRUPTED, 199, 500, 0, "the job was interrupted too many times", "retry it; if it keeps failing, check the server log") \
     X(RANGE_INVALID, 200, 416, 0, "invalid or unsupported Range header", "ask for one byte range, e.g. Range: bytes=0-1023") \
     X(QUEUE_PAUSED, 201, 409, 0, "the queue is paused", "resume it with POST /api/queue/resume") \
+    X(UPLOAD_NOT_AUDIO, 202, 415, 0, "the uploaded file is not audio Mus2Pic can read", "upload a song file: wav, flac, mp3, ogg, opus, m4a/aac or webm") \
+    X(AUDIO_NOT_STORED, 203, 404, 0, "the track's audio is not available on this server", "run a job for the song again; its audio is kept only while a job uses it") \
     /* broker: 210.. */                                                                              \
     X(BROKER_UNAVAILABLE, 210, 503, 1, "the job broker is unavailable", "check that Redis is running and MUS2PIC_BROKER_URL is right") \
     X(BROKER_PROTOCOL, 211, 500, 0, "unexpected reply from the job broker", "check the Redis version (7 or newer)")

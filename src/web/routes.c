@@ -27,6 +27,7 @@
 #include "prompt/template.h"
 #include "render/image.h"
 #include "render/png.h"
+#include "store/blobs.h"
 #include "web/server_int.h"
 
 static bool is_method(const web_ctx *c, const char *m) {
@@ -210,6 +211,11 @@ static m2p_code commit_job(web_ctx *c, pending_job *p, int64_t batch_id, json_t 
         size_t len = 0;
         uint64_t cap = (uint64_t)c->w->cfg.max_upload_mb * 1024u * 1024u;
         code = m2p_fs_read_file(up_path, (size_t)cap + 1, &bytes, &len, err);
+        /* touch first: a stored row old enough for the pruner gets a fresh
+         * retention before this job (which keeps it in use) is committed */
+        if (code == M2P_OK) {
+            code = m2p_store_upload_touch(c->store, up_sha, err);
+        }
         if (code == M2P_OK) {
             code = m2p_store_upload_put(c->store, up_sha, bytes, len, err);
         }
@@ -325,6 +331,42 @@ static m2p_code list_jobs(web_ctx *c, m2p_error *err) {
     return code;
 }
 
+/* Deletes a job that is not running: its rows (events, images; image_data by
+ * cascade), then its files on this host: images/job-<id>/ (PNGs, thumbnails,
+ * sidecars) and the image-cache copies of its images. */
+static m2p_code delete_job(web_ctx *c, int64_t id, m2p_error *err) {
+    int64_t ids[1024];
+    size_t n = 0;
+    m2p_code code = m2p_store_job_image_ids(c->store, id, ids, sizeof ids / sizeof ids[0], &n, err);
+    if (code == M2P_OK) {
+        code = m2p_store_job_delete(c->store, id, err);
+    }
+    if (code != M2P_OK) {
+        return code;
+    }
+    char images[M2P_PATH_MAX];
+    char dir[M2P_PATH_MAX + 32];
+    (void)m2p_config_subdir(&c->w->cfg, "images", images, sizeof images);
+    (void)snprintf(dir, sizeof dir, "%s/job-%lld", images, (long long)id);
+    m2p_error ferr;
+    m2p_error_clear(&ferr);
+    if (m2p_fs_remove_dir_files(dir, &ferr) != M2P_OK) {
+        M2P_WARN("web", "job %lld deleted, its files not all: %s", (long long)id, ferr.detail);
+    }
+    static const char *const k_cached[] = {"", ".thumb.webp"};
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < sizeof k_cached / sizeof k_cached[0]; k++) {
+            char path[M2P_PATH_MAX + 64];
+            if (web_image_cache_path(c->w, ids[i], k_cached[k], path, sizeof path, &ferr) == M2P_OK &&
+                unlink(path) != 0 && errno != ENOENT) {
+                M2P_WARN("web", "job %lld deleted, not %s: %s", (long long)id, path, strerror(errno));
+            }
+        }
+    }
+    web_json(c, MHD_HTTP_OK, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
+    return M2P_OK;
+}
+
 static m2p_code job_routes(web_ctx *c, m2p_error *err) {
     if (c->nseg == 2) {
         if (is_method(c, "POST")) {
@@ -350,21 +392,7 @@ static m2p_code job_routes(web_ctx *c, m2p_error *err) {
             return code;
         }
         if (is_method(c, "DELETE")) {
-            code = m2p_store_job_delete(c->store, id, err);
-            if (code == M2P_OK) {
-                /* The rows are gone; now the job's files (images, sidecars, thumbnails). */
-                char images[M2P_PATH_MAX];
-                char dir[M2P_PATH_MAX + 32];
-                (void)m2p_config_subdir(&c->w->cfg, "images", images, sizeof images);
-                (void)snprintf(dir, sizeof dir, "%s/job-%lld", images, (long long)id);
-                m2p_error ferr;
-                m2p_error_clear(&ferr);
-                if (m2p_fs_remove_dir_files(dir, &ferr) != M2P_OK) {
-                    M2P_WARN("web", "job %lld deleted, its files not all: %s", (long long)id, ferr.detail);
-                }
-                web_json(c, MHD_HTTP_OK, json_pack("{s:I, s:b}", "id", (json_int_t)id, "deleted", 1));
-            }
-            return code;
+            return delete_job(c, id, err);
         }
         return method_not_allowed(c, err);
     }
@@ -631,6 +659,7 @@ static m2p_code image_thumb(web_ctx *c, int64_t id, const char *path, m2p_error 
                        : code;
         }
     }
+    web_cache_touch(thumb); /* last use, for the pruner when it is a cache copy */
     return serve_file(c, thumb, "image/webp", "thumb", id, M2P_E_IMAGE_NOT_FOUND, err);
 }
 
@@ -721,40 +750,6 @@ static m2p_code export_selection(web_ctx *c, m2p_error *err) {
     return code;
 }
 
-/* Shared database, no shared filesystem: an image whose file is not on this
- * host is written from its stored bytes (image_data) into this host's cache
- * folder <data_dir>/image-cache/<id>.png once (atomic), and served from there
- * like any other file (ETag, thumbnail beside it). */
-static m2p_code image_local_copy(web_ctx *c, int64_t id, const char *path, char *buf, size_t cap, const char **out,
-                                 m2p_error *err) {
-    *out = path;
-    struct stat st;
-    if (!m2p_store_is_shared(c->store) || stat(path, &st) == 0) {
-        return M2P_OK;
-    }
-    char dir[M2P_PATH_MAX];
-    (void)m2p_config_subdir(&c->w->cfg, "image-cache", dir, sizeof dir);
-    int n = snprintf(buf, cap, "%s/%lld.png", dir, (long long)id);
-    if (n < 0 || (size_t)n >= cap) {
-        return m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "path too long");
-    }
-    *out = buf;
-    if (stat(buf, &st) == 0) {
-        return M2P_OK;
-    }
-    unsigned char *png = NULL;
-    size_t len = 0;
-    m2p_code code = m2p_store_image_data(c->store, id, &png, &len, err);
-    if (code == M2P_OK) {
-        code = m2p_fs_mkdirs(dir, err);
-    }
-    if (code == M2P_OK) {
-        code = m2p_fs_write_atomic(buf, png, len, err);
-    }
-    m2p_free(png);
-    return code;
-}
-
 static m2p_code image_routes(web_ctx *c, m2p_error *err) {
     if (!is_method(c, "GET") && !is_method(c, "HEAD")) {
         return method_not_allowed(c, err);
@@ -772,21 +767,27 @@ static m2p_code image_routes(web_ctx *c, m2p_error *err) {
     if (code != M2P_OK) {
         return code;
     }
-    const char *path = json_string_value(json_object_get(img, "path"));
+    const char *stored = json_string_value(json_object_get(img, "path"));
+    const char *path = stored;
     char local[M2P_PATH_MAX];
-    if (path != NULL && (c->nseg == 3 || (c->nseg == 4 && seg_is(c, 3, "thumb")))) {
-        code = image_local_copy(c, id, path, local, sizeof local, &path, err);
-        if (code != M2P_OK) {
-            json_decref(img);
-            return code;
+    bool file_route = c->nseg == 3 || (c->nseg == 4 && seg_is(c, 3, "thumb"));
+    /* Shared database, no shared filesystem: an image whose file is not on this
+     * host is served from this host's copy of its stored bytes (storage.c). The
+     * pruner may remove a cache copy between the two steps: then once more. */
+    for (int attempt = 0; file_route && stored != NULL && attempt < 2; attempt++) {
+        code = web_image_local(c->w, c->store, id, stored, local, sizeof local, &path, err);
+        if (code == M2P_OK) {
+            code = c->nseg == 3 ? serve_file(c, path, "image/png", "img", id, M2P_E_IMAGE_NOT_FOUND, err)
+                                : image_thumb(c, id, path, err);
+        }
+        if (code != M2P_E_IMAGE_NOT_FOUND || path == stored) {
+            break;
         }
     }
-    if (path == NULL) {
+    if (stored == NULL) {
         code = m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "image %lld has no file", (long long)id);
-    } else if (c->nseg == 3) {
-        code = serve_file(c, path, "image/png", "img", id, M2P_E_IMAGE_NOT_FOUND, err);
-    } else if (c->nseg == 4 && seg_is(c, 3, "thumb")) {
-        code = image_thumb(c, id, path, err);
+    } else if (file_route) {
+        /* served (or failed) above */
     } else if (c->nseg == 4 && seg_is(c, 3, "meta")) {
         (void)json_object_del(img, "path");
         web_json(c, MHD_HTTP_OK, json_incref(img));
@@ -816,7 +817,7 @@ static const char *audio_type(const char *path) {
 static m2p_code track_audio(web_ctx *c, int64_t id, const char *path, m2p_error *err) {
     int fd = -1;
     struct stat st;
-    m2p_code code = open_stored(path, &fd, &st, M2P_E_NOT_FOUND, err);
+    m2p_code code = open_stored(path, &fd, &st, M2P_E_AUDIO_NOT_STORED, err);
     if (code != M2P_OK) {
         return code;
     }
@@ -878,8 +879,10 @@ static m2p_code peaks_sink(void *ctx, const float *samples, size_t n) {
     return M2P_OK;
 }
 
-/* Peaks are decoded once per audio content and kept in <data_dir>/peaks/<sha256>.json. */
-static m2p_code track_peaks(web_ctx *c, const char *path, const char *content_hash, m2p_error *err) {
+/* Peaks are decoded once per audio content and kept in <data_dir>/peaks/<sha256>.json;
+ * the audio is looked for (and copied here from the database) only on a miss. */
+static m2p_code track_peaks(web_ctx *c, int64_t id, const m2p_track *t, m2p_error *err) {
+    const char *content_hash = t->content_hash;
     char cache[M2P_PATH_MAX + 80];
     char dir[M2P_PATH_MAX];
     bool cacheable = strlen(content_hash) == 64 && strspn(content_hash, "0123456789abcdef") == 64;
@@ -894,11 +897,18 @@ static m2p_code track_peaks(web_ctx *c, const char *path, const char *content_ha
             json_t *j = json_loadb(text, len, 0, NULL);
             m2p_free(text);
             if (json_is_object(j)) {
+                web_cache_touch(cache);
                 web_json(c, MHD_HTTP_OK, j);
                 return M2P_OK;
             }
             json_decref(j);
         }
+    }
+    char local[M2P_PATH_MAX + 80];
+    const char *path = NULL;
+    m2p_code lc = web_track_local(c->w, c->store, id, t, local, sizeof local, &path, err);
+    if (lc != M2P_OK) {
+        return lc;
     }
     const int rate = 8000;
     m2p_decode_opts o;
@@ -963,10 +973,24 @@ static m2p_code track_routes(web_ctx *c, m2p_error *err) {
         return M2P_OK;
     }
     if (c->nseg == 4 && seg_is(c, 3, "audio")) {
-        return track_audio(c, id, t.path, err);
+        /* Shared database: the file may be on the worker's host; then this
+         * host's copy of the bytes stored in the database (storage.c). */
+        char local[M2P_PATH_MAX + 80];
+        const char *path = NULL;
+        code = web_track_local(c->w, c->store, id, &t, local, sizeof local, &path, err);
+        if (code == M2P_OK) {
+            code = track_audio(c, id, path, err);
+        }
+        if (code == M2P_E_AUDIO_NOT_STORED && path == local) { /* pruned in between: once more */
+            code = web_track_local(c->w, c->store, id, &t, local, sizeof local, &path, err);
+            if (code == M2P_OK) {
+                code = track_audio(c, id, path, err);
+            }
+        }
+        return code;
     }
     if (c->nseg == 4 && seg_is(c, 3, "peaks")) {
-        return track_peaks(c, t.path, t.content_hash, err);
+        return track_peaks(c, id, &t, err);
     }
     return m2p_error_set(err, M2P_E_NOT_FOUND, "no such route");
 }
@@ -1309,6 +1333,13 @@ static m2p_code metrics_route(web_ctx *c, m2p_error *err) {
     tb_printf(&t, "# TYPE m2p_uploads_total counter\nm2p_uploads_total %llu\n# TYPE m2p_upload_bytes_total counter\n"
                   "m2p_upload_bytes_total %llu\n",
               (unsigned long long)atomic_load(&w->uploads), (unsigned long long)atomic_load(&w->upload_bytes));
+    tb_printf(&t, "# HELP m2p_uploads_refused_total Uploads refused because they are not audio.\n"
+                  "# TYPE m2p_uploads_refused_total counter\nm2p_uploads_refused_total %llu\n",
+              (unsigned long long)atomic_load(&w->uploads_refused));
+    tb_printf(&t, "# HELP m2p_pruned_total Unused uploads rows and cache/upload files removed by the pruner.\n"
+                  "# TYPE m2p_pruned_total counter\nm2p_pruned_total{what=\"upload_rows\"} %llu\n"
+                  "m2p_pruned_total{what=\"files\"} %llu\n",
+              (unsigned long long)atomic_load(&w->pruned_rows), (unsigned long long)atomic_load(&w->pruned_files));
     (void)pthread_mutex_lock(&w->ws_mu);
     int ws_open = w->ws_open;
     (void)pthread_mutex_unlock(&w->ws_mu);

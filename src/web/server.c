@@ -14,7 +14,8 @@
  *                  same cap, counted while streaming); after the first error
  *                  the rest of the body is discarded (up to a bound, then the
  *                  connection is closed) and the error is answered at the end;
- *   final call   → uploads finalised (hashed, renamed to <sha256>.<ext>), then
+ *   final call   → uploads finalised (probed: not audio → 415 upload_not_audio;
+ *                  hashed, renamed to <sha256>.<ext>), then
  *                  the route's handler runs with a borrowed store handle.
  * web_req is freed by the completion callback, which also removes temporary
  * files that were not finalised. Every error is answered as
@@ -546,7 +547,16 @@ static m2p_code finish_uploads(web_req *r, m2p_error *err) {
         if (u->size == 0) {
             return m2p_error_set(err, M2P_E_UPLOAD_EMPTY, "file %zu ('%.100s') is empty", i + 1, u->name);
         }
-        m2p_code c = m2p_fs_sha256_file(u->tmp_path, u->sha256, err);
+        /* Not audio: refused before it is stored or becomes a job (the temp
+         * file goes with the request). */
+        char label[160];
+        (void)snprintf(label, sizeof label, "file %zu ('%.100s')", i + 1, u->name);
+        m2p_code c = web_probe_upload(r->w, u->tmp_path, label, err);
+        if (c != M2P_OK) {
+            atomic_fetch_add(&r->w->uploads_refused, 1);
+            return c;
+        }
+        c = m2p_fs_sha256_file(u->tmp_path, u->sha256, err);
         if (c != M2P_OK) {
             return c;
         }
@@ -559,6 +569,7 @@ static m2p_code finish_uploads(web_req *r, m2p_error *err) {
         struct stat st;
         if (stat(u->final_path, &st) == 0) {
             (void)unlink(u->tmp_path); /* same content already stored */
+            (void)utimensat(AT_FDCWD, u->final_path, NULL, 0); /* used again: the pruner's retention restarts */
         } else if (rename(u->tmp_path, u->final_path) != 0) {
             return m2p_error_set(err, M2P_E_IO, "storing the upload: %s", strerror(errno));
         }
@@ -732,6 +743,9 @@ static enum MHD_Result dispatch(m2p_web *w, struct MHD_Connection *conn, const c
     if (r->is_multipart) {
         code = finish_uploads(r, &err);
         if (code != M2P_OK) {
+            for (size_t i = 0; i < r->n_uploads; i++) {
+                upload_discard(&r->uploads[i]); /* refused: nothing stays, even before the answer */
+            }
             goto respond;
         }
     }
@@ -903,6 +917,10 @@ m2p_code m2p_web_start(const m2p_config *cfg, m2p_queue *queue, m2p_pipeline *pi
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_BIND_PORT);
     w->port = di != NULL ? di->port : cfg->port;
+    c = web_prune_start(w, err);
+    if (c != M2P_OK) {
+        goto fail;
+    }
     freeaddrinfo(ai);
     *out = w;
     return M2P_OK;
@@ -926,6 +944,7 @@ void m2p_web_stop(m2p_web *w) {
     if (w->daemon != NULL) {
         (void)MHD_quiesce_daemon(w->daemon); /* stop accepting */
     }
+    web_prune_stop(w);
     web_ws_shutdown(w);
     if (w->daemon != NULL) {
         MHD_stop_daemon(w->daemon);

@@ -59,8 +59,14 @@ struct m2p_web {
     int ws_open;
     struct ws_session *ws_pending; /* handshakes answered but not upgraded yet (ws.c's list) */
     atomic_bool stopping;
+    /* pruner (storage.c) */
+    pthread_t prune_thread;
+    pthread_mutex_t prune_mu;
+    pthread_cond_t prune_cv;
+    bool prune_inited, prune_running, prune_stop;
     /* metrics */
     atomic_uint_fast64_t requests, responses_4xx, responses_5xx, uploads, upload_bytes, dedup_hits, ws_total;
+    atomic_uint_fast64_t uploads_refused, pruned_rows, pruned_files;
     double started_at;
 };
 
@@ -136,6 +142,35 @@ m2p_code web_ws_upgrade(web_ctx *c, m2p_error *err) M2P_WUR;
 void web_ws_shutdown(m2p_web *w);
 /* Frees handshakes whose upgrade never happened (after the daemon stopped). */
 void web_ws_free_pending(m2p_web *w);
+
+/* ---- storage.c ---- */
+/* <data_dir>/image-cache/<id>.png<suffix>. */
+m2p_code web_image_cache_path(const m2p_web *w, int64_t id, const char *suffix, char *buf, size_t cap,
+                              m2p_error *err) M2P_WUR;
+/* The file to serve for image id: path when it is on this host (or the store is
+ * not shared), else the cache copy, written from image_data when missing. *out
+ * points to path or buf. */
+m2p_code web_image_local(m2p_web *w, m2p_store *s, int64_t id, const char *path, char *buf, size_t cap,
+                         const char **out, m2p_error *err) M2P_WUR;
+/* The same for a track's audio (uploads table by content hash, then by the
+ * upload's SHA-256); M2P_E_AUDIO_NOT_STORED when neither exists. */
+m2p_code web_track_local(m2p_web *w, m2p_store *s, int64_t track_id, const m2p_track *t, char *buf, size_t cap,
+                         const char **out, m2p_error *err) M2P_WUR;
+/* Marks a cache file as used now (access time; the modification time, part of ETags, is kept). */
+void web_cache_touch(const char *path);
+/* Decodes up to ~1 s of the file: M2P_E_UPLOAD_NOT_AUDIO when it is not audio
+ * (label names it in the detail), a decoder code for audio that cannot be
+ * used (too long, truncated), M2P_OK otherwise. */
+m2p_code web_probe_upload(const m2p_web *w, const char *path, const char *label, m2p_error *err) M2P_WUR;
+
+typedef struct web_prune_stats {
+    uint64_t upload_rows, files_removed, bytes_removed, cache_bytes;
+} web_prune_stats;
+/* One pruning pass (store/blobs.h, storage.c's header comment). */
+m2p_code web_prune_once(m2p_web *w, m2p_store *s, web_prune_stats *st, m2p_error *err) M2P_WUR;
+/* The pruning thread (every prune_interval_s; none when 0). */
+m2p_code web_prune_start(m2p_web *w, m2p_error *err) M2P_WUR;
+void web_prune_stop(m2p_web *w);
 
 /* ---- zip.c ---- */
 /* Streams a ZIP of images (ids) with each image's metadata JSON and the jobs' analyses. */

@@ -7,7 +7,11 @@
  * prompt with its "why" trace, settings), once per job. The JSON entries are
  * built when the response is created (the store handle is the request's);
  * image files are read one at a time while streaming (at most 64 MB each),
- * so memory stays bounded by one image. Archives stay under 4 GB (no ZIP64):
+ * so memory stays bounded by one image. With a shared database an image whose
+ * file is not on this host goes through the same local copy as a single image
+ * (storage.c: image-cache/<id>.png written from image_data), with a store handle
+ * borrowed from the pool for that entry; if the copy cannot be read either, the
+ * stored bytes are used as they are. Archives stay under 4 GB (no ZIP64):
  * past that the stream ends with an error.
  */
 #define _GNU_SOURCE
@@ -24,6 +28,7 @@
 
 typedef struct zip_entry {
     char name[96];
+    int64_t image_id; /* > 0: an image (path is its stored path) */
     char *path; /* file to read while streaming, or NULL */
     char *data; /* in-memory content (JSON), or NULL */
     size_t data_len;
@@ -31,6 +36,8 @@ typedef struct zip_entry {
 } zip_entry;
 
 typedef struct zip_stream {
+    m2p_web *w;
+    bool shared; /* database shared with workers on other hosts */
     zip_entry *entries;
     size_t n, cap;
     size_t next;     /* next entry to emit */
@@ -67,7 +74,7 @@ static void zip_free(void *cls) {
     m2p_free(z);
 }
 
-static bool add_entry(zip_stream *z, const char *name, const char *path, char *data, size_t len) {
+static bool add_entry(zip_stream *z, const char *name, int64_t image_id, const char *path, char *data, size_t len) {
     if (z->n == z->cap) {
         size_t cap = z->cap == 0 ? 16 : z->cap * 2;
         zip_entry *ne = m2p_realloc(z->entries, cap * sizeof *ne);
@@ -86,10 +93,44 @@ static bool add_entry(zip_stream *z, const char *name, const char *path, char *d
             return false;
         }
     }
+    e->image_id = image_id;
     e->data = data;
     e->data_len = len;
     z->n++;
     return true;
+}
+
+/* The bytes of an image entry (m2p_free), NULL with *len 0 when they are gone
+ * (a vanished image becomes an empty entry rather than a broken archive). */
+static char *read_image(zip_stream *z, const zip_entry *e, size_t *len) {
+    char *file = NULL;
+    m2p_error err;
+    m2p_error_clear(&err);
+    *len = 0;
+    if (m2p_fs_read_file(e->path, ZIP_MAX_FILE, &file, len, &err) == M2P_OK) {
+        return file;
+    }
+    if (!z->shared || e->image_id <= 0) {
+        return NULL;
+    }
+    m2p_store *s = NULL;
+    if (web_store_get(z->w, &s, &err) != M2P_OK) {
+        return NULL;
+    }
+    char local[M2P_PATH_MAX];
+    const char *path = NULL;
+    if (web_image_local(z->w, s, e->image_id, e->path, local, sizeof local, &path, &err) == M2P_OK &&
+        m2p_fs_read_file(path, ZIP_MAX_FILE, &file, len, &err) == M2P_OK) {
+        web_store_put(z->w, s);
+        return file;
+    }
+    unsigned char *png = NULL;
+    if (m2p_store_image_data(s, e->image_id, &png, len, &err) != M2P_OK) {
+        png = NULL;
+        *len = 0;
+    }
+    web_store_put(z->w, s);
+    return (char *)png;
 }
 
 /* Builds the next chunk (local header + data of the next entry, or the
@@ -105,12 +146,7 @@ static bool next_chunk(zip_stream *z, bool *failed) {
         size_t len = e->data_len;
         char *file = NULL;
         if (e->path != NULL) {
-            m2p_error err;
-            if (m2p_fs_read_file(e->path, ZIP_MAX_FILE, &file, &len, &err) != M2P_OK) {
-                file = NULL;
-                len = 0; /* a vanished image becomes an empty entry rather than a broken archive */
-            }
-            content = file;
+            content = file = read_image(z, e, &len);
         }
         size_t nl = strlen(e->name);
         size_t total = 30 + nl + len;
@@ -248,6 +284,8 @@ m2p_code web_zip_response(web_ctx *c, json_t *images, m2p_error *err) {
     if (z == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "zip");
     }
+    z->w = c->w;
+    z->shared = m2p_store_is_shared(c->store);
     z->dos_time = 0;
     z->dos_date = (uint16_t)(((2026 - 1980) << 9) | (1 << 5) | 1);
     m2p_code code = M2P_OK;
@@ -260,7 +298,7 @@ m2p_code web_zip_response(web_ctx *c, json_t *images, m2p_error *err) {
         const char *path = json_string_value(json_object_get(img, "path"));
         char name[96];
         (void)snprintf(name, sizeof name, "images/%lld.png", (long long)id);
-        if (path == NULL || !add_entry(z, name, path, NULL, 0)) {
+        if (path == NULL || !add_entry(z, name, id, path, NULL, 0)) {
             code = m2p_error_set(err, M2P_E_NOMEM, "zip entry");
             break;
         }
@@ -270,7 +308,7 @@ m2p_code web_zip_response(web_ctx *c, json_t *images, m2p_error *err) {
         char *text = dump(meta, &len);
         json_decref(meta);
         (void)snprintf(name, sizeof name, "images/%lld.json", (long long)id);
-        if (text == NULL || !add_entry(z, name, NULL, text, len)) {
+        if (text == NULL || !add_entry(z, name, 0, NULL, text, len)) {
             m2p_free(text);
             code = m2p_error_set(err, M2P_E_NOMEM, "zip entry");
             break;
@@ -290,7 +328,7 @@ m2p_code web_zip_response(web_ctx *c, json_t *images, m2p_error *err) {
                 text = dump(doc, &len);
                 json_decref(doc);
                 (void)snprintf(name, sizeof name, "jobs/%lld.json", (long long)job);
-                if (text == NULL || !add_entry(z, name, NULL, text, len)) {
+                if (text == NULL || !add_entry(z, name, 0, NULL, text, len)) {
                     m2p_free(text);
                     code = m2p_error_set(err, M2P_E_NOMEM, "zip entry");
                     break;

@@ -9,12 +9,21 @@ the embedded page and the OpenAPI document; then a graceful stop.
 import io
 import json
 import os
+import sqlite3
 import sys
 import time
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_util import Server, check, demo_song, multipart  # noqa: E402
+
+
+def sqlite_db(srv):
+    """The server's SQLite file, or None when it runs on PostgreSQL."""
+    url = srv.settings.get("database_url", "")
+    if url.startswith("postgres"):
+        return None
+    return url or os.path.join(srv.data_dir, "mus2pic.db")
 
 
 def main():
@@ -216,11 +225,25 @@ def run(srv):
     check(st == 200 and len([n for n in zipfile.ZipFile(io.BytesIO(z)).namelist() if n.endswith(".png")]) == 2,
           "batch export")
 
-    # delete a finished job: its rows and its files go, the others stay
+    # delete a finished job: its rows and its files (images, thumbnails, sidecars) go, the others stay
     job_dir = os.path.join(srv.data_dir, "images", f"job-{j2['id']}")
     check(os.path.isdir(job_dir) and any(n.endswith(".png") for n in os.listdir(job_dir)), job_dir)
+    st, h, _ = srv.http("GET", d2["images"][0]["thumb_url"])
+    check(st == 200 and any(n.endswith(".thumb.webp") for n in os.listdir(job_dir)), "thumbnail beside the image")
+    db = sqlite_db(srv)
+    if db is not None:
+        # image bytes stored in the database go with their image (ON DELETE CASCADE; SQLite needs
+        # foreign keys on in the server's connection)
+        with sqlite3.connect(db, timeout=30) as con:
+            con.execute("INSERT INTO image_data (image_id, png) VALUES (?, ?)", (d2["images"][0]["id"], b"png"))
     srv.json("DELETE", f"/api/jobs/{j2['id']}", expect=200)
     check(not os.path.exists(job_dir), f"{job_dir} still there after DELETE")
+    if db is not None:
+        with sqlite3.connect(db, timeout=30) as con:
+            n = con.execute("SELECT count(*) FROM image_data WHERE image_id = ?", (d2["images"][0]["id"],)).fetchone()
+            check(n[0] == 0, "image_data row left after its image was deleted")
+            check(con.execute("SELECT count(*) FROM images WHERE job_id = ?", (j2["id"],)).fetchone()[0] == 0,
+                  "image rows left")
     srv.error("GET", f"/api/jobs/{j2['id']}", status=404, code="job_not_found")
     srv.error("GET", f"/api/images/{d2['images'][0]['id']}", status=404, code="image_not_found")
     st, lst = srv.json("GET", "/api/jobs", expect=200)

@@ -4,8 +4,9 @@ code, nothing stored is lost or changed, and the server does not crash.
 Covers: unknown ids, path tricks (../, %2e%2e%2f, absolute paths), malformed and
 oversized JSON, unknown fields, refused sources (private addresses, localhost,
 file://, playlists, empty), out-of-range settings, empty / oversized / chunked
-oversized / boundary-less / file-less uploads, undecodable audio (a permanent
-failure: never retried), wrong methods, huge headers, many Range parts, rate
+oversized / boundary-less / file-less uploads, uploads that are not audio (text,
+HTML, PNG, a WAV header without samples, random bytes: 415 upload_not_audio at
+upload time, nothing stored, no job; ogg and mp3 still accepted), wrong methods, huge headers, many Range parts, rate
 limits (429 + Retry-After), batch size, tokens (missing, wrong, header, cookie,
 query), foreign WebSocket origins, the per-client socket cap, and refusing to
 bind a public address without a token.
@@ -19,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_util import BIN, WS, Server, check, demo_song, multipart  # noqa: E402
+from serve_util import BIN, WS, Server, check, demo_song, fail, multipart  # noqa: E402
 
 
 def raw_request(port, data, read=True):
@@ -49,6 +50,14 @@ def status_of(resp):
         return int(resp.split(b" ", 2)[1])
     except (IndexError, ValueError):
         return 0
+
+
+def metric(srv, name):
+    st, h, m = srv.http("GET", "/metrics")
+    for line in m.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    fail(f"no metric {name}")
 
 
 def main():
@@ -178,15 +187,53 @@ def run(srv):
     srv.error("POST", "/api/jobs", b2, h2, 400, "multipart_invalid")
     b2, h2 = multipart({"variations": "lots"}, [("file", "a.wav", song)])
     srv.error("POST", "/api/jobs", b2, h2, 400, "render_count")
-    # an upload that is not audio: stored, then the job fails with the decoder's code, once
-    b2, h2 = multipart({}, [("file", "../../evil.html", b"<html><script>alert(1)</script></html>" * 50)])
-    st, bad = srv.json("POST", "/api/jobs", b2, h2, expect=201)
-    check(bad["spec"]["upload_name"] == "evil.html" and "upload_path" not in bad["spec"], bad["spec"])
-    check(bad["spec"]["upload_file"] == bad["spec"]["upload_sha256"] + ".bin", bad["spec"])
-    check(os.path.isfile(os.path.join(srv.data_dir, "uploads", bad["spec"]["upload_file"])), "stored by hash")
-    bad = srv.wait_job(bad["id"])
-    check(bad["status"] == "failed" and bad["error"]["code"] == "decode_format", bad)
-    check(bad["attempts"] == 1 and bad["error"]["hint"], f"a permanent failure must not be retried: {bad}")
+    # uploads that are not audio: refused at upload time (415 upload_not_audio), nothing stored, no job
+    refused_before = metric(srv, "m2p_uploads_refused_total")
+    _, before = srv.json("GET", "/api/jobs", expect=200)
+    uploads_dir = os.path.join(srv.data_dir, "uploads")
+    files_before = sorted(os.listdir(uploads_dir)) if os.path.isdir(uploads_dir) else []
+    png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00\x90\x91h6"
+           + b"\x00" * 200)
+    wav_header = (b"RIFF" + (36 + 882000).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                  + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (22050).to_bytes(4, "little")
+                  + (44100).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+                  + b"data" + (882000).to_bytes(4, "little"))
+    bad_files = [("../../evil.html", b"<html><script>alert(1)</script></html>" * 50),
+                 ("notes.txt", b"just some text, not a song\n" * 40),
+                 ("cover.png", png),
+                 ("header-only.wav", wav_header),
+                 ("noise.mp3", random.Random(7).randbytes(20000))]
+    for name, data in bad_files:
+        b2, h2 = multipart({}, [("file", name, data)])
+        e = srv.error("POST", "/api/jobs", b2, h2, 415, "upload_not_audio")
+        check("file 1" in e["detail"] and e["hint"], e)
+    # in a batch: the whole request is refused, no job of it is created
+    b2, h2 = multipart({}, [("file", "a.wav", song), ("file", "b.txt", b"text " * 100)])
+    e = srv.error("POST", "/api/batches", b2, h2, 415, "upload_not_audio")
+    check("file 2" in e["detail"] and "b.txt" in e["detail"], e)
+    _, after = srv.json("GET", "/api/jobs", expect=200)
+    check(after["total"] == before["total"], f"a refused upload made a job: {before['total']} -> {after['total']}")
+    files_after = sorted(os.listdir(uploads_dir)) if os.path.isdir(uploads_dir) else []
+    check(files_after == files_before, f"a refused upload was stored: {set(files_after) - set(files_before)}")
+    check(metric(srv, "m2p_uploads_refused_total") == refused_before + len(bad_files) + 1, "refusal count")
+    # a song under a hostile name: kept only as a title, stored by hash with a neutral extension
+    b2, h2 = multipart({"seed": "2"}, [("file", "../../evil.html", song)])
+    st, odd = srv.json("POST", "/api/jobs", b2, h2, expect=201)
+    check(odd["spec"]["upload_name"] == "evil.html" and "upload_path" not in odd["spec"], odd["spec"])
+    check(odd["spec"]["upload_file"] == odd["spec"]["upload_sha256"] + ".bin", odd["spec"])
+    check(os.path.isfile(os.path.join(uploads_dir, odd["spec"]["upload_file"])), "stored by hash")
+    # real audio in other containers still passes (ogg/vorbis, mp3 made by ffmpeg from our synth)
+    wav_path = os.path.join(srv.data_dir, "song.wav")
+    for ext, codec in (("ogg", "libvorbis"), ("mp3", "libmp3lame")):
+        out = os.path.join(srv.data_dir, "song." + ext)
+        r = subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", wav_path, "-c:a", codec, out],
+                           capture_output=True)
+        check(r.returncode == 0, r.stderr[-300:])
+        with open(out, "rb") as f:
+            b2, h2 = multipart({"seed": "1"}, [("file", "song." + ext, f.read())])
+        st, j = srv.json("POST", "/api/jobs", b2, h2, expect=201)
+        j = srv.wait_job(j["id"])
+        check(j["status"] == "succeeded", (ext, j["status"], j["error"]))
 
     # malformed multipart bodies of many shapes: always a 4xx (or a job), never a crash or a 5xx
     rnd = random.Random(1234)
@@ -255,7 +302,7 @@ def run(srv):
     st, again = srv.json("GET", f"/api/jobs/{good['id']}", expect=200)
     check(again["status"] == "succeeded" and again["images"] == good["images"], "the good job changed")
     st, lst = srv.json("GET", "/api/jobs", expect=200)
-    check(lst["total"] == 2, f"bad requests must not create jobs: {lst['total']}")
+    check(lst["total"] == 4, f"bad requests must not create jobs: {lst['total']}")  # good, evil.html, ogg, mp3
     st, h, png = srv.http("GET", f"/api/images/{img_id}")
     check(st == 200 and png[:4] == b"\x89PNG", "image still served")
 
