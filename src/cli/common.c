@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "diffusion/ops.h"
 
 void m2p_cli_print_error(const m2p_error *err) {
     char line[1024];
@@ -57,5 +58,8 @@ m2p_code m2p_cli_common_options(m2p_config *cfg, int *argc, char **argv, m2p_err
     }
     argv[out] = NULL;
     *argc = out;
+    /* `threads` (config file, MUS2PIC_THREADS or --set threads=N): OpenMP loops and OpenBLAS
+     * of this process; 0 keeps the default (all cores, or OMP_NUM_THREADS). */
+    m2p_nn_set_threads(cfg->threads);
     return M2P_OK;
 }

@@ -99,4 +99,16 @@ bool m2p_nn_conv3x3_ex(const float *x, int n, int cin, int h, int w, const float
 /* x *= s (n floats). */
 void m2p_nn_scale(float *x, size_t n, float s);
 
+/* Threads for the engine's OpenMP loops and OpenBLAS (the `threads` setting).
+ * m2p_nn_set_threads(n): n > 0 uses n threads, 0 leaves the default (all
+ * cores, or OMP_NUM_THREADS); records n process-wide and applies it to the
+ * calling thread. OpenMP's thread count is a per-thread setting and OpenBLAS
+ * (OpenMP build) follows the caller's, so a thread that did not make the call
+ * (a render or job thread) picks it up with m2p_nn_apply_threads(), which the
+ * engine's entry points call; cheap, and a no-op while the setting is 0.
+ * m2p_nn_threads() is the count a parallel region started now would get. */
+void m2p_nn_set_threads(int n);
+void m2p_nn_apply_threads(void);
+int m2p_nn_threads(void);
+
 #endif

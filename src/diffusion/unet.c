@@ -173,6 +173,8 @@ struct m2p_unet {
     block mid;
     block up[M2P_UNET_MAX_BLOCKS];
     size_t params;
+    int wino_min_pixels; /* Winograd for 3×3 stride-1 convs at h·w ≥ this; < 0: never */
+    bool batched_linears; /* benchmark knob: one sgemm over all images (not reproducible) */
 };
 
 /* ---------------------------------------------------------------- binding */
@@ -456,6 +458,7 @@ m2p_code m2p_unet_create(const m2p_unet_config *cfg, m2p_unet_tensor_fn get, voi
         goto fail;
     }
     u->params = bd.params;
+    u->wino_min_pixels = M2P_UNET_WINOGRAD_MIN_PIXELS;
     *out = u;
     return M2P_OK;
 fail:
@@ -473,6 +476,14 @@ const m2p_unet_config *m2p_unet_get_config(const m2p_unet *u) {
 
 size_t m2p_unet_param_count(const m2p_unet *u) {
     return u->params;
+}
+
+void m2p_unet_set_winograd_min_pixels(m2p_unet *u, int pixels) {
+    u->wino_min_pixels = pixels;
+}
+
+void m2p_unet_set_batched_linears(m2p_unet *u, bool on) {
+    u->batched_linears = on;
 }
 
 /* ---------------------------------------------------------------- embeddings */
@@ -522,10 +533,28 @@ static float *falloc(size_t count) {
     return m2p_malloc_array(count, sizeof(float));
 }
 
-/* y = conv(x): x [n, cin, h, w] → y [n, cout, oh, ow], pad = k/2. */
-static m2p_code conv_run(const conv *cv, const float *x, int n, int h, int w, int stride, float *y, m2p_error *err) {
+/* y = conv(x): x [n, cin, h, w] → y [n, cout, oh, ow], pad = k/2. 3×3 stride-1
+ * convolutions on at least wino_min pixels per image go through Winograd (not
+ * the 4-channel conv_in/conv_out: its products would have 4 rows or a
+ * 4-deep sum), the rest through im2col; the choice depends on the per-image shape only (never
+ * on n), and both ops run their sgemms per image with the same shapes whatever
+ * n, so an image's output does not depend on its batch. */
+static m2p_code conv_run(const conv *cv, const float *x, int n, int h, int w, int stride, int wino_min, float *y,
+                         m2p_error *err) {
     int pad = cv->k / 2;
     float *ws = NULL;
+    bool wino = cv->k == 3 && stride == 1 && cv->cin >= 16 && cv->cout >= 16 && wino_min >= 0 &&
+                (long)h * (long)w >= (long)wino_min;
+    if (wino) {
+        size_t wsz = m2p_nn_conv3x3_workspace(cv->cin, cv->cout, h, w);
+        ws = falloc(wsz > 0 ? wsz : 1);
+        if (ws == NULL) {
+            return m2p_error_set(err, M2P_E_NOMEM, "winograd workspace (%zu floats)", wsz);
+        }
+        m2p_nn_conv3x3(x, n, cv->cin, h, w, cv->w, cv->b, cv->cout, y, ws);
+        m2p_free(ws);
+        return M2P_OK;
+    }
     if (cv->k != 1 || stride != 1) {
         size_t wsz = m2p_nn_conv2d_workspace(cv->cin, h, w, cv->k, stride, pad);
         ws = falloc(wsz > 0 ? wsz : 1);
@@ -539,10 +568,16 @@ static m2p_code conv_run(const conv *cv, const float *x, int n, int h, int w, in
 }
 
 /* y = x·wᵀ + b over n images of rows_per rows each, one sgemm per image: the
- * result of an image then does not depend on the batch it is in (BLAS may pick
- * a different kernel or blocking for a different row count). */
-static void linear_per_image(const float *x, int n, size_t rows_per, int in, const float *w, const float *b, int out,
-                             float *y, bool acc) {
+ * result of an image then does not depend on the batch it is in (OpenBLAS
+ * rounds an element differently depending on where it falls in the product:
+ * the last tiles of a call and of each thread's share take other code paths).
+ * batched: one sgemm over all n·rows_per rows (benchmark knob, not reproducible). */
+static void linear_images(const float *x, int n, size_t rows_per, int in, const float *w, const float *b, int out,
+                          float *y, bool acc, bool batched) {
+    if (batched) {
+        m2p_nn_linear(x, (int)((size_t)n * rows_per), in, w, b, out, y, acc);
+        return;
+    }
     for (int i = 0; i < n; i++) {
         m2p_nn_linear(x + (size_t)i * rows_per * (size_t)in, (int)rows_per, in, w, b, out,
                       y + (size_t)i * rows_per * (size_t)out, acc);
@@ -557,6 +592,8 @@ typedef struct fctx {
     const float *context;  /* [context_n, T, D] */
     int context_n, context_len;
     int groups;
+    int wino_min;  /* conv_run's Winograd threshold */
+    bool batched;  /* linear_images over all images at once */
 } fctx;
 
 /* ResnetBlock2D: x [n, cin, h·w] → y [n, cout, h·w]. */
@@ -573,19 +610,19 @@ static m2p_code resnet_run(const resnet *r, const fctx *f, const float *x, int h
     }
     memcpy(a, x, (size_t)n * (size_t)r->cin * hw * sizeof(float));
     m2p_nn_group_norm(a, n, r->cin, (int)hw, f->groups, r->norm1.g, r->norm1.b, r->eps, true);
-    if ((rc = conv_run(&r->conv1, a, n, h, w, 1, b, err)) != M2P_OK) {
+    if ((rc = conv_run(&r->conv1, a, n, h, w, 1, f->wino_min, b, err)) != M2P_OK) {
         goto done;
     }
-    linear_per_image(f->temb_act, n, 1, f->t_dim, r->temb.w, r->temb.b, r->cout, tv, false);
+    linear_images(f->temb_act, n, 1, f->t_dim, r->temb.w, r->temb.b, r->cout, tv, false, f->batched);
     m2p_nn_add_channel(b, n, r->cout, (int)hw, tv);
     m2p_nn_group_norm(b, n, r->cout, (int)hw, f->groups, r->norm2.g, r->norm2.b, r->eps, true);
-    if ((rc = conv_run(&r->conv2, b, n, h, w, 1, y, err)) != M2P_OK) {
+    if ((rc = conv_run(&r->conv2, b, n, h, w, 1, f->wino_min, y, err)) != M2P_OK) {
         goto done;
     }
     size_t total = (size_t)n * (size_t)r->cout * hw;
     if (r->shortcut.w != NULL) {
         /* b is free again: shortcut into it. */
-        if ((rc = conv_run(&r->shortcut, x, n, h, w, 1, b, err)) != M2P_OK) {
+        if ((rc = conv_run(&r->shortcut, x, n, h, w, 1, f->wino_min, b, err)) != M2P_OK) {
             goto done;
         }
         m2p_nn_add(y, b, total);
@@ -645,28 +682,31 @@ static m2p_code tblock_run(const tblock *b, const fctx *f, float *t, int hw, int
     }
     /* Self-attention. */
     m2p_nn_layer_norm(t, (int)rows, c, b->n1.g, b->n1.b, 1e-5f, ln);
-    linear_per_image(ln, n, (size_t)hw, c, b->a1.q.w, NULL, c, q, false);
-    linear_per_image(ln, n, (size_t)hw, c, b->a1.k.w, NULL, c, k, false);
-    linear_per_image(ln, n, (size_t)hw, c, b->a1.v.w, NULL, c, v, false);
+    linear_images(ln, n, (size_t)hw, c, b->a1.q.w, NULL, c, q, false, f->batched);
+    linear_images(ln, n, (size_t)hw, c, b->a1.k.w, NULL, c, k, false, f->batched);
+    linear_images(ln, n, (size_t)hw, c, b->a1.v.w, NULL, c, v, false, f->batched);
     if ((rc = attention_run(&b->a1, q, k, v, n, hw, hw, false, o, err)) != M2P_OK) {
         goto done;
     }
-    linear_per_image(o, n, (size_t)hw, c, b->a1.out.w, b->a1.out.b, c, t, true);
+    linear_images(o, n, (size_t)hw, c, b->a1.out.w, b->a1.out.b, c, t, true, f->batched);
     /* Cross-attention to the text. */
     m2p_nn_layer_norm(t, (int)rows, c, b->n2.g, b->n2.b, 1e-5f, ln);
-    linear_per_image(ln, n, (size_t)hw, c, b->a2.q.w, NULL, c, q, false);
-    linear_per_image(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.k.w, NULL, c, k, false);
-    linear_per_image(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.v.w, NULL, c, v, false);
+    linear_images(ln, n, (size_t)hw, c, b->a2.q.w, NULL, c, q, false, f->batched);
+    linear_images(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.k.w, NULL, c, k, false, f->batched);
+    linear_images(f->context, f->context_n, (size_t)tk, cross_dim, b->a2.v.w, NULL, c, v, false, f->batched);
     if ((rc = attention_run(&b->a2, q, k, v, n, hw, tk, f->context_n == 1, o, err)) != M2P_OK) {
         goto done;
     }
-    linear_per_image(o, n, (size_t)hw, c, b->a2.out.w, b->a2.out.b, c, t, true);
+    linear_images(o, n, (size_t)hw, c, b->a2.out.w, b->a2.out.b, c, t, true, f->batched);
     /* GEGLU feed-forward, in row chunks. */
     m2p_nn_layer_norm(t, (int)rows, c, b->n3.g, b->n3.b, 1e-5f, ln);
-    for (int i = 0; i < n; i++) {
-        for (int r0 = 0; r0 < hw; r0 += chunk) {
-            int m = hw - r0 < chunk ? hw - r0 : chunk;
-            size_t row = (size_t)i * (size_t)hw + (size_t)r0;
+    /* Per image (chunks never span two images), or over all rows with the batched knob. */
+    int seg_n = f->batched ? 1 : n;
+    size_t seg_rows = f->batched ? rows : (size_t)hw;
+    for (int i = 0; i < seg_n; i++) {
+        for (size_t r0 = 0; r0 < seg_rows; r0 += (size_t)chunk) {
+            int m = seg_rows - r0 < (size_t)chunk ? (int)(seg_rows - r0) : chunk;
+            size_t row = (size_t)i * seg_rows + r0;
             m2p_nn_linear(ln + row * (size_t)c, m, c, b->ff1.w, b->ff1.b, 2 * b->ff_inner, g, false);
             m2p_nn_geglu(g, m, b->ff_inner, gg);
             m2p_nn_linear(gg, m, b->ff_inner, b->ff2.w, b->ff2.b, c, t + row * (size_t)c, true);
@@ -700,13 +740,13 @@ static m2p_code transformer_run(const transformer *tr, const fctx *f, const floa
     memcpy(a, x, total * sizeof(float));
     m2p_nn_group_norm(a, n, c, (int)hw, f->groups, tr->gn.g, tr->gn.b, 1e-6f, false);
     if (tr->pin_conv.w != NULL) {
-        if ((rc = conv_run(&tr->pin_conv, a, n, h, w, 1, y, err)) != M2P_OK) {
+        if ((rc = conv_run(&tr->pin_conv, a, n, h, w, 1, f->wino_min, y, err)) != M2P_OK) {
             goto done;
         }
         m2p_nn_nchw_to_nhwc(y, n, c, (int)hw, t);
     } else {
         m2p_nn_nchw_to_nhwc(a, n, c, (int)hw, y);
-        linear_per_image(y, n, hw, c, tr->pin_lin.w, tr->pin_lin.b, c, t, false);
+        linear_images(y, n, hw, c, tr->pin_lin.w, tr->pin_lin.b, c, t, false, f->batched);
     }
     for (int l = 0; l < tr->n_layers; l++) {
         if ((rc = tblock_run(&tr->blocks[l], f, t, (int)hw, c, tr->cross_dim, err)) != M2P_OK) {
@@ -715,11 +755,11 @@ static m2p_code transformer_run(const transformer *tr, const fctx *f, const floa
     }
     if (tr->pout_conv.w != NULL) {
         m2p_nn_nhwc_to_nchw(t, n, c, (int)hw, a);
-        if ((rc = conv_run(&tr->pout_conv, a, n, h, w, 1, y, err)) != M2P_OK) {
+        if ((rc = conv_run(&tr->pout_conv, a, n, h, w, 1, f->wino_min, y, err)) != M2P_OK) {
             goto done;
         }
     } else {
-        linear_per_image(t, n, hw, c, tr->pout_lin.w, tr->pout_lin.b, c, a, false);
+        linear_images(t, n, hw, c, tr->pout_lin.w, tr->pout_lin.b, c, a, false, f->batched);
         m2p_nn_nhwc_to_nchw(a, n, c, (int)hw, y);
     }
     m2p_nn_add(y, x, total);
@@ -795,6 +835,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         return m2p_error_set(err, M2P_E_INVALID_ARG, "unet input: n %d, %dx%d, context %dx%d", n, in->h, in->w,
                              in->context_n, in->context_len);
     }
+    m2p_nn_apply_threads(); /* the `threads` setting, in whichever thread renders */
     m2p_code rc = M2P_OK;
     bool cur_owned = false; /* false while cur is also an entry of skips */
     act skips[MAX_SKIPS];
@@ -819,14 +860,22 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
                                     tsin + (size_t)i * (size_t)u->t_in);
     }
     if (u->t_cond.w != NULL && in->timestep_cond != NULL) {
-        linear_per_image(in->timestep_cond, n, 1, c->time_cond_proj_dim, u->t_cond.w, NULL, u->t_in, tsin, true);
+        linear_images(in->timestep_cond, n, 1, c->time_cond_proj_dim, u->t_cond.w, NULL, u->t_in, tsin, true, u->batched_linears);
     }
     float *t_hidden = temb + (size_t)n * (size_t)u->t_dim;
-    linear_per_image(tsin, n, 1, u->t_in, u->t_lin1.w, u->t_lin1.b, u->t_dim, t_hidden, false);
+    linear_images(tsin, n, 1, u->t_in, u->t_lin1.w, u->t_lin1.b, u->t_dim, t_hidden, false, u->batched_linears);
     m2p_nn_silu(t_hidden, (size_t)n * (size_t)u->t_dim);
-    linear_per_image(t_hidden, n, 1, u->t_dim, u->t_lin2.w, u->t_lin2.b, u->t_dim, temb, false);
+    linear_images(t_hidden, n, 1, u->t_dim, u->t_lin2.w, u->t_lin2.b, u->t_dim, temb, false, u->batched_linears);
     m2p_nn_silu(temb, (size_t)n * (size_t)u->t_dim); /* every resnet applies SiLU to temb first */
-    fctx f = {n, temb, u->t_dim, in->context, in->context_n, in->context_len, c->norm_num_groups};
+    fctx f = {n,
+              temb,
+              u->t_dim,
+              in->context,
+              in->context_n,
+              in->context_len,
+              c->norm_num_groups,
+              u->wino_min_pixels,
+              u->batched_linears};
 
     /* conv_in. */
     cur = falloc((size_t)n * (size_t)ch * (size_t)h * (size_t)w);
@@ -835,7 +884,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         goto done;
     }
     cur_owned = true;
-    if ((rc = conv_run(&u->conv_in, in->sample, n, h, w, 1, cur, err)) != M2P_OK) {
+    if ((rc = conv_run(&u->conv_in, in->sample, n, h, w, 1, u->wino_min_pixels, cur, err)) != M2P_OK) {
         goto done;
     }
     skips[n_skips++] = (act){cur, ch, h, w};
@@ -861,7 +910,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
                 rc = m2p_error_set(err, M2P_E_NOMEM, "activations");
                 goto done;
             }
-            if ((rc = conv_run(&b->sampler, cur, n, h, w, 2, nxt, err)) != M2P_OK) {
+            if ((rc = conv_run(&b->sampler, cur, n, h, w, 2, u->wino_min_pixels, nxt, err)) != M2P_OK) {
                 goto done;
             }
             cur = nxt;
@@ -965,7 +1014,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
             } else {
                 resize_nearest(cur, n, ch, h, w, oh, ow, up);
             }
-            rc = conv_run(&b->sampler, up, n, oh, ow, 1, nxt, err);
+            rc = conv_run(&b->sampler, up, n, oh, ow, 1, u->wino_min_pixels, nxt, err);
             m2p_free(up);
             if (rc != M2P_OK) {
                 goto done;
@@ -985,7 +1034,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         goto done;
     }
     m2p_nn_group_norm(cur, n, ch, h * w, c->norm_num_groups, u->norm_out.g, u->norm_out.b, c->norm_eps, true);
-    rc = conv_run(&u->conv_out, cur, n, h, w, 1, out, err);
+    rc = conv_run(&u->conv_out, cur, n, h, w, 1, u->wino_min_pixels, out, err);
 done:
     for (int i = 0; i < n_skips; i++) {
         if (skips[i].d == cur) {

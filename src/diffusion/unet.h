@@ -97,8 +97,32 @@ typedef struct m2p_unet_input {
 } m2p_unet_input;
 
 /* out: [n, out_channels, h, w]. Thread-safe for concurrent calls on one UNet
- * (it holds no mutable state); allocates its activations per call. */
+ * (it holds no mutable state); allocates its activations per call.
+ * Reproducible: image i of a batch is bitwise the output of the same image
+ * run alone (every matrix product is issued per image with the same shape
+ * whatever the batch, and each layer's algorithm depends only on the per-image
+ * shape). A different thread count can move the last bits (OpenBLAS splits
+ * a product over its threads, and an element's rounding depends on its tile). */
 m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *out, m2p_error *err) M2P_WUR;
+
+/* 3×3 stride-1 convolutions whose latent has at least this many pixels (h·w)
+ * per image use Winograd F(2×2, 3×3) (ops.h m2p_nn_conv3x3), the others
+ * im2col + sgemm. Measured on the SD 1.x shapes (nn-unet-bench.md): Winograd
+ * is 12–35% cheaper from 32×32 up, and loses below (its 16 products get too
+ * few columns and its filter transform is paid per call). */
+#define M2P_UNET_WINOGRAD_MIN_PIXELS 1024
+
+/* Benchmark knobs; set them before any concurrent forward.
+ * m2p_unet_set_winograd_min_pixels: the threshold above (< 0: never Winograd,
+ * i.e. every convolution by im2col as before Winograd was used here).
+ * m2p_unet_set_batched_linears(true): every linear runs as one sgemm over the
+ * rows of all n images instead of one per image. Faster per image at batch > 1,
+ * but image i is then no longer bitwise the same alone and in a batch: with
+ * OpenBLAS an element's rounding depends on where it falls in the product
+ * (the last row/column tiles of a call and the thread split take other code
+ * paths), so this is for measuring what reproducibility costs, never the default. */
+void m2p_unet_set_winograd_min_pixels(m2p_unet *u, int pixels);
+void m2p_unet_set_batched_linears(m2p_unet *u, bool on);
 
 /* Approximate multiply-adds of one forward pass for n latents of h×w with
  * context_len tokens (convolutions, linears and attention matmuls). */

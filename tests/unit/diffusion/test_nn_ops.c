@@ -12,6 +12,8 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 
 #include "core/alloc.h"
 #include "diffusion/ops.h"
@@ -185,6 +187,83 @@ static void test_conv2d(void **state) {
     conv_case(2, 3, 11, 10, 4, 3, 1, 1, true, (size_t)3 * 9 * 10 * 3 + 5); /* strips of 3 rows (11 = 3+3+3+2) */
     conv_case(1, 1, 1, 1, 2, 3, 1, 1, true, 0);   /* a single pixel: one partial Winograd tile */
     conv_case(1, 7, 2, 13, 5, 3, 1, 1, false, 0); /* odd width: partial tiles on the right */
+    conv_case(2, 19, 6, 5, 29, 3, 1, 1, true, 0); /* 551 filters: two transform blocks of 256 + a partial one */
+}
+
+/* Image i of a batch is bitwise the same image convolved alone (im2col and Winograd). */
+static void test_conv_batch_bitwise(void **state) {
+    (void)state;
+    static const int cases[][4] = {{40, 48, 9, 11}, {64, 32, 17, 6}, {24, 40, 3, 3}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int cin = cases[c][0], cout = cases[c][1], h = cases[c][2], w = cases[c][3];
+        enum { N = 3 };
+        size_t in_img = (size_t)cin * h * w, out_img = (size_t)cout * h * w;
+        float *x = fvec(N * in_img, 21);
+        float *wt = fvec((size_t)cout * cin * 9, 22);
+        float *b = fvec((size_t)cout, 23);
+        float *yb = fvec(N * out_img, 24);
+        float *y1 = fvec(out_img, 25);
+        float *ws = fvec(m2p_nn_conv2d_workspace(cin, h, w, 3, 1, 1), 26);
+        float *wws = fvec(m2p_nn_conv3x3_workspace(cin, cout, h, w), 27);
+        for (int wino = 0; wino < 2; wino++) {
+            if (wino) {
+                m2p_nn_conv3x3(x, N, cin, h, w, wt, b, cout, yb, wws);
+            } else {
+                m2p_nn_conv2d(x, N, cin, h, w, wt, b, cout, 3, 1, 1, yb, ws);
+            }
+            for (int i = 0; i < N; i++) {
+                if (wino) {
+                    m2p_nn_conv3x3(x + i * in_img, 1, cin, h, w, wt, b, cout, y1, wws);
+                } else {
+                    m2p_nn_conv2d(x + i * in_img, 1, cin, h, w, wt, b, cout, 3, 1, 1, y1, ws);
+                }
+                if (memcmp(y1, yb + i * out_img, out_img * sizeof(float)) != 0) {
+                    fail_msg("%s %dx%d %d->%d: image %d differs alone", wino ? "winograd" : "im2col", h, w, cin, cout, i);
+                }
+            }
+        }
+        m2p_free(x);
+        m2p_free(wt);
+        m2p_free(b);
+        m2p_free(yb);
+        m2p_free(y1);
+        m2p_free(ws);
+        m2p_free(wws);
+    }
+}
+
+static void *apply_in_thread(void *arg) {
+    m2p_nn_apply_threads();
+    *(int *)arg = m2p_nn_threads();
+    return NULL;
+}
+
+/* The `threads` setting reaches this thread and threads that call m2p_nn_apply_threads. */
+static void test_threads_setting(void **state) {
+    (void)state;
+    int before = m2p_nn_threads();
+    assert_true(before >= 1);
+    m2p_nn_set_threads(1);
+    assert_int_equal(m2p_nn_threads(), 1);
+    int seen = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, apply_in_thread, &seen), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(seen, 1);
+    m2p_nn_set_threads(3);
+    assert_int_equal(m2p_nn_threads(), 3);
+    int got = 0;
+#pragma omp parallel
+    {
+#pragma omp single
+        got = omp_get_num_threads();
+    }
+    assert_int_equal(got, 3);
+    /* 0 = keep the current default; restore the count this test started with. */
+    m2p_nn_set_threads(0);
+    assert_int_equal(m2p_nn_threads(), 3);
+    m2p_nn_set_threads(before);
+    assert_int_equal(m2p_nn_threads(), before);
 }
 
 static void test_group_norm(void **state) {
@@ -482,6 +561,7 @@ int main(void) {
         cmocka_unit_test(test_group_norm),  cmocka_unit_test(test_layer_norm),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_attention),
         cmocka_unit_test(test_layout_and_misc), cmocka_unit_test(test_half_conversion),
+        cmocka_unit_test(test_conv_batch_bitwise), cmocka_unit_test(test_threads_setting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

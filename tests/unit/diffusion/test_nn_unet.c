@@ -8,6 +8,11 @@
  *    the skip sizes), one text embedding broadcast to both images;
  *  - the timestep and guidance embeddings alone;
  *  - batching: image 1 of a batch equals image 1 run alone;
+ *  - Winograd F(2×2, 3×3) for every 3×3 stride-1 conv (threshold 0) against
+ *    diffusers (cases a and b);
+ *  - reproducibility: each image of a batch of 3 is bitwise the image run
+ *    alone, at an odd latent size whose levels (9×11, 5×6, 3×3, 2×2) mix
+ *    Winograd and im2col convolutions, for several thresholds;
  *  - a missing tensor / a wrong shape in a copy of the model → clear errors;
  *  - the blocked attention op and its exp against naive double-precision references;
  *  - every allocation of create and forward failing in turn → NOMEM, no leak, no crash.
@@ -96,6 +101,65 @@ static void test_case_a(void **state) {
 
 static void test_case_b_broadcast_odd_size(void **state) {
     run_case(*state, "b", 6, 10, 1);
+}
+
+/* Every 3×3 stride-1 conv (except the 4-channel conv_in/conv_out) through Winograd. */
+static void test_winograd_vs_diffusers(void **state) {
+    fixture *f = *state;
+    m2p_unet_set_winograd_min_pixels(f->unet, 0);
+    run_case(f, "a", 8, 16, 2);
+    run_case(f, "b", 6, 10, 1);
+    m2p_unet_set_winograd_min_pixels(f->unet, M2P_UNET_WINOGRAD_MIN_PIXELS);
+}
+
+static void fill(float *x, size_t n, uint32_t seed, float scale) {
+    uint32_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = scale * ((float)(s >> 8) / 16777216.0f - 0.5f);
+    }
+}
+
+/* Each image of a batch of 3 is bitwise the same image run alone. */
+static void check_batch_bitwise(fixture *f, int h, int w, int context_n, int wino_min) {
+    enum { N = 3, T = 77, D = 32, CD = 32 };
+    size_t per = (size_t)4 * (size_t)h * (size_t)w;
+    float *sample = m2p_malloc_array(N * per, sizeof(float));
+    float *ctx = m2p_malloc_array((size_t)N * T * D, sizeof(float));
+    float *both = m2p_malloc_array(N * per, sizeof(float));
+    float *one = m2p_malloc_array(per, sizeof(float));
+    assert_true(sample != NULL && ctx != NULL && both != NULL && one != NULL);
+    float cond[N * CD];
+    float ts[N] = {999.0f, 759.0f, 259.0f};
+    fill(sample, N * per, 7u + (uint32_t)h, 2.0f);
+    fill(ctx, (size_t)N * T * D, 11u, 1.0f);
+    fill(cond, N * CD, 13u, 1.0f);
+    m2p_unet_set_winograd_min_pixels(f->unet, wino_min);
+    m2p_error err;
+    m2p_unet_input in = {sample, N, h, w, ts, cond, ctx, context_n, T};
+    assert_int_equal(m2p_unet_forward(f->unet, &in, both, &err), M2P_OK);
+    for (int i = 0; i < N; i++) {
+        const float *c1 = context_n == 1 ? ctx : ctx + (size_t)i * T * D;
+        m2p_unet_input in1 = {sample + (size_t)i * per, 1, h, w, ts + i, cond + i * CD, c1, 1, T};
+        assert_int_equal(m2p_unet_forward(f->unet, &in1, one, &err), M2P_OK);
+        if (memcmp(one, both + (size_t)i * per, per * sizeof(float)) != 0) {
+            fail_msg("image %d of 3 differs from the same image alone (%dx%d, context_n %d, winograd from %d px)", i,
+                     h, w, context_n, wino_min);
+        }
+    }
+    m2p_unet_set_winograd_min_pixels(f->unet, M2P_UNET_WINOGRAD_MIN_PIXELS);
+    m2p_free(sample);
+    m2p_free(ctx);
+    m2p_free(both);
+    m2p_free(one);
+}
+
+static void test_batch_bitwise_levels(void **state) {
+    fixture *f = *state;
+    check_batch_bitwise(f, 9, 11, 3, 20); /* Winograd at 9×11 and 5×6, im2col at 3×3 and 2×2 */
+    check_batch_bitwise(f, 9, 11, 1, 0);  /* Winograd everywhere, broadcast text */
+    check_batch_bitwise(f, 16, 24, 3, M2P_UNET_WINOGRAD_MIN_PIXELS); /* the default: all im2col here */
+    check_batch_bitwise(f, 7, 5, 1, -1);  /* never Winograd */
 }
 
 static void test_embeddings(void **state) {
@@ -369,6 +433,8 @@ int main(void) {
         cmocka_unit_test(test_case_b_broadcast_odd_size),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_batch_equals_single),
+        cmocka_unit_test(test_winograd_vs_diffusers),
+        cmocka_unit_test(test_batch_bitwise_levels),
         cmocka_unit_test(test_macs),
         cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_wrong_shape),
