@@ -217,8 +217,8 @@ m2p_code web_probe_upload(const m2p_web *w, const char *path, const char *label,
         return m2p_error_set(err, M2P_E_UPLOAD_NOT_AUDIO, "%s: %s (%s)", label, m2p_strerror(rc), e.detail);
     case M2P_E_DECODE_TRUNCATED:
         if (p.samples == 0) {
-            return m2p_error_set(err, M2P_E_UPLOAD_NOT_AUDIO, "%s: no audio before the file ends (%s)", label,
-                                 e.detail);
+            /* refused before any sample (e.g. a WAV header promising more than the file holds) */
+            return m2p_error_set(err, M2P_E_UPLOAD_NOT_AUDIO, "%s: the file is cut short (%s)", label, e.detail);
         }
         return m2p_error_set(err, rc, "%s: %s", label, e.detail);
     case M2P_E_TIMEOUT:
