@@ -1,5 +1,5 @@
 /*
- * cli/cmd_worker.c — `mus2pic worker [--threads N] [--lease S] [--warmup]`:
+ * cli/cmd_worker.c — `mus2pic worker [--role all|cpu|gpu] [--threads N] [--lease S] [--warmup]`:
  * a process that runs jobs from the shared queue (database_url =
  * postgresql://...) with the very same pipeline (m2p_pipeline_make) and
  * worker code (jobs/queue.c) as the server's in-process workers, without
@@ -9,6 +9,12 @@
  * Each claim holds a lease renewed by heartbeats; a worker killed mid-job
  * (SIGKILL, OOM, power) leaves a lease that expires after S seconds, and
  * another worker takes the job over as its next attempt (jobs/queue.h).
+ * Roles (worker_role): cpu workers take only the analyze stage of jobs
+ * (fetch, decode, analysis, prompt) and never load the model; gpu workers
+ * take only the render stage (render + store from the stored analysis, no
+ * audio), warm the renderer before taking jobs and run one job at a time
+ * unless --threads says otherwise; all (default) takes both.
+ *
  * SIGINT/SIGTERM: running jobs stop at their next step and go back to the
  * queue without counting the attempt; exit 0.
  */
@@ -26,7 +32,9 @@
 
 static int usage_error(const char *what) {
     (void)fprintf(stderr,
-                  "mus2pic worker: %s\nusage: mus2pic worker [--threads N] [--lease SECONDS] [--warmup]\n", what);
+                  "mus2pic worker: %s\nusage: mus2pic worker [--role all|cpu|gpu] [--threads N] [--lease SECONDS] "
+                  "[--warmup]\n",
+                  what);
     return M2P_EXIT_USAGE;
 }
 
@@ -39,6 +47,15 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
         const char *a = argv[i];
         if (strcmp(a, "--warmup") == 0) {
             warmup = true;
+        } else if (strcmp(a, "--role") == 0 && i + 1 < argc) {
+            unsigned stages = 0;
+            if (!m2p_queue_role_parse(argv[i + 1], &stages)) {
+                return usage_error("--role takes all, cpu or gpu");
+            }
+            if (m2p_config_set(cfg, "worker_role", argv[++i], &err) != M2P_OK) {
+                m2p_cli_print_error(&err);
+                return M2P_EXIT_USAGE;
+            }
         } else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
             if (m2p_config_set(cfg, "workers", argv[++i], &err) != M2P_OK) {
                 m2p_cli_print_error(&err);
@@ -51,9 +68,11 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
                 return usage_error("--lease takes seconds between 1 and 3600");
             }
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            (void)printf("usage: mus2pic worker [--threads N] [--lease SECONDS] [--warmup]\n"
+            (void)printf("usage: mus2pic worker [--role all|cpu|gpu] [--threads N] [--lease SECONDS] [--warmup]\n"
                          "Runs jobs from the shared queue; needs MUS2PIC_DATABASE_URL=postgresql://...\n"
-                         "(docs/deploy.md). --threads: jobs at once (default: the workers setting);\n"
+                         "(docs/deploy.md). --role: cpu takes the analysis of jobs only (never loads the\n"
+                         "model), gpu their rendering only (renderer warmed at start), all both (default:\n"
+                         "the worker_role setting); --threads: jobs at once (default: the workers setting);\n"
                          "--lease: seconds without a heartbeat before another worker takes a job over (30).\n");
             return M2P_EXIT_OK;
         } else {
@@ -65,6 +84,17 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
                       "a worker process needs the shared database: set MUS2PIC_DATABASE_URL=postgresql://...");
         m2p_cli_print_error(&err);
         return M2P_EXIT_USAGE;
+    }
+
+    unsigned stages = M2P_STAGES_ALL;
+    if (!m2p_queue_role_parse(cfg->worker_role, &stages)) {
+        return usage_error("worker_role takes all, cpu or gpu");
+    }
+    if (stages == M2P_STAGES_ANALYZE && warmup) {
+        M2P_INFO("cli", "--warmup ignored: a cpu worker never loads the model");
+        warmup = false;
+    } else if (stages == M2P_STAGES_RENDER) {
+        warmup = true; /* a gpu worker maps and warms its model once, before its first job */
     }
 
     sigset_t stop;
@@ -81,10 +111,15 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
         goto done;
     }
     m2p_queue_set_lease(queue, lease);
+    if (warm_name != NULL) {
+        m2p_queue_note_renderer(queue, warm_name);
+    }
     if (m2p_queue_start(queue, &err) != M2P_OK) {
         goto done;
     }
-    (void)printf("mus2pic: worker ready (%d threads, lease %.0f s)\n", cfg->workers, lease);
+    (void)printf("mus2pic: worker ready (role %s, %d threads, lease %.0f s%s%s)\n",
+                 cfg->worker_role[0] != '\0' ? cfg->worker_role : "all", cfg->workers, lease,
+                 warm_name != NULL ? ", renderer " : "", warm_name != NULL ? warm_name : "");
     (void)fflush(stdout);
     int sig = 0;
     (void)sigwait(&stop, &sig);

@@ -66,6 +66,7 @@ static const opt k_opts[] = {
     {"max_attempts", N(OPT_INT, max_attempts), "3", 1, 20, "attempts per job before it fails for good"},
     {"queue", S(queue), "local", 0, 0, "local (in-process, persistent in the database) or redis"},
     {"broker_url", S(broker_url), "redis://127.0.0.1:6379", 0, 0, "Redis URL of the distributed queue"},
+    {"worker_role", S(worker_role), "all", 0, 0, "which job stages this process's workers take: all, cpu (fetch, decode, analysis, prompt; never loads the model) or gpu (render and store, one job at a time; model warmed at start)"},
     {"log_level", S(log_level), "warn", 0, 0, "debug, info, warn, error or off"},
     {"retry_base_s", N(OPT_DBL, retry_base_s), "2", 0, 3600, "first retry delay of a transient job failure (doubles each attempt, with jitter)"},
     {"unsafe_test_fail_first", N(OPT_INT, unsafe_test_fail_first), "0", 0, 100, "TESTS ONLY: the first N attempts of every server job fail with a transient network error"},

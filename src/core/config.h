@@ -76,6 +76,7 @@ typedef struct m2p_config {
     /* scale-out */
     char queue[16]; /* local | redis */
     char broker_url[512];
+    char worker_role[8]; /* all | cpu (analysis stage only) | gpu (render stage only) */
     /* misc */
     char log_level[16];
 } m2p_config;

@@ -152,6 +152,7 @@
     X(QUEUE_PAUSED, 201, 409, 0, "the queue is paused", "resume it with POST /api/queue/resume") \
     X(UPLOAD_NOT_AUDIO, 202, 415, 0, "the uploaded file is not audio Mus2Pic can read", "upload a song file: wav, flac, mp3, ogg, opus, m4a/aac or webm") \
     X(AUDIO_NOT_STORED, 203, 404, 0, "the track's audio is not available on this server", "run a job for the song again; its audio is kept only while a job uses it") \
+    X(STAGE_DATA_MISSING, 206, 500, 0, "the job's stored analysis is missing or unreadable, so it cannot be rendered", "retry the job: it analyses the song again") \
     /* broker: 210.. */                                                                              \
     X(BROKER_UNAVAILABLE, 210, 503, 1, "the job broker is unavailable", "check that Redis is running and MUS2PIC_BROKER_URL is right") \
     X(BROKER_PROTOCOL, 211, 500, 0, "unexpected reply from the job broker", "check the Redis version (7 or newer)")

@@ -122,14 +122,18 @@ static m2p_code ensure(m2p_broker *b, m2p_error *err) {
         r = NULL;
     }
     if (c == M2P_OK && b->consumer[0] != '\0') {
-        /* The group (and the stream) may exist already: BUSYGROUP is fine. */
-        r = redisCommand(b->ctx, "XGROUP CREATE %s %s 0 MKSTREAM", M2P_BROKER_STREAM, M2P_BROKER_GROUP);
-        if (r == NULL) {
-            c = unavailable(b, "XGROUP CREATE", err);
-        } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
-            c = m2p_error_set(err, M2P_E_BROKER_PROTOCOL, "XGROUP CREATE: %s", r->str);
+        /* The groups (and the streams) may exist already: BUSYGROUP is fine. */
+        for (int st = 0; c == M2P_OK && st < 2; st++) {
+            r = redisCommand(b->ctx, "XGROUP CREATE %s %s 0 MKSTREAM", m2p_broker_stream((m2p_job_stage)st),
+                             M2P_BROKER_GROUP);
+            if (r == NULL) {
+                c = unavailable(b, "XGROUP CREATE", err);
+            } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+                c = m2p_error_set(err, M2P_E_BROKER_PROTOCOL, "XGROUP CREATE: %s", r->str);
+            }
+            freeReplyObject(r);
+            r = NULL;
         }
-        freeReplyObject(r);
     }
     if (c != M2P_OK) {
         drop(b);
@@ -163,6 +167,14 @@ static m2p_code cmd(m2p_broker *b, redisReply **out, m2p_error *err, const char 
     return M2P_OK;
 }
 
+const char *m2p_broker_stream(m2p_job_stage stage) {
+    return stage == M2P_STAGE_RENDER ? M2P_BROKER_STREAM_RENDER : M2P_BROKER_STREAM_ANALYZE;
+}
+
+const char *m2p_broker_dead_stream(m2p_job_stage stage) {
+    return stage == M2P_STAGE_RENDER ? M2P_BROKER_DEAD_RENDER : M2P_BROKER_DEAD_ANALYZE;
+}
+
 const char *m2p_broker_consumer(const m2p_broker *b) {
     return b->consumer;
 }
@@ -194,11 +206,11 @@ void m2p_broker_free(m2p_broker *b) {
     m2p_free(b);
 }
 
-m2p_code m2p_broker_enqueue(m2p_broker *b, int64_t job_id, m2p_error *err) {
+m2p_code m2p_broker_enqueue(m2p_broker *b, m2p_job_stage stage, int64_t job_id, m2p_error *err) {
     m2p_code c = ensure(b, err);
     redisReply *r = NULL;
     if (c == M2P_OK) {
-        c = cmd(b, &r, err, "XADD %s * job %lld", M2P_BROKER_STREAM, (long long)job_id);
+        c = cmd(b, &r, err, "XADD %s * job %lld", m2p_broker_stream(stage), (long long)job_id);
     }
     freeReplyObject(r);
     return c;
@@ -226,7 +238,8 @@ static bool read_entry(const redisReply *e, m2p_broker_msg *m) {
 
 static m2p_code deliveries(m2p_broker *b, m2p_broker_msg *m, m2p_error *err) {
     redisReply *r = NULL;
-    m2p_code c = cmd(b, &r, err, "XPENDING %s %s %s %s 1", M2P_BROKER_STREAM, M2P_BROKER_GROUP, m->entry, m->entry);
+    m2p_code c = cmd(b, &r, err, "XPENDING %s %s %s %s 1", m2p_broker_stream(m->stage), M2P_BROKER_GROUP, m->entry,
+                     m->entry);
     if (c == M2P_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
         r->element[0]->elements == 4 && r->element[0]->element[3]->type == REDIS_REPLY_INTEGER) {
         m->deliveries = r->element[0]->element[3]->integer;
@@ -235,24 +248,22 @@ static m2p_code deliveries(m2p_broker *b, m2p_broker_msg *m, m2p_error *err) {
     return c;
 }
 
-m2p_code m2p_broker_take(m2p_broker *b, int block_ms, int64_t idle_ms, m2p_broker_msg *out, m2p_error *err) {
-    memset(out, 0, sizeof *out);
-    m2p_code c = ensure(b, err);
-    if (c != M2P_OK) {
-        return c;
-    }
+/* XAUTOCLAIM of one entry of stage idle for longer than idle_ms: M2P_OK with
+ * *got when one came. */
+static m2p_code autoclaim(m2p_broker *b, m2p_job_stage stage, int64_t idle_ms, m2p_broker_msg *out, bool *got,
+                          m2p_error *err) {
+    *got = false;
     redisReply *r = NULL;
-    /* 1. an entry a dead consumer left behind */
-    c = cmd(b, &r, err, "XAUTOCLAIM %s %s %s %lld 0 COUNT 1", M2P_BROKER_STREAM, M2P_BROKER_GROUP, b->consumer,
-            (long long)idle_ms);
+    m2p_code c = cmd(b, &r, err, "XAUTOCLAIM %s %s %s %lld 0 COUNT 1", m2p_broker_stream(stage), M2P_BROKER_GROUP,
+                     b->consumer, (long long)idle_ms);
     if (c != M2P_OK) {
         return c;
     }
-    bool got = false;
+    out->stage = stage;
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 && r->element[1]->type == REDIS_REPLY_ARRAY &&
         r->element[1]->elements >= 1) {
-        got = read_entry(r->element[1]->element[0], out);
-        if (!got && r->element[1]->element[0]->type == REDIS_REPLY_ARRAY &&
+        *got = read_entry(r->element[1]->element[0], out);
+        if (!*got && r->element[1]->element[0]->type == REDIS_REPLY_ARRAY &&
             r->element[1]->element[0]->elements >= 1) {
             /* a malformed or deleted entry: ack it so it does not come back */
             char id[48];
@@ -260,63 +271,109 @@ m2p_code m2p_broker_take(m2p_broker *b, int block_ms, int64_t idle_ms, m2p_broke
             freeReplyObject(r);
             r = NULL;
             if (id[0] != '\0') {
-                if (m2p_broker_ack(b, id, NULL) != M2P_OK) {
+                if (m2p_broker_ack(b, stage, id, NULL) != M2P_OK) {
                     /* it comes back once more and is acked then */
                 }
             }
         }
     }
     freeReplyObject(r);
-    r = NULL;
-    if (got) {
+    if (*got) {
         c = deliveries(b, out, err);
-        return c;
     }
-    /* 2. a new entry */
-    c = cmd(b, &r, err, "XREADGROUP GROUP %s %s COUNT 1 BLOCK %d STREAMS %s >", M2P_BROKER_GROUP, b->consumer,
-            block_ms, M2P_BROKER_STREAM);
+    return c;
+}
+
+/* XREADGROUP of one new entry of stage (block_ms < 0: no BLOCK). */
+static m2p_code read_new(m2p_broker *b, m2p_job_stage stage, int block_ms, m2p_broker_msg *out, bool *got,
+                         m2p_error *err) {
+    *got = false;
+    redisReply *r = NULL;
+    m2p_code c = block_ms >= 0 ? cmd(b, &r, err, "XREADGROUP GROUP %s %s COUNT 1 BLOCK %d STREAMS %s >",
+                                     M2P_BROKER_GROUP, b->consumer, block_ms, m2p_broker_stream(stage))
+                               : cmd(b, &r, err, "XREADGROUP GROUP %s %s COUNT 1 STREAMS %s >", M2P_BROKER_GROUP,
+                                     b->consumer, m2p_broker_stream(stage));
     if (c != M2P_OK) {
         return c;
     }
+    out->stage = stage;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
         r->element[0]->elements == 2 && r->element[0]->element[1]->type == REDIS_REPLY_ARRAY &&
         r->element[0]->element[1]->elements >= 1) {
-        got = read_entry(r->element[0]->element[1]->element[0], out);
+        *got = read_entry(r->element[0]->element[1]->element[0], out);
         out->deliveries = 1;
-        if (!got && out->entry[0] != '\0') {
+        if (!*got && out->entry[0] != '\0') {
             char id[48];
             (void)snprintf(id, sizeof id, "%s", out->entry);
             freeReplyObject(r);
-            if (m2p_broker_ack(b, id, NULL) != M2P_OK) {
+            if (m2p_broker_ack(b, stage, id, NULL) != M2P_OK) {
                 /* it comes back once more and is acked then */
             }
-            return M2P_E_NOT_FOUND;
+            return M2P_OK;
         }
     }
     freeReplyObject(r);
+    return M2P_OK;
+}
+
+m2p_code m2p_broker_take(m2p_broker *b, unsigned stages, int block_ms, int64_t idle_ms, m2p_broker_msg *out,
+                         m2p_error *err) {
+    memset(out, 0, sizeof *out);
+    m2p_code c = ensure(b, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    bool want[2] = {(stages & M2P_STAGES_ANALYZE) != 0, (stages & M2P_STAGES_RENDER) != 0};
+    bool got = false;
+    /* 1. an entry a dead consumer left behind (render first: started jobs finish first) */
+    for (int st = 1; st >= 0 && !got; st--) {
+        if (want[st]) {
+            memset(out, 0, sizeof *out);
+            c = autoclaim(b, (m2p_job_stage)st, idle_ms, out, &got, err);
+            if (c != M2P_OK) {
+                return c;
+            }
+        }
+    }
+    if (got) {
+        return M2P_OK;
+    }
+    /* 2. a new entry; with both stages, render without blocking, then analyze blocking */
+    for (int st = 1; st >= 0 && !got; st--) {
+        if (want[st]) {
+            memset(out, 0, sizeof *out);
+            bool last = st == 0 || !want[0];
+            c = read_new(b, (m2p_job_stage)st, last ? block_ms : -1, out, &got, err);
+            if (c != M2P_OK) {
+                return c;
+            }
+        }
+    }
     return got ? M2P_OK : M2P_E_NOT_FOUND;
 }
 
-m2p_code m2p_broker_touch(m2p_broker *b, const char *consumer, const char *entry, m2p_error *err) {
+m2p_code m2p_broker_touch(m2p_broker *b, const char *consumer, m2p_job_stage stage, const char *entry,
+                          m2p_error *err) {
     m2p_code c = ensure(b, err);
     redisReply *r = NULL;
     if (c == M2P_OK) {
-        c = cmd(b, &r, err, "XCLAIM %s %s %s 0 %s JUSTID", M2P_BROKER_STREAM, M2P_BROKER_GROUP, consumer, entry);
+        c = cmd(b, &r, err, "XCLAIM %s %s %s 0 %s JUSTID", m2p_broker_stream(stage), M2P_BROKER_GROUP, consumer,
+                entry);
     }
     freeReplyObject(r);
     return c;
 }
 
-m2p_code m2p_broker_ack(m2p_broker *b, const char *entry, m2p_error *err) {
+m2p_code m2p_broker_ack(m2p_broker *b, m2p_job_stage stage, const char *entry, m2p_error *err) {
     m2p_code c = ensure(b, err);
     redisReply *r = NULL;
     if (c == M2P_OK) {
-        c = cmd(b, &r, err, "XACK %s %s %s", M2P_BROKER_STREAM, M2P_BROKER_GROUP, entry);
+        c = cmd(b, &r, err, "XACK %s %s %s", m2p_broker_stream(stage), M2P_BROKER_GROUP, entry);
         freeReplyObject(r);
         r = NULL;
     }
     if (c == M2P_OK) {
-        c = cmd(b, &r, err, "XDEL %s %s", M2P_BROKER_STREAM, entry);
+        c = cmd(b, &r, err, "XDEL %s %s", m2p_broker_stream(stage), entry);
     }
     freeReplyObject(r);
     return c;
@@ -326,22 +383,22 @@ m2p_code m2p_broker_dead_letter(m2p_broker *b, const m2p_broker_msg *m, const ch
     m2p_code c = ensure(b, err);
     redisReply *r = NULL;
     if (c == M2P_OK) {
-        c = cmd(b, &r, err, "XADD %s * job %lld reason %s deliveries %lld entry %s", M2P_BROKER_DEAD,
+        c = cmd(b, &r, err, "XADD %s * job %lld reason %s deliveries %lld entry %s", m2p_broker_dead_stream(m->stage),
                 (long long)m->job_id, reason, (long long)m->deliveries, m->entry);
         freeReplyObject(r);
     }
     if (c == M2P_OK) {
-        c = m2p_broker_ack(b, m->entry, err);
+        c = m2p_broker_ack(b, m->stage, m->entry, err);
     }
     return c;
 }
 
-m2p_code m2p_broker_list(m2p_broker *b, int64_t *ids, size_t cap, size_t *n, m2p_error *err) {
+m2p_code m2p_broker_list(m2p_broker *b, m2p_job_stage stage, int64_t *ids, size_t cap, size_t *n, m2p_error *err) {
     *n = 0;
     m2p_code c = ensure(b, err);
     redisReply *r = NULL;
     if (c == M2P_OK) {
-        c = cmd(b, &r, err, "XRANGE %s - + COUNT %lld", M2P_BROKER_STREAM, (long long)cap);
+        c = cmd(b, &r, err, "XRANGE %s - + COUNT %lld", m2p_broker_stream(stage), (long long)cap);
     }
     if (c == M2P_OK && r->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < r->elements && *n < cap; i++) {

@@ -4,9 +4,13 @@
  * consumer group of workers, a dead-letter stream, and a pub/sub channel of
  * job events. The database stays the source of truth; Redis only delivers.
  *
- * Keys: m2p:jobs (stream; entries {job: id}), group "workers";
- * m2p:jobs:dead (dead letters {job, reason, deliveries}); channel m2p:events
- * (messages "job_id seq" after an event was committed).
+ * Keys: one stream per job stage, m2p:jobs:analyze and m2p:jobs:render
+ * (entries {job: id}), each with the consumer group "workers"; one
+ * dead-letter stream per stage, m2p:jobs:analyze:dead and
+ * m2p:jobs:render:dead ({job, reason, deliveries, entry}); channel m2p:events
+ * (messages "job_id:seq" after an event was committed). A CPU worker reads
+ * the analyze stream only, a GPU worker the render stream only, a worker of
+ * role all both (render first, so started jobs finish first).
  *
  * Entry lifecycle:
  *   XADD (submit, or reconcile from the database)
@@ -28,12 +32,19 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "store/jobs.h"
 
 typedef struct m2p_broker m2p_broker;
 
-#define M2P_BROKER_STREAM "m2p:jobs"
-#define M2P_BROKER_DEAD "m2p:jobs:dead"
+#define M2P_BROKER_STREAM_ANALYZE "m2p:jobs:analyze"
+#define M2P_BROKER_STREAM_RENDER "m2p:jobs:render"
+#define M2P_BROKER_DEAD_ANALYZE "m2p:jobs:analyze:dead"
+#define M2P_BROKER_DEAD_RENDER "m2p:jobs:render:dead"
 #define M2P_BROKER_GROUP "workers"
+
+/* The stream (and dead-letter stream) of a stage. */
+const char *m2p_broker_stream(m2p_job_stage stage);
+const char *m2p_broker_dead_stream(m2p_job_stage stage);
 #define M2P_BROKER_CHANNEL "m2p:events"
 
 /* One delivered entry. */
@@ -41,30 +52,35 @@ typedef struct m2p_broker_msg {
     char entry[48]; /* stream entry id, "1700000000000-0" */
     int64_t job_id;
     int64_t deliveries;
+    m2p_job_stage stage; /* the stream it came from */
 } m2p_broker_msg;
 
 /* Connects to cfg->broker_url as consumer name (for XREADGROUP; may be NULL
- * for publishers); creates the stream and group when missing. */
+ * for publishers); creates both stage streams and their group when missing. */
 m2p_code m2p_broker_open(const m2p_config *cfg, const char *consumer, m2p_broker **out, m2p_error *err) M2P_WUR;
 void m2p_broker_free(m2p_broker *b);
 
-/* XADD job_id to the stream. */
-m2p_code m2p_broker_enqueue(m2p_broker *b, int64_t job_id, m2p_error *err) M2P_WUR;
-/* Takes one entry: first one idle for longer than idle_ms from a dead consumer
- * (XAUTOCLAIM), else a new one (XREADGROUP, blocking up to block_ms).
- * M2P_E_NOT_FOUND when none. */
-m2p_code m2p_broker_take(m2p_broker *b, int block_ms, int64_t idle_ms, m2p_broker_msg *out, m2p_error *err) M2P_WUR;
+/* XADD job_id to the stream of stage. */
+m2p_code m2p_broker_enqueue(m2p_broker *b, m2p_job_stage stage, int64_t job_id, m2p_error *err) M2P_WUR;
+/* Takes one entry from the streams of the stages in the mask (M2P_STAGES_*):
+ * first one idle for longer than idle_ms from a dead consumer (XAUTOCLAIM),
+ * else a new one (XREADGROUP, blocking up to block_ms; with both stages the
+ * render stream is read first without blocking). M2P_E_NOT_FOUND when none. */
+m2p_code m2p_broker_take(m2p_broker *b, unsigned stages, int block_ms, int64_t idle_ms, m2p_broker_msg *out,
+                         m2p_error *err) M2P_WUR;
 /* Heartbeat: resets the entry's idle time (XCLAIM ... JUSTID, keeping consumer
  * as its owner; b may be another connection, e.g. a heartbeat thread's). */
-m2p_code m2p_broker_touch(m2p_broker *b, const char *consumer, const char *entry, m2p_error *err) M2P_WUR;
+m2p_code m2p_broker_touch(m2p_broker *b, const char *consumer, m2p_job_stage stage, const char *entry,
+                          m2p_error *err) M2P_WUR;
 /* The consumer name given to m2p_broker_open. */
 const char *m2p_broker_consumer(const m2p_broker *b);
-/* XACK + XDEL: the job's outcome is committed. */
-m2p_code m2p_broker_ack(m2p_broker *b, const char *entry, m2p_error *err) M2P_WUR;
-/* Moves the entry to the dead-letter stream and acks it. */
+/* XACK + XDEL on the stream of stage: the job's outcome is committed. */
+m2p_code m2p_broker_ack(m2p_broker *b, m2p_job_stage stage, const char *entry, m2p_error *err) M2P_WUR;
+/* Moves the entry to its stage's dead-letter stream and acks it. */
 m2p_code m2p_broker_dead_letter(m2p_broker *b, const m2p_broker_msg *m, const char *reason, m2p_error *err) M2P_WUR;
-/* Job ids of every entry in the stream (at most cap): for reconciling. */
-m2p_code m2p_broker_list(m2p_broker *b, int64_t *ids, size_t cap, size_t *n, m2p_error *err) M2P_WUR;
+/* Job ids of every entry in the stream of stage (at most cap): for reconciling. */
+m2p_code m2p_broker_list(m2p_broker *b, m2p_job_stage stage, int64_t *ids, size_t cap, size_t *n,
+                         m2p_error *err) M2P_WUR;
 /* PUBLISH "job_id seq" on the events channel. */
 m2p_code m2p_broker_publish(m2p_broker *b, int64_t job_id, int64_t seq, m2p_error *err) M2P_WUR;
 /* Subscribes this connection to the events channel, then waits up to

@@ -59,6 +59,8 @@ typedef struct worker {
     int64_t job_id; /* guarded by q->mu */
     int attempt;    /* of job_id; guarded by q->mu */
     char entry[48]; /* redis mode: the stream entry of job_id; guarded by q->mu */
+    m2p_job_stage entry_stage; /* redis mode: the stream (stage) of entry; guarded by q->mu */
+    char name[128];     /* "<host>-<pid>-<index>": recorded in the events of the stages it runs */
     char consumer[128]; /* redis mode: its consumer name in the group */
     m2p_broker *broker; /* redis mode: this worker's consumer connection */
     double backoff;     /* redis mode: wait after a broker failure (s) */
@@ -97,6 +99,8 @@ struct m2p_queue {
     bool rc_started, sub_started;
     pthread_cond_t rc_cv; /* with mu: wakes the reconciler (a job was submitted) */
     bool rc_kick;         /* guarded by mu */
+    /* worker_role: the stages this process's workers take (M2P_STAGES_*) */
+    unsigned stages;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -611,6 +615,128 @@ static m2p_code local_upload_copy(worker *w, const json_t *spec_json, const char
     return c;
 }
 
+/* Shared database: the track's audio goes to the uploads table (keyed by its
+ * content hash, the SHA-256 of the file, as uploads are), so an API host
+ * without this worker's audio cache can serve the track. Skipped when the
+ * row exists or the file is over the cap; failures are logged, never fatal. */
+static void keep_track_audio(worker *w, const m2p_track *t) {
+    m2p_queue *q = w->q;
+    if (!q->shared || t->content_hash[0] == '\0' || t->path[0] == '\0') {
+        return;
+    }
+    int64_t cap_mb = q->cfg.max_upload_mb > q->cfg.max_download_mb ? q->cfg.max_upload_mb : q->cfg.max_download_mb;
+    size_t cap = (size_t)cap_mb * 1024u * 1024u;
+    m2p_error e;
+    m2p_error_clear(&e);
+    bool found = false;
+    if (m2p_store_upload_exists(w->store, t->content_hash, &found, &e) != M2P_OK) {
+        M2P_WARN("jobs", "track audio not stored: %s", e.detail);
+        return;
+    }
+    struct stat st;
+    if (found || stat(t->path, &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > (uint64_t)cap) {
+        return;
+    }
+    char *bytes = NULL;
+    size_t len = 0;
+    if (m2p_fs_read_file(t->path, cap, &bytes, &len, &e) != M2P_OK ||
+        m2p_store_upload_put(w->store, t->content_hash, bytes, len, &e) != M2P_OK) {
+        M2P_WARN("jobs", "track audio %.16s not stored: %s", t->content_hash, e.detail);
+    }
+    m2p_free(bytes);
+}
+
+/* Render stage: the live state goes on from the analyze stage's (its
+ * findings, and its steps shown as done). */
+static void carry_over(worker *w, run_ctx *r, int64_t id) {
+    json_t *job = NULL;
+    m2p_error e;
+    if (m2p_store_job_get(w->store, id, &job, &e) != M2P_OK) {
+        return;
+    }
+    json_t *prev = json_object_get(job, "progress");
+    json_t *findings = json_object_get(prev, "findings");
+    if (json_is_array(findings)) {
+        (void)json_object_set(r->state, "findings", findings);
+    }
+    json_t *steps = json_object_get(prev, "steps");
+    for (int s = 0; s < M2P_STEP_PROMPT; s++) {
+        json_t *one = json_object_get(steps, m2p_step_name((m2p_step)s));
+        r->done[s] = true;
+        r->elapsed[s] = json_number_value(json_object_get(one, "elapsed_s"));
+    }
+    json_decref(job);
+}
+
+/* End of the analyze stage (committed with the stage data, fenced by the
+ * attempt): a process that renders too goes on at once (*waiting false);
+ * else the job waits, queued in stage render, for a render worker. *lost:
+ * the row moved on (nothing to write). A cancel that came in meanwhile ends
+ * the attempt as cancelled. */
+static m2p_code end_analysis(worker *w, run_ctx *r, const m2p_job_claim *claim, const m2p_job_result *res,
+                             bool *waiting, bool *lost, m2p_error *err) {
+    m2p_queue *q = w->q;
+    bool keep = (q->stages & M2P_STAGES_RENDER) != 0;
+    *waiting = false;
+    *lost = false;
+    json_t *sj = NULL;
+    m2p_code c = m2p_pipeline_stage_to_json(res, &sj, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)json_object_set_new(sj, "analyzed_by", json_string(w->name));
+    char *text = json_dumps(sj, JSON_COMPACT);
+    json_decref(sj);
+    if (text == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "stage data");
+    }
+    bool applied = false;
+    c = m2p_store_job_advance(w->store, claim->id, claim->attempt, text, keep, &applied, err);
+    free(text);
+    if (c != M2P_OK) {
+        return c;
+    }
+    if (!applied) {
+        bool requested = false;
+        if (m2p_store_job_cancel_requested(w->store, claim->id, &requested, err) == M2P_OK && requested) {
+            return m2p_error_set(err, M2P_E_CANCELLED, "cancelled after the analysis");
+        }
+        M2P_WARN("jobs", "job %lld: attempt %d lost its claim before the render stage", (long long)claim->id,
+                 claim->attempt);
+        *lost = true;
+        return M2P_OK;
+    }
+    (void)json_object_set_new(r->state, "stage", json_string("render"));
+    const char *text_line = keep ? "Analysis done, rendering" : "Analysis done, waiting for a render worker";
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:s}", "step", m2p_step_name(M2P_STEP_PROMPT), "key", "stage", "text",
+                          text_line, "stage", "render", "worker", w->name);
+    if (d != NULL) {
+        json_t *findings = json_object_get(r->state, "findings");
+        if (json_is_array(findings) && json_array_size(findings) < MAX_FINDINGS) {
+            (void)json_array_append(findings, d);
+        }
+        if (!keep) {
+            (void)json_object_set_new(r->state, "status", json_string("queued"));
+        }
+        flush_event(r, "finding", d, true);
+        json_decref(d);
+    }
+    if (!keep) {
+        json_t *st = json_pack("{s:s, s:s, s:s, s:i}", "status", "queued", "stage", "render", "waiting_for",
+                               "render worker", "attempt", claim->attempt);
+        flush_event(r, "state", st, true);
+        json_decref(st);
+        /* not this worker's any more: its heartbeat must not report a lost claim */
+        (void)pthread_mutex_lock(&q->mu);
+        w->job_id = 0;
+        w->attempt = 0;
+        (void)pthread_mutex_unlock(&q->mu);
+        m2p_queue_notify(q); /* the reconciler puts it on the render stream now */
+        *waiting = true;
+    }
+    return M2P_OK;
+}
+
 static void run_job(worker *w, m2p_job_claim *claim) {
     m2p_queue *q = w->q;
     const m2p_config *cfg = &q->cfg;
@@ -639,8 +765,11 @@ static void run_job(worker *w, m2p_job_claim *claim) {
     } else {
         code = m2p_queue_spec_from_json(spec_json, cfg, claim->id, &spec, out_dir, sizeof out_dir, &err);
     }
+    bool analyze = claim->stage == M2P_STAGE_ANALYZE;
+    bool renders = !analyze || (q->stages & M2P_STAGES_RENDER) != 0;
+    (void)json_object_set_new(r.state, "stage", json_string(m2p_job_stage_name(claim->stage)));
     char local_upload[M2P_PATH_MAX];
-    if (code == M2P_OK && q->shared && spec.upload_path != NULL) {
+    if (code == M2P_OK && analyze && q->shared && spec.upload_path != NULL) {
         code = local_upload_copy(w, spec_json, spec.upload_path, local_upload, sizeof local_upload, &err);
         if (code == M2P_OK) {
             spec.upload_path = local_upload;
@@ -656,19 +785,44 @@ static void run_job(worker *w, m2p_job_claim *claim) {
                 r.have_mean[s] = false; /* no ETA for this step: not an error */
             }
         }
-        json_t *d = json_pack("{s:s, s:i, s:i}", "status", "running", "attempt", claim->attempt, "max_attempts",
-                              claim->max_attempts);
+        if (!analyze) {
+            carry_over(w, &r, claim->id);
+        }
+        json_t *d = json_pack("{s:s, s:i, s:i, s:s, s:s}", "status", "running", "attempt", claim->attempt,
+                              "max_attempts", claim->max_attempts, "stage", m2p_job_stage_name(claim->stage),
+                              "worker", w->name);
         flush_event(&r, "state", d, true);
         json_decref(d);
-        code = m2p_fs_mkdirs(out_dir, &err);
+        if (renders) {
+            code = m2p_fs_mkdirs(out_dir, &err);
+        }
     }
-    if (code == M2P_OK && claim->attempt <= cfg->unsafe_test_fail_first) {
+    if (code == M2P_OK && analyze && claim->attempt <= cfg->unsafe_test_fail_first) {
         code = m2p_error_set(&err, M2P_E_FETCH_NETWORK, "injected failure of attempt %d (unsafe_test_fail_first=%d)",
                              claim->attempt, cfg->unsafe_test_fail_first);
     }
+    m2p_progress progress = {on_report, on_finding, &r, &w->cancel};
+    if (code == M2P_OK && analyze) {
+        /* stage 1: source, fetch, decode, analysis (cached in analyses), prompt */
+        code = m2p_pipeline_prompt(q->pipeline, w->store, &spec, &progress, &res, &err);
+        if (code == M2P_OK) {
+            keep_track_audio(w, &res.track);
+            bool waiting = false;
+            bool lost = false;
+            code = end_analysis(w, &r, claim, &res, &waiting, &lost, &err);
+            if (code == M2P_OK && (waiting || lost)) {
+                goto done; /* a render worker takes it from here (or the row moved on) */
+            }
+        }
+    } else if (code == M2P_OK) {
+        /* stage 2 on its own: from the stored analysis, prompt and track; no audio */
+        code = m2p_pipeline_stage_restore(q->pipeline, w->store, claim->stage_json, &progress, &res, &err);
+        if (code == M2P_OK) {
+            r.got_prompt = true;
+        }
+    }
     if (code == M2P_OK) {
-        m2p_progress progress = {on_report, on_finding, &r, &w->cancel};
-        code = m2p_pipeline_make(q->pipeline, w->store, &spec, &progress, &res, &err);
+        code = m2p_pipeline_render(q->pipeline, &spec, &progress, &res, &err);
         if (r.cur_step >= 0 && code == M2P_OK) {
             r.elapsed[r.cur_step] = m2p_now_monotonic() - r.step_started;
             r.done[r.cur_step] = true;
@@ -859,7 +1013,7 @@ static void take_from_broker(worker *w) {
         }
     }
     m2p_broker_msg m;
-    m2p_code c = m2p_broker_take(w->broker, 1000, (int64_t)(q->lease_s * 1000.0), &m, &err);
+    m2p_code c = m2p_broker_take(w->broker, q->stages, 1000, (int64_t)(q->lease_s * 1000.0), &m, &err);
     if (c == M2P_E_NOT_FOUND) {
         w->backoff = 0;
         return;
@@ -890,10 +1044,12 @@ static void take_from_broker(worker *w) {
         return;
     }
     m2p_job_claim claim;
-    c = m2p_store_job_claim_id(w->store, m.job_id, m2p_now_wall(), q->lease_s, &claim, &err);
+    /* the stream tells the stage: an analyze entry of a job already in stage render is stale */
+    c = m2p_store_job_claim_stage(w->store, m.job_id, m.stage == M2P_STAGE_RENDER ? M2P_STAGES_RENDER : M2P_STAGES_ANALYZE,
+                                  m2p_now_wall(), q->lease_s, &claim, &err);
     if (c == M2P_E_NOT_FOUND) {
-        /* done, cancelled, or a duplicate entry of a job running elsewhere: nothing to do */
-        if (m2p_broker_ack(w->broker, m.entry, &err) != M2P_OK) {
+        /* done, cancelled, in the other stage, or a duplicate entry of a job running elsewhere: nothing to do */
+        if (m2p_broker_ack(w->broker, m.stage, m.entry, &err) != M2P_OK) {
             M2P_DEBUG("jobs", "ack: %s", err.detail);
         }
         return;
@@ -907,13 +1063,14 @@ static void take_from_broker(worker *w) {
     w->job_id = claim.id;
     w->attempt = claim.attempt;
     (void)snprintf(w->entry, sizeof w->entry, "%s", m.entry);
+    w->entry_stage = m.stage;
     atomic_store(&w->cancel, q->stopping);
     q->stats.jobs_started++;
     (void)pthread_mutex_unlock(&q->mu);
     run_job(w, &claim);
     /* The outcome (or the requeue) is committed: the entry is done. A job put
      * back in the queue is XADDed again by the reconciler when it is due. */
-    if (m2p_broker_ack(w->broker, m.entry, &err) != M2P_OK) {
+    if (m2p_broker_ack(w->broker, m.stage, m.entry, &err) != M2P_OK) {
         M2P_WARN("jobs", "job %lld: ack failed (%s); a redelivery will find it done", (long long)claim.id,
                  err.detail);
     }
@@ -941,7 +1098,7 @@ static void *worker_main(void *arg) {
         m2p_job_claim claim;
         m2p_error err;
         m2p_error_clear(&err);
-        m2p_code c = m2p_store_job_claim_lease(w->store, m2p_now_wall(), q->lease_s, &claim, &err);
+        m2p_code c = m2p_store_job_claim_stage(w->store, 0, q->stages, m2p_now_wall(), q->lease_s, &claim, &err);
         if (c == M2P_OK) {
             (void)pthread_mutex_lock(&q->mu);
             w->job_id = claim.id;
@@ -992,11 +1149,12 @@ static void *worker_main(void *arg) {
 static void reconcile_once(m2p_queue *q, m2p_error *err, m2p_code *c) {
     enum { CAP = 256, LIST_CAP = 4096 };
     int64_t ids[CAP];
+    m2p_job_stage stages[CAP];
     size_t n = 0;
     double now = m2p_now_wall();
     *c = m2p_store_job_expire(q->rc_store, now, q->lease_s, err);
     if (*c == M2P_OK) {
-        *c = m2p_store_job_runnable(q->rc_store, now, q->lease_s, ids, CAP, &n, err);
+        *c = m2p_store_job_runnable_stages(q->rc_store, now, q->lease_s, ids, stages, CAP, &n, err);
     }
     if (*c != M2P_OK || n == 0) {
         return;
@@ -1012,16 +1170,29 @@ static void reconcile_once(m2p_queue *q, m2p_error *err, m2p_code *c) {
         *c = m2p_error_set(err, M2P_E_NOMEM, "reconcile");
         return;
     }
-    size_t np = 0;
-    *c = m2p_broker_list(q->rc_broker, present, LIST_CAP, &np, err);
-    for (size_t i = 0; *c == M2P_OK && i < n; i++) {
-        bool found = false;
-        for (size_t k = 0; k < np && !found; k++) {
-            found = present[k] == ids[i];
+    /* each runnable job needs an entry in the stream of its stage */
+    for (int st = 0; *c == M2P_OK && st < 2; st++) {
+        size_t np = 0;
+        bool any = false;
+        for (size_t i = 0; i < n && !any; i++) {
+            any = (int)stages[i] == st;
         }
-        if (!found) {
-            *c = m2p_broker_enqueue(q->rc_broker, ids[i], err);
-            M2P_DEBUG("jobs", "job %lld enqueued on the stream", (long long)ids[i]);
+        if (!any) {
+            continue;
+        }
+        *c = m2p_broker_list(q->rc_broker, (m2p_job_stage)st, present, LIST_CAP, &np, err);
+        for (size_t i = 0; *c == M2P_OK && i < n; i++) {
+            if ((int)stages[i] != st) {
+                continue;
+            }
+            bool found = false;
+            for (size_t k = 0; k < np && !found; k++) {
+                found = present[k] == ids[i];
+            }
+            if (!found) {
+                *c = m2p_broker_enqueue(q->rc_broker, (m2p_job_stage)st, ids[i], err);
+                M2P_DEBUG("jobs", "job %lld enqueued on %s", (long long)ids[i], m2p_broker_stream((m2p_job_stage)st));
+            }
         }
     }
     m2p_free(present);
@@ -1118,6 +1289,7 @@ static void *heartbeat_main(void *arg) {
         int64_t ids[64];
         int attempts[64];
         char entries[64][48];
+        m2p_job_stage entry_stages[64];
         char consumers[64][128];
         int n = 0;
         for (int i = 0; i < q->n_workers && n < 64; i++) {
@@ -1125,6 +1297,7 @@ static void *heartbeat_main(void *arg) {
                 ids[n] = q->workers[i].job_id;
                 attempts[n] = q->workers[i].attempt;
                 memcpy(entries[n], q->workers[i].entry, sizeof entries[n]);
+                entry_stages[n] = q->workers[i].entry_stage;
                 memcpy(consumers[n], q->workers[i].consumer, sizeof consumers[n]);
                 n++;
             }
@@ -1142,7 +1315,7 @@ static void *heartbeat_main(void *arg) {
                 /* keep the stream entry ours: reset its idle time */
                 if (q->hb_broker == NULL && m2p_broker_open(&q->cfg, "heartbeat", &q->hb_broker, &e) != M2P_OK) {
                     M2P_WARN("jobs", "broker heartbeat: %s", e.detail);
-                } else if (m2p_broker_touch(q->hb_broker, consumers[i], entries[i], &e) != M2P_OK) {
+                } else if (m2p_broker_touch(q->hb_broker, consumers[i], entry_stages[i], entries[i], &e) != M2P_OK) {
                     M2P_WARN("jobs", "job %lld: broker heartbeat failed: %s", (long long)ids[i], e.detail);
                 }
                 m2p_error_clear(&e);
@@ -1191,6 +1364,10 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
     (void)pthread_mutex_init(&q->pub_mu, NULL);
     (void)pthread_cond_init(&q->rc_cv, NULL);
     q->redis = strcmp(cfg->queue, "redis") == 0;
+    if (!m2p_queue_role_parse(cfg->worker_role, &q->stages)) {
+        c = m2p_error_set(err, M2P_E_CONFIG, "worker_role: '%s' is not all, cpu or gpu", cfg->worker_role);
+        goto fail;
+    }
     atomic_init(&q->version, 0);
     atomic_init(&q->n_started, 0);
     q->n_workers = cfg->workers < 1 ? 1 : cfg->workers;
@@ -1202,6 +1379,9 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
     for (int i = 0; i < q->n_workers; i++) {
         worker *w = &q->workers[i];
         w->q = q;
+        char host[64] = "host";
+        (void)gethostname(host, sizeof host - 1);
+        (void)snprintf(w->name, sizeof w->name, "%s-%ld-%d", host, (long)getpid(), i);
         atomic_init(&w->cancel, false);
         w->rng = (uint64_t)(m2p_now_wall() * 1e6) ^ ((uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull);
         if (w->rng == 0) {
@@ -1245,6 +1425,19 @@ m2p_code m2p_queue_create(const m2p_config *cfg, m2p_pipeline *pipeline, m2p_que
 fail:
     m2p_queue_free(q);
     return c;
+}
+
+bool m2p_queue_role_parse(const char *role, unsigned *stages) {
+    if (role == NULL || role[0] == '\0' || strcmp(role, "all") == 0) {
+        *stages = M2P_STAGES_ALL;
+    } else if (strcmp(role, "cpu") == 0) {
+        *stages = M2P_STAGES_ANALYZE;
+    } else if (strcmp(role, "gpu") == 0) {
+        *stages = M2P_STAGES_RENDER;
+    } else {
+        return false;
+    }
+    return true;
 }
 
 m2p_code m2p_queue_start(m2p_queue *q, m2p_error *err) {

@@ -65,6 +65,11 @@ m2p_code m2p_queue_start_workers(m2p_queue *q, int n, m2p_error *err) M2P_WUR;
  * its attempts are used up. No start-up recovery in this mode. */
 #define M2P_QUEUE_DEFAULT_LEASE_S 30.0
 bool m2p_queue_is_shared(const m2p_queue *q);
+/* worker_role → the stages (M2P_STAGES_*) its workers take: "all" (or empty)
+ * both, "cpu" analyze only (never loads the model), "gpu" render only.
+ * False for anything else. m2p_queue_create reads cfg->worker_role. */
+bool m2p_queue_role_parse(const char *role, unsigned *stages);
+
 /* Sets the lease (seconds, > 0) before m2p_queue_start; ignored in local mode. */
 void m2p_queue_set_lease(m2p_queue *q, double lease_s);
 /* Graceful stop: running jobs are asked to stop at their next step boundary

@@ -417,10 +417,25 @@ done:
 
 m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec *spec, const m2p_progress *progress,
                            m2p_job_result *out, m2p_error *err) {
-    const m2p_config *cfg = &p->cfg;
     m2p_code rc = m2p_pipeline_prompt(p, store, spec, progress, out, err);
     if (rc != M2P_OK) {
         return rc;
+    }
+    return m2p_pipeline_render(p, spec, progress, out, err);
+}
+
+m2p_code m2p_pipeline_render(m2p_pipeline *p, const m2p_job_spec *spec, const m2p_progress *progress,
+                             m2p_job_result *out, m2p_error *err) {
+    const m2p_config *cfg = &p->cfg;
+    m2p_code rc = M2P_OK;
+    if (out->features == NULL || out->prompt == NULL) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "render needs the features and the prompt");
+    }
+    if (spec->per_section) {
+        rc = prompt_resources(p, err); /* section prompts are built here (a render-only worker has none yet) */
+        if (rc != M2P_OK) {
+            return rc;
+        }
     }
     if (m2p_progress_cancelled(progress)) {
         return m2p_error_set(err, M2P_E_CANCELLED, "before rendering");
@@ -566,6 +581,152 @@ done:
         }
     }
     m2p_free(images);
+    return rc;
+}
+
+/* --- the analyze stage's output, stored between the stages -------------------------------- */
+
+#define STAGE_FORMAT 1
+
+m2p_code m2p_pipeline_stage_to_json(const m2p_job_result *r, json_t **out, m2p_error *err) {
+    *out = NULL;
+    if (r->prompt == NULL || r->features == NULL) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "the analyze stage has no prompt");
+    }
+    json_t *prompt = NULL;
+    if (m2p_prompt_to_json(r->prompt, &prompt) != M2P_OK) {
+        return m2p_error_set(err, M2P_E_NOMEM, "prompt JSON");
+    }
+    json_t *secs = json_array();
+    for (int i = 0; secs != NULL && i < M2P_STEP_COUNT; i++) {
+        (void)json_array_append_new(secs, json_real(r->step_seconds[i]));
+    }
+    json_t *o = json_pack("{s:i, s:I, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:f, s:b, s:b, s:o, s:o}", "format",
+                          STAGE_FORMAT, "track_id", (json_int_t)r->track_id, "content_hash", r->track.content_hash,
+                          "analyzer_version", M2P_ANALYZER_VERSION, "kind", (int)r->track.kind, "source",
+                          r->track.source, "video_id", r->track.video_id, "title", r->track.title, "uploader",
+                          r->track.uploader, "duration_s", r->track.duration_s, "cache_hit", r->track.cache_hit,
+                          "features_cached", r->features_cached, "prompt", prompt, "step_seconds",
+                          secs != NULL ? secs : json_array());
+    if (o == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "stage JSON");
+    }
+    *out = o;
+    return M2P_OK;
+}
+
+static char *dup_field(const json_t *o, const char *key) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return m2p_strdup(v != NULL ? v : "");
+}
+
+static m2p_code prompt_from_json(const json_t *j, m2p_prompt **out, m2p_error *err) {
+    *out = NULL;
+    if (!json_is_object(j) || !json_is_string(json_object_get(j, "positive"))) {
+        return m2p_error_set(err, M2P_E_STAGE_DATA_MISSING, "no prompt in the stored stage");
+    }
+    m2p_prompt *p = m2p_calloc(1, sizeof *p);
+    if (p == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "prompt");
+    }
+    p->positive = dup_field(j, "positive");
+    p->negative = dup_field(j, "negative");
+    p->style = dup_field(j, "style");
+    p->n_tokens = (int)json_integer_value(json_object_get(j, "n_tokens"));
+    p->shortened = json_is_true(json_object_get(j, "shortened"));
+    bool ok = p->positive != NULL && p->negative != NULL && p->style != NULL;
+    const json_t *frags = json_object_get(j, "fragments");
+    size_t n = json_is_array(frags) ? json_array_size(frags) : 0;
+    if (ok && n > 0) {
+        p->fragments = m2p_calloc(n, sizeof *p->fragments);
+        ok = p->fragments != NULL;
+        for (size_t i = 0; ok && i < n; i++) {
+            const json_t *f = json_array_get(frags, i);
+            m2p_fragment *d = &p->fragments[i];
+            p->n_fragments = i + 1;
+            d->variable = dup_field(f, "variable");
+            d->text = dup_field(f, "text");
+            d->feature = dup_field(f, "feature");
+            d->reason = dup_field(f, "reason");
+            d->priority = (int)json_integer_value(json_object_get(f, "priority"));
+            d->kept = json_is_true(json_object_get(f, "kept"));
+            ok = d->variable != NULL && d->text != NULL && d->feature != NULL && d->reason != NULL;
+        }
+    }
+    if (!ok) {
+        m2p_prompt_free(p);
+        return m2p_error_set(err, M2P_E_NOMEM, "prompt");
+    }
+    *out = p;
+    return M2P_OK;
+}
+
+m2p_code m2p_pipeline_stage_restore(m2p_pipeline *p, m2p_store *store, const char *stage_json,
+                                    const m2p_progress *progress, m2p_job_result *out, m2p_error *err) {
+    (void)p;
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *j = stage_json != NULL ? json_loads(stage_json, 0, &jerr) : NULL;
+    m2p_code rc = M2P_OK;
+    const char *hash = json_string_value(json_object_get(j, "content_hash"));
+    const char *version = json_string_value(json_object_get(j, "analyzer_version"));
+    if (j == NULL || json_integer_value(json_object_get(j, "format")) != STAGE_FORMAT || hash == NULL ||
+        version == NULL || strlen(hash) != 64) {
+        rc = m2p_error_set(err, M2P_E_STAGE_DATA_MISSING, "the job has no readable analysis stage data");
+        goto done;
+    }
+    m2p_track *t = &out->track;
+    t->kind = (m2p_source_kind)json_integer_value(json_object_get(j, "kind"));
+    (void)snprintf(t->content_hash, sizeof t->content_hash, "%s", hash);
+    (void)snprintf(t->source, sizeof t->source, "%s", json_string_value(json_object_get(j, "source")) != NULL
+                                                           ? json_string_value(json_object_get(j, "source"))
+                                                           : "");
+    (void)snprintf(t->video_id, sizeof t->video_id, "%s",
+                   json_string_value(json_object_get(j, "video_id")) != NULL
+                       ? json_string_value(json_object_get(j, "video_id"))
+                       : "");
+    (void)snprintf(t->title, sizeof t->title, "%s", json_string_value(json_object_get(j, "title")) != NULL
+                                                         ? json_string_value(json_object_get(j, "title"))
+                                                         : "");
+    (void)snprintf(t->uploader, sizeof t->uploader, "%s",
+                   json_string_value(json_object_get(j, "uploader")) != NULL
+                       ? json_string_value(json_object_get(j, "uploader"))
+                       : "");
+    t->duration_s = json_number_value(json_object_get(j, "duration_s"));
+    t->cache_hit = json_is_true(json_object_get(j, "cache_hit"));
+    t->path[0] = '\0'; /* the render stage never reads the audio */
+    out->track_id = (int64_t)json_integer_value(json_object_get(j, "track_id"));
+    out->features_cached = json_is_true(json_object_get(j, "features_cached"));
+    const json_t *secs = json_object_get(j, "step_seconds");
+    for (int i = 0; i < M2P_STEP_COUNT && i < (int)json_array_size(secs); i++) {
+        out->step_seconds[i] = json_number_value(json_array_get(secs, i));
+    }
+    /* the full features (spectrogram, energy curve, sections) are in the analyses table */
+    char *text = NULL;
+    rc = store != NULL ? m2p_store_analysis_get(store, hash, version, &text, err)
+                       : m2p_error_set(err, M2P_E_STAGE_DATA_MISSING, "no store to read the analysis from");
+    if (rc != M2P_OK) {
+        goto done;
+    }
+    json_t *fj = text != NULL ? json_loads(text, 0, &jerr) : NULL;
+    m2p_free(text);
+    if (fj == NULL || m2p_features_from_json(fj, &out->features, NULL) != M2P_OK) {
+        json_decref(fj);
+        rc = m2p_error_set(err, M2P_E_STAGE_DATA_MISSING, "the analysis of %.16s (analyzer %s) is not stored", hash,
+                           version);
+        goto done;
+    }
+    json_decref(fj);
+    rc = prompt_from_json(json_object_get(j, "prompt"), &out->prompt, err);
+    if (rc != M2P_OK) {
+        goto done;
+    }
+    m2p_progress_report(progress, M2P_STEP_PROMPT, 1, 1, "stored analysis and prompt");
+done:
+    json_decref(j);
+    if (rc != M2P_OK) {
+        m2p_job_result_clear(out);
+    }
     return rc;
 }
 

@@ -84,6 +84,24 @@ m2p_code m2p_pipeline_prompt(m2p_pipeline *p, m2p_store *store, const m2p_job_sp
 m2p_code m2p_pipeline_make(m2p_pipeline *p, m2p_store *store, const m2p_job_spec *spec, const m2p_progress *progress,
                            m2p_job_result *out, m2p_error *err) M2P_WUR;
 
+/* The render half of m2p_pipeline_make: renders from out (filled by
+ * m2p_pipeline_prompt or m2p_pipeline_stage_restore: features, prompt,
+ * track metadata) and saves the images. Never reads the audio file. */
+m2p_code m2p_pipeline_render(m2p_pipeline *p, const m2p_job_spec *spec, const m2p_progress *progress,
+                             m2p_job_result *out, m2p_error *err) M2P_WUR;
+
+/* Jobs in two stages (analysis on one worker, rendering on another): what the
+ * analyze stage hands to the render stage, as a JSON object (*out owned by the
+ * caller): the track's metadata and content hash, the analyzer version, the
+ * prompt with its trace and the step times. The features themselves stay in
+ * the analyses table (keyed by content hash and analyzer version). */
+m2p_code m2p_pipeline_stage_to_json(const m2p_job_result *r, json_t **out, m2p_error *err) M2P_WUR;
+/* Fills out from stage_json and the stored features, for m2p_pipeline_render
+ * (reports the prompt step as done). M2P_E_STAGE_DATA_MISSING when the stage
+ * data or the analysis cannot be read. */
+m2p_code m2p_pipeline_stage_restore(m2p_pipeline *p, m2p_store *store, const char *stage_json,
+                                    const m2p_progress *progress, m2p_job_result *out, m2p_error *err) M2P_WUR;
+
 /* Frees what a result owns and zeroes it. */
 void m2p_job_result_clear(m2p_job_result *r);
 

@@ -177,7 +177,7 @@ static m2p_code count_query(m2p_store *s, m2p_db_stmt *st, int64_t *out, m2p_err
     "id, batch_id, status, spec AS spec_json, request_hash, source, style, attempts, max_attempts, "  \
     "error_code, error_message, error_detail, error_hint, created_at, updated_at, started_at, "       \
     "finished_at, not_before, progress AS progress_json, result AS result_json, track_id, "           \
-    "cancel_requested, event_seq"
+    "cancel_requested, event_seq, stage, attempts - stage_base AS stage_attempt"
 
 static m2p_code write_event(m2p_store *s, int64_t id, const char *type, json_t *data, const char *progress_json,
                             bool queue_too, int64_t *seq_out, m2p_error *err);
@@ -406,9 +406,26 @@ m2p_code m2p_store_job_list(m2p_store *s, const m2p_job_filter *f, json_t **out,
     return *out != NULL ? M2P_OK : m2p_error_set(err, M2P_E_NOMEM, "json");
 }
 
+const char *m2p_job_stage_name(m2p_job_stage st) {
+    return st == M2P_STAGE_RENDER ? "render" : "analyze";
+}
+
+bool m2p_job_stage_parse(const char *name, m2p_job_stage *out) {
+    if (name != NULL && strcmp(name, "analyze") == 0) {
+        *out = M2P_STAGE_ANALYZE;
+        return true;
+    }
+    if (name != NULL && strcmp(name, "render") == 0) {
+        *out = M2P_STAGE_RENDER;
+        return true;
+    }
+    return false;
+}
+
 void m2p_job_claim_clear(m2p_job_claim *c) {
     if (c != NULL) {
         m2p_free(c->spec_json);
+        m2p_free(c->stage_json);
         memset(c, 0, sizeof *c);
     }
 }
@@ -421,7 +438,8 @@ static m2p_code fail_expired(m2p_store *s, double now, double lease_s, m2p_error
                       "UPDATE jobs SET status = 'failed', error_code = ?1, error_message = ?2,"
                       " error_detail = 'the worker running it stopped during every attempt', error_hint = ?3,"
                       " finished_at = ?4, updated_at = ?4"
-                      " WHERE status = 'running' AND updated_at < ?4 - ?5 AND attempts >= max_attempts RETURNING id",
+                      " WHERE status = 'running' AND updated_at < ?4 - ?5 AND attempts - stage_base >= max_attempts"
+                      " RETURNING id",
                       &st, err);
     if (c != M2P_OK) {
         return c;
@@ -458,8 +476,8 @@ static m2p_code fail_expired(m2p_store *s, double now, double lease_s, m2p_error
     return M2P_OK;
 }
 
-static m2p_code claim(m2p_store *s, int64_t only_id, double now, double lease_s, m2p_job_claim *out,
-                      m2p_error *err) {
+static m2p_code claim(m2p_store *s, int64_t only_id, unsigned stages, double now, double lease_s,
+                      m2p_job_claim *out, m2p_error *err) {
     memset(out, 0, sizeof *out);
     if (lease_s > 0) {
         m2p_code fc = fail_expired(s, now, lease_s, err);
@@ -477,19 +495,23 @@ static m2p_code claim(m2p_store *s, int64_t only_id, double now, double lease_s,
                           ? "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?1,"
                             " updated_at = ?1, cancel_requested = 0"
                             " WHERE id = (SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
-                            "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                            "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2"
+                            "       AND attempts - stage_base < max_attempts))"
                             "   AND (?3 = 0 OR id = ?3)"
+                            "   AND ((stage = 'analyze' AND ?4 = 1) OR (stage = 'render' AND ?5 = 1))"
                             "   AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
                             "   ORDER BY queue_pos LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                            " RETURNING id, attempts, max_attempts, spec"
+                            " RETURNING id, attempts, max_attempts, spec, stage, stage_data"
                           : "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?1,"
                             " updated_at = ?1, cancel_requested = 0"
                             " WHERE id = (SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
-                            "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                            "   OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2"
+                            "       AND attempts - stage_base < max_attempts))"
                             "   AND (?3 = 0 OR id = ?3)"
+                            "   AND ((stage = 'analyze' AND ?4 = 1) OR (stage = 'render' AND ?5 = 1))"
                             "   ORDER BY queue_pos LIMIT 1)"
                             " AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
-                            " RETURNING id, attempts, max_attempts, spec",
+                            " RETURNING id, attempts, max_attempts, spec, stage, stage_data",
                       &st, err);
     if (c != M2P_OK) {
         return c;
@@ -497,6 +519,8 @@ static m2p_code claim(m2p_store *s, int64_t only_id, double now, double lease_s,
     (void)m2p_db_bind_double(st, 1, now);
     (void)m2p_db_bind_double(st, 2, lease_s > 0 ? lease_s : 0);
     (void)m2p_db_bind_int64(st, 3, only_id);
+    (void)m2p_db_bind_int(st, 4, (stages & M2P_STAGES_ANALYZE) != 0 ? 1 : 0);
+    (void)m2p_db_bind_int(st, 5, (stages & M2P_STAGES_RENDER) != 0 ? 1 : 0);
     int rc = m2p_db_step(st);
     if (rc == M2P_DB_ROW) {
         out->id = m2p_db_column_int64(st, 0);
@@ -504,6 +528,13 @@ static m2p_code claim(m2p_store *s, int64_t only_id, double now, double lease_s,
         out->max_attempts = m2p_db_column_int(st, 2);
         const unsigned char *spec = m2p_db_column_text(st, 3);
         out->spec_json = m2p_strdup(spec != NULL ? (const char *)spec : "");
+        if (!m2p_job_stage_parse((const char *)m2p_db_column_text(st, 4), &out->stage)) {
+            out->stage = M2P_STAGE_ANALYZE;
+        }
+        const unsigned char *sd = m2p_db_column_text(st, 5);
+        if (sd != NULL && m2p_db_column_type(st, 5) != M2P_DB_NULL) {
+            out->stage_json = m2p_strdup((const char *)sd);
+        }
         c = out->spec_json != NULL ? M2P_OK : m2p_error_set(err, M2P_E_NOMEM, "claim");
         /* Finish the statement so the UPDATE commits. */
         rc = m2p_db_step(st);
@@ -523,11 +554,20 @@ static m2p_code claim(m2p_store *s, int64_t only_id, double now, double lease_s,
 }
 
 m2p_code m2p_store_job_claim(m2p_store *s, double now, m2p_job_claim *out, m2p_error *err) {
-    return claim(s, 0, now, 0, out, err);
+    return claim(s, 0, M2P_STAGES_ALL, now, 0, out, err);
 }
 
 m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p_job_claim *out, m2p_error *err) {
-    return claim(s, 0, now, lease_s, out, err);
+    return claim(s, 0, M2P_STAGES_ALL, now, lease_s, out, err);
+}
+
+m2p_code m2p_store_job_claim_stage(m2p_store *s, int64_t only_id, unsigned stages, double now, double lease_s,
+                                   m2p_job_claim *out, m2p_error *err) {
+    if (only_id < 0 || (stages & M2P_STAGES_ALL) == 0) {
+        memset(out, 0, sizeof *out);
+        return M2P_E_NOT_FOUND;
+    }
+    return claim(s, only_id, stages, now, lease_s, out, err);
 }
 
 m2p_code m2p_store_job_claim_id(m2p_store *s, int64_t id, double now, double lease_s, m2p_job_claim *out,
@@ -536,7 +576,7 @@ m2p_code m2p_store_job_claim_id(m2p_store *s, int64_t id, double now, double lea
         memset(out, 0, sizeof *out);
         return M2P_E_NOT_FOUND;
     }
-    return claim(s, id, now, lease_s, out, err);
+    return claim(s, id, M2P_STAGES_ALL, now, lease_s, out, err);
 }
 
 m2p_code m2p_store_job_expire(m2p_store *s, double now, double lease_s, m2p_error *err) {
@@ -545,11 +585,17 @@ m2p_code m2p_store_job_expire(m2p_store *s, double now, double lease_s, m2p_erro
 
 m2p_code m2p_store_job_runnable(m2p_store *s, double now, double lease_s, int64_t *ids, size_t cap, size_t *n,
                                 m2p_error *err) {
+    return m2p_store_job_runnable_stages(s, now, lease_s, ids, NULL, cap, n, err);
+}
+
+m2p_code m2p_store_job_runnable_stages(m2p_store *s, double now, double lease_s, int64_t *ids, m2p_job_stage *stages,
+                                       size_t cap, size_t *n, m2p_error *err) {
     *n = 0;
     m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
-                      "SELECT id FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
-                      " OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2 AND attempts < max_attempts))"
+                      "SELECT id, stage FROM jobs WHERE ((status = 'queued' AND not_before <= ?1)"
+                      " OR (status = 'running' AND ?2 > 0 AND updated_at < ?1 - ?2"
+                      "     AND attempts - stage_base < max_attempts))"
                       " AND NOT EXISTS (SELECT 1 FROM settings WHERE key = 'queue_paused' AND value = '1')"
                       " ORDER BY queue_pos LIMIT ?3",
                       &st, err);
@@ -561,13 +607,56 @@ m2p_code m2p_store_job_runnable(m2p_store *s, double now, double lease_s, int64_
     (void)m2p_db_bind_int64(st, 3, (int64_t)cap);
     int rc;
     while ((rc = m2p_db_step(st)) == M2P_DB_ROW && *n < cap) {
-        ids[(*n)++] = m2p_db_column_int64(st, 0);
+        ids[*n] = m2p_db_column_int64(st, 0);
+        if (stages != NULL && !m2p_job_stage_parse((const char *)m2p_db_column_text(st, 1), &stages[*n])) {
+            stages[*n] = M2P_STAGE_ANALYZE;
+        }
+        (*n)++;
     }
     m2p_db_finalize(st);
     if (rc != M2P_DB_DONE && rc != M2P_DB_ROW) {
         return m2p_store_db_error(s, rc, "runnable jobs", err);
     }
     return M2P_OK;
+}
+
+m2p_code m2p_store_job_advance(m2p_store *s, int64_t id, int attempt, const char *stage_json, bool keep,
+                               bool *applied, m2p_error *err) {
+    *applied = false;
+    m2p_db_stmt *st = NULL;
+    /* keep: the same worker goes on rendering under the same claim, and the
+     * job keeps one attempt budget, as before stages existed (a process that
+     * runs both stages behaves exactly as one that runs whole jobs); else the
+     * row waits, queued, for a render worker, and the render stage gets a
+     * budget of its own (stage_base = attempts: its first claim is render
+     * attempt 1), so a handoff does not eat the render's retries.
+     * A cancel that arrived after the analysis is not lost: such a row does
+     * not move (cancel_requested = 0), and the worker ends it as cancelled. */
+    m2p_code c = prep(s,
+                      keep ? "UPDATE jobs SET stage = 'render', stage_data = ?1,"
+                             " error_code = NULL, error_message = NULL, error_detail = NULL, error_hint = NULL,"
+                             " updated_at = ?2"
+                             " WHERE id = ?3 AND status = 'running' AND attempts = ?4 AND stage = 'analyze'"
+                             " AND cancel_requested = 0"
+                           : "UPDATE jobs SET stage = 'render', stage_data = ?1, stage_base = attempts,"
+                             " status = 'queued', not_before = 0, error_code = NULL, error_message = NULL,"
+                             " error_detail = NULL, error_hint = NULL, updated_at = ?2"
+                             " WHERE id = ?3 AND status = 'running' AND attempts = ?4 AND stage = 'analyze'"
+                             " AND cancel_requested = 0",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    bind_text_or_null(st, 1, stage_json);
+    (void)m2p_db_bind_double(st, 2, m2p_now_wall());
+    (void)m2p_db_bind_int64(st, 3, id);
+    (void)m2p_db_bind_int(st, 4, attempt);
+    c = step_done(s, st, "advance job", err);
+    m2p_db_finalize(st);
+    if (c == M2P_OK) {
+        *applied = m2p_db_changes(s) > 0;
+    }
+    return c;
 }
 
 m2p_code m2p_store_job_fail_poison(m2p_store *s, int64_t id, const char *detail, bool *applied, m2p_error *err) {
@@ -851,7 +940,8 @@ m2p_code m2p_store_job_retry(m2p_store *s, int64_t id, m2p_error *err) {
     }
     if (c == M2P_OK) {
         c = exec_id(s,
-                    "UPDATE jobs SET status = 'queued', attempts = 0, not_before = 0, error_code = NULL,"
+                    "UPDATE jobs SET status = 'queued', attempts = 0, stage = 'analyze', stage_data = NULL,"
+                    " stage_base = 0, not_before = 0, error_code = NULL,"
                     " error_message = NULL, error_detail = NULL, error_hint = NULL, cancel_requested = 0,"
                     " started_at = NULL, finished_at = NULL, updated_at = ?2,"
                     " queue_pos = (SELECT coalesce(max(queue_pos), 0) + 1 FROM jobs) WHERE id = ?1",
@@ -901,7 +991,7 @@ m2p_code m2p_store_job_recover(m2p_store *s, int *requeued, int *failed, m2p_err
     c = prep(s,
              "UPDATE jobs SET status = 'failed', error_code = ?1, error_message = ?2,"
              " error_detail = 'the server stopped during every attempt', error_hint = ?3,"
-             " finished_at = ?4, updated_at = ?4 WHERE status = 'running' AND attempts >= max_attempts",
+             " finished_at = ?4, updated_at = ?4 WHERE status = 'running' AND attempts - stage_base >= max_attempts",
              &st, err);
     if (c == M2P_OK) {
         (void)m2p_db_bind_text(st, 1, m2p_errname(M2P_E_JOB_INTERRUPTED));
@@ -1223,6 +1313,24 @@ m2p_code m2p_store_upload_put(m2p_store *s, const char *sha256, const void *data
     }
     (void)m2p_db_bind_double(st, 3, m2p_now_wall());
     c = step_done(s, st, "store upload", err);
+    m2p_db_finalize(st);
+    return c;
+}
+
+m2p_code m2p_store_upload_exists(m2p_store *s, const char *sha256, bool *found, m2p_error *err) {
+    *found = false;
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s, "SELECT 1 FROM uploads WHERE sha256 = ?1", &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    (void)m2p_db_bind_text(st, 1, sha256);
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        *found = true;
+    } else if (rc != M2P_DB_DONE) {
+        c = m2p_store_db_error(s, rc, "upload exists", err);
+    }
     m2p_db_finalize(st);
     return c;
 }

@@ -26,6 +26,23 @@
  *     │             attempts < max_attempts; else failed job_interrupted)
  *     └────retry (failed, cancelled, partial; attempts reset)
  *
+ * Stages (migration 5): a job is first in stage "analyze" (source, fetch,
+ * decode, analysis, prompt: CPU work) and then in stage "render" (render and
+ * store from the stored features, prompt and track, without the audio:
+ * GPU work). Claims can be restricted to stages, so CPU workers and GPU
+ * workers take separate queues. m2p_store_job_advance ends the analyze
+ * stage: the row keeps its claim (a worker that renders too, no round trip)
+ * or goes back to queued in stage render (it waits there, never fails, until
+ * a render worker claims it). attempts counts every claim of the job and
+ * stays the fencing token. A handoff gives the render stage max_attempts
+ * attempts of its own (stage_base = the attempts the analysis used; claims
+ * need attempts - stage_base < max_attempts); a worker that keeps the job
+ * across the stages keeps one budget for the whole job, as before stages
+ * existed. retry starts at analyze again.
+ *
+ *   analyze ──advance(keep)──► render (still running, same worker)
+ *      └─────advance────────► render, queued ──claim(render)──► running
+ *
  * Every state change and progress report appends a row to job_events with a
  * per-job sequence number (jobs.event_seq) and, for state changes, a row to
  * queue_events (global sequence); WebSocket clients replay from either.
@@ -95,12 +112,26 @@ typedef struct m2p_job_filter {
 /* {"jobs": [...], "total": N}. */
 m2p_code m2p_store_job_list(m2p_store *s, const m2p_job_filter *f, json_t **out, m2p_error *err) M2P_WUR;
 
-/* What a worker gets from a claim. spec_json is owned (m2p_free). */
+typedef enum m2p_job_stage { M2P_STAGE_ANALYZE = 0, M2P_STAGE_RENDER = 1 } m2p_job_stage;
+
+/* Stage masks for claims. */
+#define M2P_STAGES_ANALYZE 1u
+#define M2P_STAGES_RENDER 2u
+#define M2P_STAGES_ALL 3u
+
+/* "analyze" or "render"; never NULL. */
+const char *m2p_job_stage_name(m2p_job_stage st);
+/* False when name is not a stage. */
+bool m2p_job_stage_parse(const char *name, m2p_job_stage *out);
+
+/* What a worker gets from a claim. spec_json and stage_json are owned (m2p_free). */
 typedef struct m2p_job_claim {
     int64_t id;
     int attempt; /* attempts after this claim (the fencing token) */
     int max_attempts;
     char *spec_json;
+    m2p_job_stage stage; /* the stage this claim runs */
+    char *stage_json;    /* render stage: what the analyze stage stored (NULL before) */
 } m2p_job_claim;
 
 /* Atomically moves the oldest queued job with not_before <= now to running.
@@ -122,6 +153,22 @@ m2p_code m2p_store_job_claim_lease(m2p_store *s, double now, double lease_s, m2p
  * running with a live lease, paused queue, backoff not over). */
 m2p_code m2p_store_job_claim_id(m2p_store *s, int64_t id, double now, double lease_s, m2p_job_claim *out,
                                 m2p_error *err) M2P_WUR;
+/* As claim_lease (only_id 0) or claim_id (only_id > 0), restricted to the
+ * stages in the mask (M2P_STAGES_*): a CPU worker claims analyze-stage rows
+ * only, a GPU worker render-stage rows only. */
+m2p_code m2p_store_job_claim_stage(m2p_store *s, int64_t only_id, unsigned stages, double now, double lease_s,
+                                   m2p_job_claim *out, m2p_error *err) M2P_WUR;
+/* Ends the analyze stage of a running attempt (fenced like finish): stage
+ * becomes render with stage_json (the stored analysis, prompt and track, see
+ * pipeline.h) and the error fields are cleared. keep: the row stays running
+ * under the same claim (the caller renders next); else it is queued in stage
+ * render. *applied false: the row moved on, or a cancel was requested (the
+ * caller then ends the attempt as cancelled). */
+m2p_code m2p_store_job_advance(m2p_store *s, int64_t id, int attempt, const char *stage_json, bool keep,
+                               bool *applied, m2p_error *err) M2P_WUR;
+/* As m2p_store_job_runnable, also giving each job's stage (stages may be NULL). */
+m2p_code m2p_store_job_runnable_stages(m2p_store *s, double now, double lease_s, int64_t *ids, m2p_job_stage *stages,
+                                       size_t cap, size_t *n, m2p_error *err) M2P_WUR;
 /* Fails running jobs whose lease expired with their attempts used up (job_interrupted, event written). */
 m2p_code m2p_store_job_expire(m2p_store *s, double now, double lease_s, m2p_error *err) M2P_WUR;
 /* Ids of runnable jobs (queued and due, or running with an expired lease and
@@ -240,6 +287,8 @@ m2p_code m2p_store_upload_put(m2p_store *s, const char *sha256, const void *data
                               m2p_error *err) M2P_WUR;
 m2p_code m2p_store_upload_get(m2p_store *s, const char *sha256, unsigned char **data, size_t *len,
                               m2p_error *err) M2P_WUR;
+/* Whether an upload with this hash is stored (no bytes read). */
+m2p_code m2p_store_upload_exists(m2p_store *s, const char *sha256, bool *found, m2p_error *err) M2P_WUR;
 
 typedef struct m2p_image_filter {
     const char *style, *key, *mode, *q, *source;

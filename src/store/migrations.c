@@ -121,6 +121,11 @@ const m2p_migration m2p_store_migrations[] = {
      "  data BLOB NOT NULL,"
      "  created_at REAL NOT NULL"
      ");"},
+    {"job stages: analysis on CPU workers, rendering on GPU workers",
+     "ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT 'analyze' CHECK (stage IN ('analyze','render'));"
+     "ALTER TABLE jobs ADD COLUMN stage_data TEXT;"
+     "ALTER TABLE jobs ADD COLUMN stage_base INTEGER NOT NULL DEFAULT 0;"
+     "CREATE INDEX jobs_stage_queue ON jobs(status, stage, queue_pos);"},
 };
 
 const int m2p_store_n_migrations = (int)(sizeof m2p_store_migrations / sizeof m2p_store_migrations[0]);
@@ -234,6 +239,11 @@ const m2p_migration m2p_store_pg_migrations[] = {
      "  data BYTEA NOT NULL,"
      "  created_at DOUBLE PRECISION NOT NULL"
      ");"},
+    {"job stages: analysis on CPU workers, rendering on GPU workers",
+     "ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT 'analyze' CHECK (stage IN ('analyze','render'));"
+     "ALTER TABLE jobs ADD COLUMN stage_data TEXT;"
+     "ALTER TABLE jobs ADD COLUMN stage_base BIGINT NOT NULL DEFAULT 0;"
+     "CREATE INDEX jobs_stage_queue ON jobs(status, stage, queue_pos);"},
 };
 
 const int m2p_store_pg_n_migrations = (int)(sizeof m2p_store_pg_migrations / sizeof m2p_store_pg_migrations[0]);

@@ -111,8 +111,10 @@ def run(api, settings, data, song, rd, procs):
         check(st == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", (st, png[:300]))
         st, h, thumb = api.http("GET", im["thumb_url"])
         check(st == 200 and thumb[:4] == b"RIFF" and h["content-type"] == "image/webp", (st, h))
-    # the entry was acked and deleted after the commit
-    check(redis_cmd(rd.port, "XLEN", "m2p:jobs").strip() == ":0", redis_cmd(rd.port, "XLEN", "m2p:jobs"))
+    # the entry was acked and deleted after the commit (one stream per stage; a worker of role all
+    # kept the job across both stages, so nothing went to the render stream)
+    for stream in ("m2p:jobs:analyze", "m2p:jobs:render"):
+        check(redis_cmd(rd.port, "XLEN", stream).strip() == ":0", (stream, redis_cmd(rd.port, "XLEN", stream)))
 
     # 2. SIGKILL mid-job → XAUTOCLAIM by another worker → exactly one image set
     # (a job long enough that it cannot finish between "running" and the kill on a quiet machine)
@@ -131,11 +133,11 @@ def run(api, settings, data, song, rd, procs):
     # 3. Redis restarted empty mid-queue: queued jobs still complete
     ids = [submit(api, song, {"seed": str(20 + i)}) for i in range(3)]
     time.sleep(0.5)
-    check(redis_cmd(rd.port, "XLEN", "m2p:jobs").strip() == ":3", redis_cmd(rd.port, "XLEN", "m2p:jobs"))
+    check(redis_cmd(rd.port, "XLEN", "m2p:jobs:analyze").strip() == ":3", redis_cmd(rd.port, "XLEN", "m2p:jobs:analyze"))
     rd.stop()
     time.sleep(0.5)
     rd.start()
-    check(redis_cmd(rd.port, "XLEN", "m2p:jobs").strip() == ":0", "redis kept its data")
+    check(redis_cmd(rd.port, "XLEN", "m2p:jobs:analyze").strip() == ":0", "redis kept its data")
     w3 = Worker(wdata, settings).start()
     procs.append(w3)
     for jid in ids:
