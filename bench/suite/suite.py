@@ -8,7 +8,7 @@ results (RESULTS/<section>.json) and rewrites BENCHMARKS.md and the charts under
 
 Sections (each ≤ --section-s seconds of wall time, killed by timeout otherwise and then reported as
 "not measured: timed out"): machine, sgemm, decode, analysis_lengths, analysis_accuracy, sonic,
-tokenizer, nn, lcm_ref, lcm, model_cli, variations_py, variations, repeat, service, queue_growth, where.
+tokenizer, nn, lcm_ref, lcm, lcm_batch, model_cli, variations_py, variations, repeat, service, queue_growth, where.
 --only reruns some sections and rebuilds the report from the stored results of the others.
 The driver needs Python (it is the benchmark harness); the product does not.
 """
@@ -439,6 +439,30 @@ def s_lcm(ctx, dl):
     return r
 
 
+def s_lcm_batch(ctx, dl):
+    """Batch of 4 vs 4 single UNet steps in one process (bench_batch), before/after Winograd."""
+    need_model()
+    b = bench_bin(ctx, "bench_batch")
+    cmd = [b, "--model", MID_MODEL, "--size", str(SIZE), "--rounds", "3", "--configs", "before,after,blin", "--json"]
+    rc, o, e, _ = run(cmd, dl.left())
+    if rc != 0:
+        raise NotMeasured(f"{'timed out' if rc == 124 else 'rc %d' % rc}: " + tail(e, 3))
+    j = json.loads(o[o.index("{"):])
+    names = {"before": "before (im2col everywhere)", "after": "after (Winograd from 16x16)",
+             "blin": "after + batched linears (not reproducible)"}
+    rows = []
+    for k, v in j["configs"].items():
+        rows.append([names.get(k, k), "%.2f / %.2f s" % (v["b4_wall"], v["b4_cpu"]),
+                     "%.2f / %.2f s" % (v["s4_wall"], v["s4_cpu"]), "%.3f / %.3f" % (v["ratio_wall"], v["ratio_cpu"]),
+                     "%.3f" % v["b4_over_b1_cpu"], "%.1f" % v["gflop_per_cpu_s_b4"],
+                     "bitwise" if v["bitwise"] else "no (%.2g)" % v["max_diff"]])
+    return {"title": f"UNet batch of 4 vs 4 single runs, one process (mid-size model, {SIZE}²)", "cmd": " ".join(cmd),
+            "rows": rows, "header": ["config", "batch 4 wall / CPU", "4 singles wall / CPU",
+                                     "img/s b4 ÷ img/s singles (wall / CPU)", "b4 ÷ b1 per step (CPU)",
+                                     "GFLOP per CPU-s (b4)", "image in batch == alone"],
+            "data": j, "notes": "medians of 3 interleaved rounds; GFLOP per image step: %.2f" % j["gflop_per_image_step"]}
+
+
 def lcm_ready(stderr):
     """(load s, warm-up s) from the lcm backend's verbose 'renderer ready' line, or (None, None)."""
     m = re.search(r"load ([0-9.]+) s, warm-up ([0-9.]+) s", stderr)
@@ -756,7 +780,7 @@ def s_where(ctx, dl):
 SECTIONS = [
     ("machine", s_machine), ("sgemm", s_sgemm), ("decode", s_decode), ("analysis_lengths", s_analysis_lengths),
     ("analysis_accuracy", s_analysis_accuracy), ("sonic", s_sonic), ("tokenizer", s_tokenizer), ("nn", s_nn),
-    ("lcm_ref", s_lcm_ref), ("lcm", s_lcm), ("model_cli", s_model_cli), ("variations_py", s_variations_py), ("variations", s_variations), ("repeat", s_repeat),
+    ("lcm_ref", s_lcm_ref), ("lcm", s_lcm), ("lcm_batch", s_lcm_batch), ("model_cli", s_model_cli), ("variations_py", s_variations_py), ("variations", s_variations), ("repeat", s_repeat),
     ("service", s_service), ("service_ws", s_service_ws), ("queue_growth", s_queue_growth), ("where", s_where),
 ]
 

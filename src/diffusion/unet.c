@@ -533,37 +533,59 @@ static float *falloc(size_t count) {
     return m2p_malloc_array(count, sizeof(float));
 }
 
+/* The convolution workspace of one forward: grown to the largest conv's need
+ * and reused by every conv after it (a fresh 50–200 MB buffer per conv would be
+ * mapped and zero-filled by the kernel each time). */
+typedef struct wsbuf {
+    float *p;
+    size_t cap;
+} wsbuf;
+
+static float *ws_get(wsbuf *wb, size_t floats) {
+    if (floats == 0) {
+        floats = 1;
+    }
+    if (floats > wb->cap) {
+        m2p_free(wb->p);
+        wb->cap = 0;
+        wb->p = falloc(floats);
+        if (wb->p == NULL) {
+            return NULL;
+        }
+        wb->cap = floats;
+    }
+    return wb->p;
+}
+
 /* y = conv(x): x [n, cin, h, w] → y [n, cout, oh, ow], pad = k/2. 3×3 stride-1
  * convolutions on at least wino_min pixels per image go through Winograd (not
  * the 4-channel conv_in/conv_out: its products would have 4 rows or a
  * 4-deep sum), the rest through im2col; the choice depends on the per-image shape only (never
  * on n), and both ops run their sgemms per image with the same shapes whatever
  * n, so an image's output does not depend on its batch. */
-static m2p_code conv_run(const conv *cv, const float *x, int n, int h, int w, int stride, int wino_min, float *y,
-                         m2p_error *err) {
+static m2p_code conv_run(const conv *cv, const float *x, int n, int h, int w, int stride, int wino_min, wsbuf *wb,
+                         float *y, m2p_error *err) {
     int pad = cv->k / 2;
-    float *ws = NULL;
     bool wino = cv->k == 3 && stride == 1 && cv->cin >= 16 && cv->cout >= 16 && wino_min >= 0 &&
                 (long)h * (long)w >= (long)wino_min;
     if (wino) {
         size_t wsz = m2p_nn_conv3x3_workspace(cv->cin, cv->cout, h, w);
-        ws = falloc(wsz > 0 ? wsz : 1);
+        float *ws = ws_get(wb, wsz);
         if (ws == NULL) {
             return m2p_error_set(err, M2P_E_NOMEM, "winograd workspace (%zu floats)", wsz);
         }
         m2p_nn_conv3x3(x, n, cv->cin, h, w, cv->w, cv->b, cv->cout, y, ws);
-        m2p_free(ws);
         return M2P_OK;
     }
+    float *ws = NULL;
     if (cv->k != 1 || stride != 1) {
         size_t wsz = m2p_nn_conv2d_workspace(cv->cin, h, w, cv->k, stride, pad);
-        ws = falloc(wsz > 0 ? wsz : 1);
+        ws = ws_get(wb, wsz);
         if (ws == NULL) {
             return m2p_error_set(err, M2P_E_NOMEM, "conv workspace (%zu floats)", wsz);
         }
     }
     m2p_nn_conv2d(x, n, cv->cin, h, w, cv->w, cv->b, cv->cout, cv->k, stride, pad, y, ws);
-    m2p_free(ws);
     return M2P_OK;
 }
 
@@ -594,6 +616,7 @@ typedef struct fctx {
     int groups;
     int wino_min;  /* conv_run's Winograd threshold */
     bool batched;  /* linear_images over all images at once */
+    wsbuf *ws;     /* conv workspace of this forward */
 } fctx;
 
 /* ResnetBlock2D: x [n, cin, h·w] → y [n, cout, h·w]. */
@@ -610,19 +633,19 @@ static m2p_code resnet_run(const resnet *r, const fctx *f, const float *x, int h
     }
     memcpy(a, x, (size_t)n * (size_t)r->cin * hw * sizeof(float));
     m2p_nn_group_norm(a, n, r->cin, (int)hw, f->groups, r->norm1.g, r->norm1.b, r->eps, true);
-    if ((rc = conv_run(&r->conv1, a, n, h, w, 1, f->wino_min, b, err)) != M2P_OK) {
+    if ((rc = conv_run(&r->conv1, a, n, h, w, 1, f->wino_min, f->ws, b, err)) != M2P_OK) {
         goto done;
     }
     linear_images(f->temb_act, n, 1, f->t_dim, r->temb.w, r->temb.b, r->cout, tv, false, f->batched);
     m2p_nn_add_channel(b, n, r->cout, (int)hw, tv);
     m2p_nn_group_norm(b, n, r->cout, (int)hw, f->groups, r->norm2.g, r->norm2.b, r->eps, true);
-    if ((rc = conv_run(&r->conv2, b, n, h, w, 1, f->wino_min, y, err)) != M2P_OK) {
+    if ((rc = conv_run(&r->conv2, b, n, h, w, 1, f->wino_min, f->ws, y, err)) != M2P_OK) {
         goto done;
     }
     size_t total = (size_t)n * (size_t)r->cout * hw;
     if (r->shortcut.w != NULL) {
         /* b is free again: shortcut into it. */
-        if ((rc = conv_run(&r->shortcut, x, n, h, w, 1, f->wino_min, b, err)) != M2P_OK) {
+        if ((rc = conv_run(&r->shortcut, x, n, h, w, 1, f->wino_min, f->ws, b, err)) != M2P_OK) {
             goto done;
         }
         m2p_nn_add(y, b, total);
@@ -740,7 +763,7 @@ static m2p_code transformer_run(const transformer *tr, const fctx *f, const floa
     memcpy(a, x, total * sizeof(float));
     m2p_nn_group_norm(a, n, c, (int)hw, f->groups, tr->gn.g, tr->gn.b, 1e-6f, false);
     if (tr->pin_conv.w != NULL) {
-        if ((rc = conv_run(&tr->pin_conv, a, n, h, w, 1, f->wino_min, y, err)) != M2P_OK) {
+        if ((rc = conv_run(&tr->pin_conv, a, n, h, w, 1, f->wino_min, f->ws, y, err)) != M2P_OK) {
             goto done;
         }
         m2p_nn_nchw_to_nhwc(y, n, c, (int)hw, t);
@@ -755,7 +778,7 @@ static m2p_code transformer_run(const transformer *tr, const fctx *f, const floa
     }
     if (tr->pout_conv.w != NULL) {
         m2p_nn_nhwc_to_nchw(t, n, c, (int)hw, a);
-        if ((rc = conv_run(&tr->pout_conv, a, n, h, w, 1, f->wino_min, y, err)) != M2P_OK) {
+        if ((rc = conv_run(&tr->pout_conv, a, n, h, w, 1, f->wino_min, f->ws, y, err)) != M2P_OK) {
             goto done;
         }
     } else {
@@ -837,6 +860,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
     }
     m2p_nn_apply_threads(); /* the `threads` setting, in whichever thread renders */
     m2p_code rc = M2P_OK;
+    wsbuf wb = {NULL, 0};
     bool cur_owned = false; /* false while cur is also an entry of skips */
     act skips[MAX_SKIPS];
     int n_skips = 0;
@@ -875,7 +899,8 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
               in->context_len,
               c->norm_num_groups,
               u->wino_min_pixels,
-              u->batched_linears};
+              u->batched_linears,
+              &wb};
 
     /* conv_in. */
     cur = falloc((size_t)n * (size_t)ch * (size_t)h * (size_t)w);
@@ -884,7 +909,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         goto done;
     }
     cur_owned = true;
-    if ((rc = conv_run(&u->conv_in, in->sample, n, h, w, 1, u->wino_min_pixels, cur, err)) != M2P_OK) {
+    if ((rc = conv_run(&u->conv_in, in->sample, n, h, w, 1, u->wino_min_pixels, &wb, cur, err)) != M2P_OK) {
         goto done;
     }
     skips[n_skips++] = (act){cur, ch, h, w};
@@ -910,7 +935,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
                 rc = m2p_error_set(err, M2P_E_NOMEM, "activations");
                 goto done;
             }
-            if ((rc = conv_run(&b->sampler, cur, n, h, w, 2, u->wino_min_pixels, nxt, err)) != M2P_OK) {
+            if ((rc = conv_run(&b->sampler, cur, n, h, w, 2, u->wino_min_pixels, &wb, nxt, err)) != M2P_OK) {
                 goto done;
             }
             cur = nxt;
@@ -1014,7 +1039,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
             } else {
                 resize_nearest(cur, n, ch, h, w, oh, ow, up);
             }
-            rc = conv_run(&b->sampler, up, n, oh, ow, 1, u->wino_min_pixels, nxt, err);
+            rc = conv_run(&b->sampler, up, n, oh, ow, 1, u->wino_min_pixels, &wb, nxt, err);
             m2p_free(up);
             if (rc != M2P_OK) {
                 goto done;
@@ -1034,7 +1059,7 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
         goto done;
     }
     m2p_nn_group_norm(cur, n, ch, h * w, c->norm_num_groups, u->norm_out.g, u->norm_out.b, c->norm_eps, true);
-    rc = conv_run(&u->conv_out, cur, n, h, w, 1, u->wino_min_pixels, out, err);
+    rc = conv_run(&u->conv_out, cur, n, h, w, 1, u->wino_min_pixels, &wb, out, err);
 done:
     for (int i = 0; i < n_skips; i++) {
         if (skips[i].d == cur) {
@@ -1049,6 +1074,7 @@ done:
     m2p_free(nxt);
     m2p_free(temb);
     m2p_free(tsin);
+    m2p_free(wb.p);
     return rc;
 }
 

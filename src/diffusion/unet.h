@@ -107,10 +107,11 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
 
 /* 3×3 stride-1 convolutions whose latent has at least this many pixels (h·w)
  * per image use Winograd F(2×2, 3×3) (ops.h m2p_nn_conv3x3), the others
- * im2col + sgemm. Measured on the SD 1.x shapes (nn-unet-bench.md): Winograd
- * is 12–35% cheaper from 32×32 up, and loses below (its 16 products get too
- * few columns and its filter transform is paid per call). */
-#define M2P_UNET_WINOGRAD_MIN_PIXELS 1024
+ * im2col + sgemm. Measured on the SD 1.x shapes (bench_batch --convs,
+ * nn-unet-bench.md): Winograd takes 0.60–0.81 of im2col's CPU time from 16×16
+ * up, and 1.35–2.6× below (its 16 products get too few columns and the
+ * filter transform is paid per call) at batch 1. */
+#define M2P_UNET_WINOGRAD_MIN_PIXELS 256
 
 /* Benchmark knobs; set them before any concurrent forward.
  * m2p_unet_set_winograd_min_pixels: the threshold above (< 0: never Winograd,

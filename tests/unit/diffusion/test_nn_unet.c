@@ -158,7 +158,7 @@ static void test_batch_bitwise_levels(void **state) {
     fixture *f = *state;
     check_batch_bitwise(f, 9, 11, 3, 20); /* Winograd at 9×11 and 5×6, im2col at 3×3 and 2×2 */
     check_batch_bitwise(f, 9, 11, 1, 0);  /* Winograd everywhere, broadcast text */
-    check_batch_bitwise(f, 16, 24, 3, M2P_UNET_WINOGRAD_MIN_PIXELS); /* the default: all im2col here */
+    check_batch_bitwise(f, 16, 24, 3, M2P_UNET_WINOGRAD_MIN_PIXELS); /* default: Winograd at 16×24 only */
     check_batch_bitwise(f, 7, 5, 1, -1);  /* never Winograd */
 }
 
