@@ -71,7 +71,7 @@ static m2p_code work_init(fe_work *w, int n_fft) {
     }
     size_t nb = (size_t)n_fft / 2 + 1;
     w->raw_in = m2p_malloc((size_t)n_fft * sizeof(float) + 64);
-    w->raw_out = m2p_malloc((nb + 1) * sizeof(AVComplexFloat) + 64);
+    w->raw_out = m2p_calloc(1, (nb + 1) * sizeof(AVComplexFloat) + 64);
     w->mag = m2p_malloc_array(nb, sizeof(float));
     if (w->raw_in == NULL || w->raw_out == NULL || w->mag == NULL) {
         return M2P_E_NOMEM;
@@ -280,6 +280,13 @@ static void compute_frame(m2p_dsp_frontend *fe, fe_work *w, const float *src, si
     }
     fr->rms[i] = (float)sqrt(ss / n_fft);
     w->fn(w->tx, w->out, w->in, sizeof(float));
+    /* FFmpeg's real DFT (libavutil 57) writes the Nyquist bin's real part
+     * only: its imaginary part (0 by definition) is left as it was in the
+     * buffer, i.e. uninitialised heap memory, which made mag[nb-1] (and the
+     * centroid and top mel band through it) depend on whatever malloc
+     * returned (valgrind: "depends on uninitialised value" at the centroid). */
+    w->out[nb - 1].im = 0.0f;
+    w->out[0].im = 0.0f;
     float bin_hz = (float)fr->rate / (float)n_fft;
     float sc2 = fe->amp_scale * fe->amp_scale;
     for (int k = 0; k < nb; k++) {
