@@ -16,13 +16,26 @@
  *    so a live view that sees a new version finds the event in the database;
  *  - a job's live state is touched only by the worker running it.
  *
+ * Stages (worker_role; docs/notes/scale.md): a claim runs one stage of a
+ * job. Analyze: m2p_pipeline_prompt, then (shared store) the track's audio
+ * into uploads, then m2p_store_job_advance with the stage data; a process
+ * whose workers also render keeps the claim and renders at once (no round
+ * trip through the queue, the in-memory features and prompt are used), a
+ * cpu-only process hands the job over (queued in stage render, event
+ * "Analysis done, waiting for a render worker") and forgets it. Render:
+ * m2p_pipeline_stage_restore (stored features, prompt, track; no audio),
+ * m2p_pipeline_render, finish as before. Workers claim only the stages of
+ * q->stages; every event of a claim names the stage and the worker
+ * (w->name = host-pid-index).
+ *
  * Distributed mode (shared PostgreSQL store; docs/notes/scale.md):
  *  - claims hold a lease; the heartbeat thread renews it for every running
  *    (job, attempt), reads cancels requested on other hosts, and stops an
  *    attempt that lost its row; no start-up recovery (expired leases are
  *    taken over by claims instead);
- *  - queue=redis: workers take ids from the stream (jobs/broker.h), claim
- *    that id in the database and XACK only after the outcome is committed;
+ *  - queue=redis: workers take ids from the streams of their stages
+ *    (jobs/broker.h), claim that id in the database for that stage and XACK
+ *    only after the outcome (or the handoff to the render stage) is committed;
  *    worker.entry is the stream entry of worker.job_id (under q->mu) so the
  *    heartbeat keeps it claimed; the reconciler thread XADDs runnable jobs
  *    missing from the stream; the subscriber thread bumps q->version when

@@ -13,6 +13,11 @@
  *     ▲                 │ cancel(J): flag set → pipeline stops at the next step
  *     └─────────────────┘ stop(): every flag set → J requeued, attempt not counted
  *
+ * Stages: the workers take the job stages of worker_role (all, cpu =
+ * analyze only, gpu = render only; store/jobs.h). A worker that can render
+ * runs an analysed job on to the end under the same claim; a cpu-only one
+ * hands it to the render queue.
+ *
  * Retry policy: a transient failure (m2p_err_transient) with attempts left is
  * requeued with not_before = now + retry_base_s * 2^(attempt-1) (capped at
  * 300 s) times a random factor in [0.5, 1.5); a permanent one fails at once.

@@ -286,7 +286,8 @@ static void shape_job(json_t *o) {
 static m2p_code queue_position(m2p_store *s, int64_t id, int64_t *pos, m2p_error *err) {
     m2p_db_stmt *st = NULL;
     m2p_code c = prep(s,
-                      "SELECT count(*) FROM jobs WHERE status = 'queued' AND queue_pos <="
+                      "SELECT count(*) FROM jobs WHERE status = 'queued'"
+                      " AND stage = (SELECT stage FROM jobs WHERE id = ?1) AND queue_pos <="
                       " (SELECT queue_pos FROM jobs WHERE id = ?1 AND status = 'queued')",
                       &st, err);
     if (c != M2P_OK) {
@@ -1203,6 +1204,35 @@ m2p_code m2p_store_job_counts(m2p_store *s, json_t **out, m2p_error *err) {
     (void)m2p_db_finalize(st);
     if (o == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "counts");
+    }
+    *out = o;
+    return M2P_OK;
+}
+
+m2p_code m2p_store_job_stage_counts(m2p_store *s, json_t **out, m2p_error *err) {
+    *out = NULL;
+    m2p_db_stmt *st = NULL;
+    m2p_code c = prep(s,
+                      "SELECT stage, status, count(*) FROM jobs WHERE status IN ('queued', 'running')"
+                      " GROUP BY stage, status",
+                      &st, err);
+    if (c != M2P_OK) {
+        return c;
+    }
+    json_t *o = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}}", "analyze", "queued", 0, "running", 0, "render", "queued", 0,
+                          "running", 0);
+    int rc;
+    while (o != NULL && (rc = m2p_db_step(st)) == M2P_DB_ROW) {
+        m2p_job_stage stage;
+        if (m2p_job_stage_parse((const char *)m2p_db_column_text(st, 0), &stage)) {
+            (void)json_object_set_new(json_object_get(o, m2p_job_stage_name(stage)),
+                                      (const char *)m2p_db_column_text(st, 1),
+                                      json_integer(m2p_db_column_int64(st, 2)));
+        }
+    }
+    (void)m2p_db_finalize(st);
+    if (o == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "stage counts");
     }
     *out = o;
     return M2P_OK;

@@ -260,6 +260,9 @@ m2p_code m2p_store_queue_seq(m2p_store *s, int64_t *seq, m2p_error *err) M2P_WUR
 
 /* {"queued": n, "running": n, ...} */
 m2p_code m2p_store_job_counts(m2p_store *s, json_t **out, m2p_error *err) M2P_WUR;
+/* Live jobs by stage: {"analyze": {"queued": n, "running": n}, "render": {...}};
+ * render.queued is the work waiting for a render (GPU) worker. */
+m2p_code m2p_store_job_stage_counts(m2p_store *s, json_t **out, m2p_error *err) M2P_WUR;
 
 /* ---- step durations (ETA) ---------------------------------------------------------------- */
 

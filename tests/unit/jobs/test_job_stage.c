@@ -98,6 +98,18 @@ static void test_stage_queues(void **state) {
     assert_int_equal(n, 1);
     assert_int_equal(ids[0], id);
     assert_int_equal(stages[0], M2P_STAGE_RENDER);
+    json_t *counts = NULL;
+    assert_int_equal(m2p_store_job_stage_counts(f->s, &counts, NULL), M2P_OK);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(counts, "render"), "queued")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(counts, "analyze"), "queued")), 0);
+    json_decref(counts);
+    int64_t other = add_job(f->s, 3); /* queued for analysis: not ahead of the render-stage job */
+    json_t *pj = job(f->s, id);
+    assert_int_equal(json_integer_value(json_object_get(pj, "queue_position")), 1);
+    json_decref(pj);
+    pj = job(f->s, other);
+    assert_int_equal(json_integer_value(json_object_get(pj, "queue_position")), 1);
+    json_decref(pj);
     /* a GPU worker comes: it gets the stage data; its claim is render attempt 1 (attempt 2 of the job) */
     assert_int_equal(m2p_store_job_claim_stage(f->s, id, M2P_STAGES_RENDER, now, 30, &c, NULL), M2P_OK);
     assert_int_equal(c.stage, M2P_STAGE_RENDER);
