@@ -9,7 +9,7 @@ other but the database (and Redis): each has its own data folder.
    worker and the render stage on the gpu worker (the worker ids in the events);
    the web page's log gets "Analysis done, waiting for a render worker"; the gpu
    worker never saw the audio (no uploads/ in its folder) and warmed its renderer
-   at start, the cpu worker never loaded one;
+   at start, the cpu worker never loaded one; (db mode) a per-section job too;
 2. only cpu workers running: the job waits in the render stage (queued, not failed,
    long after any lease) and completes once a gpu worker starts;
 3. SIGKILL of the gpu worker mid-render: another gpu worker completes the job
@@ -175,6 +175,13 @@ def scenario(mode, pg, rd, song, procs):
     check(os.path.isdir(os.path.join(cpu.data_dir, "uploads")), "the cpu worker got no copy of the upload")
     st, _, png = api.http("GET", j["images"][0]["url"])
     check(st == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", st)
+    if mode == "db":
+        # one poster per section: the gpu worker builds the section prompts from the stored features
+        jid = submit(api, song, {"seed": "6", "per_section": "true", "layout": "true"})
+        j = api.wait_job(jid, timeout=120)
+        n_sections = len(j["result"]["analysis"]["sections"]) if j["status"] == "succeeded" else -1
+        check(j["status"] == "succeeded" and len(j["images"]) == max(1, n_sections), (j["status"], j["error"]))
+        check(f"-{gpu.pid}-" in running_by_stage(events(api, jid))["render"][0], "per-section render elsewhere")
     print(f"{mode}: cpu analyses, gpu renders ({time.time() - t0:.1f} s)", flush=True)
 
     # 2. no gpu worker: the job waits in the render stage, then completes when one starts
