@@ -356,22 +356,56 @@ static void paint_album(sn_ctx *c) {
     bool light = !s->minor && s->bright > 0.62 && sn_unif(&c->rng) < 0.5;
     sn_col ground = light ? p->paper : sn_mix(p->deep, p->ink, 0.4);
     fill_all(c, ground);
-    double mx = W * 0.17;
+    /* Four arrangements (seed modulo 4): 0 the classic centred block under a
+     * disc; 1 a narrow column of lines on one side, a big disc on the other;
+     * 2 wide lines across the cover, the peak off centre, a small disc low;
+     * 3 a short band of lines at the bottom under a big disc, like a sun. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
+    double x0 = W * 0.17;
+    double x1 = W * 0.83;
     double top = H * 0.13;
     double bottom = H * 0.72;
-    int n = 38 + (int)lround(fmin(s->onset, 8.0) / 8.0 * 30.0);
-    double gap = (bottom - top) / (n - 1);
-    double lift = gap * (5.0 + 6.0 * s->energy);
     double off = sn_range(&c->rng, -0.12, 0.12);
+    double dr = fmin(W, H) * sn_range(&c->rng, 0.13, 0.19);
+    double dx = W * sn_range(&c->rng, 0.35, 0.65);
+    double dy = top + dr * sn_range(&c->rng, -0.1, 0.35);
+    double nscale = 1.0;
+    if (arr == 1) {
+        double cxl = 0.5 + side * 0.2;
+        x0 = W * (cxl - 0.22);
+        x1 = W * (cxl + 0.22);
+        top = H * 0.1;
+        dr = fmin(W, H) * sn_range(&c->rng, 0.2, 0.25);
+        dx = W * (0.5 - side * sn_range(&c->rng, 0.22, 0.28));
+        dy = H * sn_range(&c->rng, 0.3, 0.45);
+    } else if (arr == 2) {
+        x0 = W * 0.05;
+        x1 = W * 0.95;
+        top = H * 0.3;
+        off = side * sn_range(&c->rng, 0.3, 0.45);
+        nscale = 0.7;
+        dr = fmin(W, H) * sn_range(&c->rng, 0.07, 0.1);
+        dx = W * (0.5 - side * sn_range(&c->rng, 0.2, 0.3));
+        dy = H * sn_range(&c->rng, 0.12, 0.18);
+    } else if (arr == 3) {
+        top = H * 0.48;
+        nscale = 0.55;
+        dr = fmin(W, H) * sn_range(&c->rng, 0.24, 0.3);
+        dx = W * sn_range(&c->rng, 0.4, 0.6);
+        dy = top - dr * sn_range(&c->rng, 0.0, 0.3);
+    }
+    double mx = x0;
+    double mxr = W - x1;
+    int n = (int)lround((38 + (int)lround(fmin(s->onset, 8.0) / 8.0 * 30.0)) * nscale);
+    double gap = (bottom - top) / (n - 1);
+    double lift = gap * (5.0 + 6.0 * s->energy) / sqrt(nscale);
     double sharp = 1.2 + 0.8 * s->perc;
     uint32_t nseed = c->seed * 31u + 7u;
     enum { NP = 140 };
     double xs[NP];
     double ys[NP];
     /* A disc behind the lines, the single accent of the cover. */
-    double dr = fmin(W, H) * sn_range(&c->rng, 0.13, 0.19);
-    double dx = W * sn_range(&c->rng, 0.35, 0.65);
-    double dy = top + dr * sn_range(&c->rng, -0.1, 0.35);
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
     sn_source(sc, ground, 1.0);
@@ -389,15 +423,16 @@ static void paint_album(sn_ctx *c) {
             double xf = (double)k / (NP - 1);
             double xn = xf * 2.0 - 1.0;
             double b = fabs(xn - off) * 0.8;
-            double env = pow(clamp01(1.0 - xn * xn), 2.2);
+            double xe = arr == 2 ? (xn - off) / (1.0 + fabs(off)) : xn; /* the peak under off on the wide cover */
+            double env = pow(clamp01(1.0 - xe * xe), 2.2);
             double v = pow(0.5 * sn_spec(s, b, t) + 0.25 * sn_spec(s, b, t - 0.006) + 0.25 * sn_spec(s, b, t + 0.006),
                            sharp);
             double jitter = 0.35 + 0.65 * (0.5 + 0.5 * sn_noise2(xf * 14.0, i * 0.8, nseed));
-            xs[k] = mx + xf * (W - 2 * mx);
+            xs[k] = mx + xf * (W - mx - mxr);
             ys[k] = y0 - lift * v * env * jitter;
         }
         curve_through(cr, xs, ys, NP, true);
-        cairo_line_to(cr, W - mx, y0 + gap * 2);
+        cairo_line_to(cr, W - mxr, y0 + gap * 2);
         cairo_line_to(cr, mx, y0 + gap * 2);
         cairo_close_path(cr);
         sn_source(cr, ground, 1.0);
@@ -432,36 +467,86 @@ static void paint_minimalist(sn_ctx *c) {
     sn_col ground = dark ? sn_mix(p->deep, p->mid, 0.3) : p->paper;
     sn_col ink = dark ? sn_mix(p->paper, p->glow, 0.3) : p->ink;
     fill_all(c, ground);
+    /* Four arrangements (seed modulo 4): 0 a disc on a third-point over a
+     * long horizontal hairline; 1 a small disc high on one side, the line
+     * higher and shorter; 2 a large disc rising from the line like a sun
+     * (only its upper half); 3 the line standing vertical on one side, time
+     * running down, the disc beside it. The line is the song's energy, its
+     * ticks the beats, its dots the section starts, in every arrangement. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
     double fx;
     double fy;
     focal(c, &fx, &fy);
     double R = fmin(W, H) * (0.13 + 0.12 * s->energy);
+    /* The line's frame: origin, direction (angle) and length. */
+    double ox = W * 0.1;
+    double oy = H * 0.70;
+    double len = W * 0.8;
+    double ang = 0.0;
+    bool half_disc = false;
+    if (arr == 1) {
+        R *= 0.55;
+        fx = W * (0.5 + side * sn_range(&c->rng, 0.18, 0.26));
+        fy = H * sn_range(&c->rng, 0.2, 0.28);
+        ox = W * (side > 0 ? 0.1 : 0.3);
+        oy = H * sn_range(&c->rng, 0.5, 0.56);
+        len = W * 0.6;
+    } else if (arr == 2) {
+        R *= 1.55;
+        oy = H * sn_range(&c->rng, 0.6, 0.66);
+        fx = W * (0.5 + side * sn_range(&c->rng, 0.0, 0.14));
+        fy = oy;
+        half_disc = true;
+    } else if (arr == 3) {
+        ang = M_PI / 2.0;
+        ox = W * (0.5 + side * sn_range(&c->rng, 0.24, 0.32));
+        oy = H * 0.08;
+        len = H * 0.6;
+        fx = W * (0.5 - side * sn_range(&c->rng, 0.1, 0.16));
+        fy = H * sn_range(&c->rng, 0.3, 0.42);
+        R *= 0.9;
+    }
+    cairo_save(cr);
+    if (half_disc) {
+        cairo_rectangle(cr, 0, 0, W, fy);
+        cairo_clip(cr);
+    }
     sn_source(cr, p->acc[0], 1.0);
     cairo_arc(cr, fx, fy, R, 0, TAU);
     cairo_fill(cr);
     if (sn_unif(&c->rng) < 0.6) {
         cairo_set_operator(cr, dark ? CAIRO_OPERATOR_SCREEN : CAIRO_OPERATOR_MULTIPLY);
-        double a = sn_range(&c->rng, 0, TAU);
+        double a = half_disc ? sn_range(&c->rng, M_PI * 1.15, M_PI * 1.85) : sn_range(&c->rng, 0, TAU);
         sn_source(cr, p->acc[2], 0.85);
         cairo_arc(cr, fx + cos(a) * R * 0.9, fy + sin(a) * R * 0.9, R * sn_range(&c->rng, 0.35, 0.6), 0, TAU);
         cairo_fill(cr);
         cairo_set_operator(cr, CAIRO_OPERATOR_OVER);
     }
-    /* One hairline: the energy of the song. */
-    double x0 = W * 0.1;
-    double x1 = W * 0.9;
-    double base = H * 0.70;
+    cairo_restore(cr);
+    /* One hairline: the energy of the song, drawn in the line's own frame
+     * (x along time, up = -y), so a vertical line bulges to the right. */
+    cairo_save(cr);
+    cairo_translate(cr, ox, oy);
+    cairo_rotate(cr, ang);
+    if (ang != 0.0) {
+        cairo_scale(cr, 1.0, -1.0); /* bulge toward the middle of the poster */
+        if (side < 0) {
+            cairo_scale(cr, 1.0, -1.0);
+        }
+    }
+    double amp = H * 0.07;
     enum { NP = 160 };
     double xs[NP];
     double ys[NP];
     for (int i = 0; i < NP; i++) {
         double t = (double)i / (NP - 1);
-        xs[i] = x0 + t * (x1 - x0);
+        xs[i] = t * len;
         double e = 0.0;
         for (int k = -3; k <= 3; k++) {
             e += sn_energy(s, t + k * 0.006);
         }
-        ys[i] = base - e / 7.0 * H * 0.07;
+        ys[i] = -e / 7.0 * amp;
     }
     curve_through(cr, xs, ys, NP, true);
     sn_source(cr, ink, 0.9);
@@ -471,20 +556,21 @@ static void paint_minimalist(sn_ctx *c) {
     int step = s->n_beats > 160 ? 4 : 1;
     cairo_set_line_width(cr, 1.0 * u);
     for (int i = 0; i < s->n_beats; i += step) {
-        double x = x0 + s->beat[i] * (x1 - x0);
+        double x = s->beat[i] * len;
         double hgt = (i / step) % 4 == 0 ? 9.0 : 5.0;
-        cairo_move_to(cr, x, base + 14 * u);
-        cairo_line_to(cr, x, base + (14 + hgt) * u);
+        cairo_move_to(cr, x, 14 * u);
+        cairo_line_to(cr, x, (14 + hgt) * u);
     }
     sn_source(cr, ink, 0.45);
     cairo_stroke(cr);
     for (int k = 1; k < s->n_secs; k++) {
-        double x = x0 + s->sec_start[k] * (x1 - x0);
+        double x = s->sec_start[k] * len;
         double e = sn_energy(s, s->sec_start[k]);
         sn_source(cr, p->acc[0], 1.0);
-        cairo_arc(cr, x, base - e * H * 0.07, 3.2 * u, 0, TAU);
+        cairo_arc(cr, x, -e * amp, 3.2 * u, 0, TAU);
         cairo_fill(cr);
     }
+    cairo_restore(cr);
     c->grain = 0.02;
     c->paper = dark ? 0.0 : 0.35;
     c->text_dark = !dark;
@@ -528,6 +614,48 @@ static void neon_stroke(cairo_t *cr, sn_col col, double w) {
     cairo_new_path(cr);
 }
 
+/* Skyline of a neon city on the horizon: building heights from the
+ * spectrogram (bass on the left … treble on the right, as in an equaliser),
+ * lit windows from the seed. */
+static void skyline(sn_ctx *c, double horizon, double max_h, sn_col body, sn_col rim, sn_col window) {
+    cairo_t *cr = c->cr;
+    const sn_song *s = c->song;
+    double W = c->w;
+    double x = -sn_range(&c->rng, 0.0, 0.03) * W;
+    while (x < W) {
+        double bw = W * sn_range(&c->rng, 0.035, 0.08);
+        double xf = (x + bw * 0.5) / W;
+        double v = sn_spec_band(s, xf * 0.85, xf * 0.85 + 0.15, 0.5);
+        double bh = max_h * (0.25 + 0.75 * v) * sn_range(&c->rng, 0.55, 1.0);
+        sn_source(cr, body, 1.0);
+        cairo_rectangle(cr, x, horizon - bh, bw - c->u * 2.0, bh + 1.0);
+        cairo_fill(cr);
+        cairo_move_to(cr, x, horizon - bh);
+        cairo_line_to(cr, x + bw - c->u * 2.0, horizon - bh);
+        neon_stroke(cr, rim, 0.6 * c->u);
+        double cell = fmax(3.0, 9.0 * c->u);
+        sn_source(cr, window, 0.8);
+        for (double wy = horizon - bh + cell; wy < horizon - cell; wy += cell * 1.6) {
+            for (double wx = x + cell * 0.7; wx < x + bw - cell * 1.4; wx += cell * 1.3) {
+                if (sn_unif(&c->rng) < 0.22) {
+                    cairo_rectangle(cr, wx, wy, cell * 0.55, cell * 0.7);
+                }
+            }
+        }
+        cairo_fill(cr);
+        x += bw;
+    }
+}
+
+/* Four arrangements (the seed modulo 4, so `make -n 4` shows all four), each
+ * varied by the seed's stream:
+ *   0 the classic: centred sun sitting on spectrogram mountains, mid horizon;
+ *   1 the city: low horizon, a big sun on a third behind a neon skyline;
+ *   2 the highway: high horizon, a small sun high in the sky, a road running
+ *     to a vanishing point off centre;
+ *   3 the canyon: a sun setting at one edge, one tall range rising on the
+ *     other side.
+ * The grid's vanishing point follows the sun. */
 static void paint_synthwave(sn_ctx *c) {
     cairo_t *cr = c->cr;
     const sn_song *s = c->song;
@@ -536,16 +664,49 @@ static void paint_synthwave(sn_ctx *c) {
     double H = c->h;
     double u = c->u;
     double hue = p->hue;
+    int arr = (int)(c->seed % 4u);
     /* Synthwave lives in purple-magenta-orange; the key turns it a little. */
     double twist = fmod(hue - 320.0 + 540.0, 360.0) - 180.0;
     double hs = 315.0 + twist * 0.25;
-    double horizon = H * sn_range(&c->rng, 0.58, 0.64);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
+    double sr0 = fmin(W, H) * (0.17 + 0.08 * s->energy);
+    double horizon;
+    double sx;
+    double sr;
+    double sy;
+    switch (arr) {
+    case 1:
+        horizon = H * sn_range(&c->rng, 0.47, 0.52);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.14, 0.2));
+        sr = sr0 * 1.3;
+        sy = horizon - sr * sn_range(&c->rng, 0.3, 0.5);
+        break;
+    case 2:
+        horizon = H * sn_range(&c->rng, 0.66, 0.71);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.1, 0.22));
+        sr = sr0 * 0.62;
+        sy = horizon - sr * sn_range(&c->rng, 2.6, 3.6);
+        break;
+    case 3:
+        horizon = H * sn_range(&c->rng, 0.55, 0.6);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.22, 0.28));
+        sr = sr0 * 1.1;
+        sy = horizon - sr * sn_range(&c->rng, 0.05, 0.3);
+        break;
+    default:
+        horizon = H * sn_range(&c->rng, 0.58, 0.64);
+        sx = W * (0.5 + sn_range(&c->rng, -0.06, 0.06));
+        sr = sr0;
+        sy = horizon - sr * sn_range(&c->rng, 0.15, 0.55);
+        break;
+    }
     sn_col sky[4] = {sn_oklch(0.12, 0.06, hs - 40), sn_oklch(0.28, 0.14, hs), sn_oklch(0.55, 0.2, hs + 40),
                      sn_oklch(0.75, 0.16, hs + 95)};
     double offs[4] = {0.0, 0.45, 0.85, 1.0};
-    double sx = W * (0.5 + sn_range(&c->rng, -0.12, 0.12));
-    double sr = fmin(W, H) * (0.17 + 0.08 * s->energy);
-    double sy = horizon - sr * sn_range(&c->rng, 0.15, 0.55);
+    if (arr == 2) { /* the sun is high: a darker, starrier sky */
+        offs[1] = 0.6;
+        offs[2] = 0.93;
+    }
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
     sn_source(sc, sky[3], 1.0);
@@ -554,42 +715,66 @@ static void paint_synthwave(sn_ctx *c) {
     cairo_set_operator(sc, CAIRO_OPERATOR_SCREEN);
     glow(sc, sx, sy, sr * 2.4, sn_oklch(0.65, 0.2, hs + 30), 0.6);
     soft_end(c, &sl, CAIRO_OPERATOR_SOURCE);
-    stars(c, 140, horizon * 0.7, (sn_col){1.0, 0.95, 1.0});
+    stars(c, arr == 2 ? 220 : 140, horizon * 0.7, (sn_col){1.0, 0.95, 1.0});
     sun_with_slits(c, sx, sy, sr, sn_oklch(0.92, 0.16, 95), sn_oklch(0.62, 0.24, hs + 35),
                    5 + (int)(s->tempo / 40.0), 1.0);
-    /* Spectrogram mountains on the horizon with neon rims. */
     uint32_t ms = c->seed * 13u + 1u;
-    for (int layer = 0; layer < 2; layer++) {
-        double amp = H * (layer == 0 ? 0.16 : 0.09) * (0.6 + 0.6 * s->energy);
-        ridge_fill(c, horizon + 1, amp, layer == 0 ? 0.45 : 0.0, layer == 0 ? 0.9 : 0.45, 0.5, ms + layer,
-                   horizon + 2, 120);
-        sn_source(cr, sn_oklch(0.14 + 0.05 * layer, 0.08, hs - 20), 1.0);
-        cairo_fill(cr);
-        enum { NP = 120 };
-        double xs[NP];
-        double ys[NP];
+    enum { NP = 120 };
+    double xs[NP];
+    double ys[NP];
+    if (arr == 0 || arr == 2) {
+        /* Spectrogram mountains on the horizon with neon rims (low and far on the highway). */
+        for (int layer = 0; layer < 2; layer++) {
+            double amp = H * (layer == 0 ? 0.16 : 0.09) * (0.6 + 0.6 * s->energy) * (arr == 2 ? 0.45 : 1.0);
+            ridge_fill(c, horizon + 1, amp, layer == 0 ? 0.45 : 0.0, layer == 0 ? 0.9 : 0.45, 0.5, ms + layer,
+                       horizon + 2, 120);
+            sn_source(cr, sn_oklch(0.14 + 0.05 * layer, 0.08, hs - 20), 1.0);
+            cairo_fill(cr);
+            for (int i = 0; i < NP; i++) {
+                double xf = (double)i / (NP - 1);
+                xs[i] = -4.0 + xf * (W + 8.0);
+                ys[i] = ridge_y(c, horizon + 1, amp, layer == 0 ? 0.45 : 0.0, layer == 0 ? 0.9 : 0.45, xf, 0.5,
+                                ms + layer);
+            }
+            curve_through(cr, xs, ys, NP, true);
+            neon_stroke(cr, layer == 0 ? sn_oklch(0.75, 0.15, hs + 210) : sn_oklch(0.7, 0.2, hs + 20), 0.9 * u);
+        }
+    } else if (arr == 1) {
+        skyline(c, horizon + 1, H * (0.12 + 0.1 * s->energy), sn_oklch(0.13, 0.06, hs - 20),
+                sn_oklch(0.75, 0.15, hs + 210), sn_oklch(0.85, 0.12, 85));
+    } else {
+        /* The canyon: one tall range rising away from the sun. */
+        double amp = H * (0.3 + 0.12 * s->energy);
         for (int i = 0; i < NP; i++) {
             double xf = (double)i / (NP - 1);
+            double away = side > 0 ? 1.0 - xf : xf; /* 1 at the edge opposite the sun */
             xs[i] = -4.0 + xf * (W + 8.0);
-            ys[i] = ridge_y(c, horizon + 1, amp, layer == 0 ? 0.45 : 0.0, layer == 0 ? 0.9 : 0.45, xf, 0.5,
-                            ms + layer);
+            double ramp = smooth(0.2, 1.0, away);
+            ys[i] = horizon + 1 - (horizon + 1 - ridge_y(c, horizon + 1, amp, 0.0, 0.6, xf, 0.6, ms)) * ramp;
         }
         curve_through(cr, xs, ys, NP, true);
-        neon_stroke(cr, layer == 0 ? sn_oklch(0.75, 0.15, hs + 210) : sn_oklch(0.7, 0.2, hs + 20), 0.9 * u);
+        cairo_line_to(cr, W + 4.0, horizon + 2);
+        cairo_line_to(cr, -4.0, horizon + 2);
+        cairo_close_path(cr);
+        sn_source(cr, sn_oklch(0.13, 0.07, hs - 20), 1.0);
+        cairo_fill(cr);
+        curve_through(cr, xs, ys, NP, true);
+        neon_stroke(cr, sn_oklch(0.75, 0.15, hs + 210), 0.9 * u);
     }
-    /* Ground and the perspective grid (line spacing from the tempo). */
+    /* Ground and the perspective grid (line spacing from the tempo), vanishing under the sun. */
     sn_col ground[2] = {sn_oklch(0.16, 0.08, hs - 10), sn_oklch(0.05, 0.02, hs - 30)};
     double goffs[2] = {0.0, 1.0};
     fill_vertical(c, horizon, H, ground, goffs, 2);
     sn_col grid = sn_oklch(0.68, 0.22, hs + 15);
+    double vx = sx;
     cairo_save(cr);
     cairo_rectangle(cr, 0, horizon, W, H - horizon);
     cairo_clip(cr);
     int nv = 13 + 2 * sn_int(&c->rng, 4);
-    for (int k = -nv; k <= nv; k++) {
-        double xb = W * 0.5 + k * W * 0.16;
-        cairo_move_to(cr, W * 0.5 + k * W * 0.008, horizon);
-        cairo_line_to(cr, W * 0.5 + (xb - W * 0.5) * 2.2, H * 1.4);
+    for (int k = -nv - 6; k <= nv + 6; k++) {
+        double xb = vx + k * W * 0.16;
+        cairo_move_to(cr, vx + k * W * 0.008, horizon);
+        cairo_line_to(cr, vx + (xb - vx) * 2.2, H * 1.4);
     }
     int nh = 8 + (int)(s->tempo / 20.0);
     for (int j = 1; j <= nh; j++) {
@@ -599,6 +784,37 @@ static void paint_synthwave(sn_ctx *c) {
         cairo_line_to(cr, W, y);
     }
     neon_stroke(cr, grid, 0.8 * u);
+    if (arr == 2) {
+        /* The highway: dark asphalt to the vanishing point, neon edges, a dashed centre line. */
+        double bw = W * 0.42;
+        cairo_move_to(cr, vx - W * 0.004, horizon);
+        cairo_line_to(cr, vx + W * 0.004, horizon);
+        cairo_line_to(cr, vx + bw, H);
+        cairo_line_to(cr, vx - bw, H);
+        cairo_close_path(cr);
+        sn_source(cr, sn_oklch(0.08, 0.03, hs - 20), 1.0);
+        cairo_fill(cr);
+        for (int e = -1; e <= 1; e += 2) {
+            cairo_move_to(cr, vx + e * W * 0.004, horizon);
+            cairo_line_to(cr, vx + e * bw, H);
+            neon_stroke(cr, sn_oklch(0.78, 0.16, hs + 60), 1.0 * u);
+        }
+        for (int j = 0; j < nh; j += 1) {
+            double z0 = (j + 0.15) / nh;
+            double z1 = (j + 0.55) / nh;
+            double y0 = horizon + (H - horizon) * z0 * z0;
+            double y1 = horizon + (H - horizon) * z1 * z1;
+            double w0 = fmax(0.6, 4.0 * u * z0 * z0 * 2.0);
+            double w1 = fmax(0.6, 4.0 * u * z1 * z1 * 2.0);
+            cairo_move_to(cr, vx - w0, y0);
+            cairo_line_to(cr, vx + w0, y0);
+            cairo_line_to(cr, vx + w1, y1);
+            cairo_line_to(cr, vx - w1, y1);
+            cairo_close_path(cr);
+        }
+        sn_source(cr, sn_oklch(0.9, 0.12, 90), 0.9);
+        cairo_fill(cr);
+    }
     cairo_restore(cr);
     /* Horizon line glow. */
     cairo_move_to(cr, 0, horizon);
@@ -644,13 +860,43 @@ static void paint_vaporwave(sn_ctx *c) {
     double H = c->h;
     double u = c->u;
     double tw = (fmod(p->hue - 330.0 + 540.0, 360.0) - 180.0) * 0.2;
-    double horizon = H * sn_range(&c->rng, 0.6, 0.66);
+    /* Four arrangements (seed modulo 4): 0 a centred sun between two columns;
+     * 1 a sun on a third, one tall column on the other side, low horizon;
+     * 2 a huge sun half set, a colonnade running to the vanishing point;
+     * 3 a high horizon, a small sun high up, a gate of two columns off centre. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
+    double sr = fmin(W, H) * (0.16 + 0.06 * s->energy);
+    double horizon;
+    double sx;
+    double sy;
+    switch (arr) {
+    case 1:
+        horizon = H * sn_range(&c->rng, 0.52, 0.56);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.15, 0.2));
+        sy = horizon - sr * sn_range(&c->rng, 0.9, 1.4);
+        break;
+    case 2:
+        horizon = H * sn_range(&c->rng, 0.58, 0.62);
+        sr *= 1.7;
+        sx = W * (0.5 + sn_range(&c->rng, -0.05, 0.05));
+        sy = horizon - sr * sn_range(&c->rng, 0.05, 0.25);
+        break;
+    case 3:
+        horizon = H * sn_range(&c->rng, 0.68, 0.72);
+        sr *= 0.7;
+        sx = W * (0.5 - side * sn_range(&c->rng, 0.12, 0.2));
+        sy = horizon - sr * sn_range(&c->rng, 2.8, 3.6);
+        break;
+    default:
+        horizon = H * sn_range(&c->rng, 0.6, 0.66);
+        sx = W * sn_range(&c->rng, 0.44, 0.56);
+        sy = horizon - sr * sn_range(&c->rng, 0.45, 0.9);
+        break;
+    }
     sn_col sky[4] = {sn_oklch(0.74, 0.10, 290 + tw), sn_oklch(0.82, 0.11, 345 + tw),
                      sn_oklch(0.88, 0.08, 40 + tw), sn_oklch(0.9, 0.07, 200 + tw)};
     double offs[4] = {0.0, 0.45, 0.8, 1.0};
-    double sx = W * sn_range(&c->rng, 0.38, 0.62);
-    double sr = fmin(W, H) * (0.16 + 0.06 * s->energy);
-    double sy = horizon - sr * sn_range(&c->rng, 0.45, 0.9);
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
     sn_source(sc, sky[3], 1.0);
@@ -692,16 +938,16 @@ static void paint_vaporwave(sn_ctx *c) {
         double z1 = zn * pow(zf / zn, (double)(j + 1) / rows);
         double y0 = horizon + f / z0;
         double y1 = horizon + f / z1;
-        for (int i = -cols; i < cols; i++) {
+        for (int i = -cols - 8; i < cols + 8; i++) {
             double X0 = i * 0.5;
             double X1 = (i + 1) * 0.5;
             sn_col col = ((i + j) & 1) ? ca : cb;
             col = sn_mix(col, sky[3], clamp01((double)j / rows) * 0.6);
             sn_source(cr, col, 1.0);
-            cairo_move_to(cr, W / 2 + X0 / z0 * W * 0.5, y0);
-            cairo_line_to(cr, W / 2 + X1 / z0 * W * 0.5, y0);
-            cairo_line_to(cr, W / 2 + X1 / z1 * W * 0.5, y1);
-            cairo_line_to(cr, W / 2 + X0 / z1 * W * 0.5, y1);
+            cairo_move_to(cr, sx + X0 / z0 * W * 0.5, y0);
+            cairo_line_to(cr, sx + X1 / z0 * W * 0.5, y0);
+            cairo_line_to(cr, sx + X1 / z1 * W * 0.5, y1);
+            cairo_line_to(cr, sx + X0 / z1 * W * 0.5, y1);
             cairo_close_path(cr);
             cairo_fill(cr);
         }
@@ -710,10 +956,37 @@ static void paint_vaporwave(sn_ctx *c) {
     sn_col pl = sn_oklch(0.96, 0.02, 60 + tw);
     sn_col ps = sn_oklch(0.72, 0.06, 300 + tw);
     double pw = W * 0.07;
-    double side = sn_range(&c->rng, 0.1, 0.18);
     double pb = horizon + (H - horizon) * 0.55;
-    pillar(c, W * side, pb, pw, H * (0.32 + 0.12 * s->sec_energy[0]), pl, ps);
-    pillar(c, W * (1 - side), pb, pw, H * (0.32 + 0.12 * s->sec_energy[s->n_secs - 1]), pl, ps);
+    double e0 = s->sec_energy[0];
+    double e1 = s->sec_energy[s->n_secs - 1];
+    if (arr == 0) {
+        double at = sn_range(&c->rng, 0.1, 0.18);
+        pillar(c, W * at, pb, pw, H * (0.32 + 0.12 * e0), pl, ps);
+        pillar(c, W * (1 - at), pb, pw, H * (0.32 + 0.12 * e1), pl, ps);
+    } else if (arr == 1) {
+        double at = 0.5 - side * sn_range(&c->rng, 0.26, 0.34);
+        pillar(c, W * at, horizon + (H - horizon) * 0.7, pw * 1.5, H * (0.5 + 0.12 * e1), pl, ps);
+    } else if (arr == 2) {
+        /* A colonnade on both sides, receding to the vanishing point under the sun. */
+        for (int k = 5; k >= 0; k--) {
+            double z = 1.0 + k * 0.9;
+            double yb = horizon + (H - horizon) * 0.75 / z;
+            double zs = 1.0 / z;
+            double e = k % 2 ? e0 : e1;
+            for (int sd = -1; sd <= 1; sd += 2) {
+                pillar(c, sx + sd * W * 0.62 * zs, yb, pw * 1.2 * zs, H * (0.42 + 0.12 * e) * zs, pl, ps);
+            }
+        }
+    } else {
+        double at = 0.5 + side * sn_range(&c->rng, 0.16, 0.24);
+        pillar(c, W * (at - 0.09), pb, pw * 0.9, H * (0.36 + 0.1 * e0), pl, ps);
+        pillar(c, W * (at + 0.09), pb, pw * 0.9, H * (0.36 + 0.1 * e1), pl, ps);
+        /* the lintel of the gate */
+        cairo_rectangle(cr, W * (at - 0.09) - pw * 0.7, pb - H * (0.36 + 0.1 * fmax(e0, e1)) - pw * 0.7,
+                        W * 0.18 + pw * 1.4, pw * 0.34);
+        sn_source(cr, pl, 1.0);
+        cairo_fill(cr);
+    }
     /* Pastel haze over the near floor: the calm band for the title. */
     cairo_pattern_t *fog = cairo_pattern_create_linear(0, H * 0.7, 0, H);
     sn_stop(fog, 0.0, sky[1], 0.0);
@@ -1002,16 +1275,59 @@ static void landscape(sn_ctx *c, bool with_stars) {
     double W = c->w;
     double H = c->h;
     bool night = s->minor && s->bright < 0.5;
-    double horizon = H * sn_range(&c->rng, 0.50, 0.58);
+    /* Four arrangements (seed modulo 4): 0 mid horizon, six ranges, the light
+     * on a third, a lake by chance; 1 a high horizon, four big near ranges,
+     * the light high on one side, no lake; 2 a low horizon, a wide sky with a
+     * large low sun or moon, a lake; 3 steep ranges, the light at an edge. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
+    double horizon;
+    double sx;
+    double sy;
+    double sr = fmin(W, H) * (night ? 0.045 : 0.06);
+    int layers = 6;
+    double spacing = 0.055;
+    double steep = 1.0;
+    double lake_p = 0.55 + 0.3 * (1.0 - s->arousal);
+    switch (arr) {
+    case 1:
+        horizon = H * sn_range(&c->rng, 0.36, 0.42);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.2, 0.3));
+        sy = horizon - H * sn_range(&c->rng, 0.18, 0.26);
+        layers = 4;
+        spacing = 0.1;
+        steep = 1.5;
+        lake_p = 0.0;
+        break;
+    case 2:
+        horizon = H * sn_range(&c->rng, 0.6, 0.66);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.0, 0.12));
+        sr *= 2.4;
+        sy = horizon - sr * sn_range(&c->rng, 0.5, 1.3);
+        layers = 3;
+        spacing = 0.035;
+        steep = 0.7;
+        lake_p = 1.0;
+        break;
+    case 3:
+        horizon = H * sn_range(&c->rng, 0.5, 0.55);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.3, 0.36));
+        sy = horizon - H * sn_range(&c->rng, 0.16, 0.22);
+        steep = 1.9;
+        lake_p = 0.0;
+        break;
+    default:
+        horizon = H * sn_range(&c->rng, 0.50, 0.58);
+        sx = W * (0.5 + side * sn_range(&c->rng, 0.12, 0.22));
+        sy = horizon - H * sn_range(&c->rng, 0.06, 0.22);
+        break;
+    }
     double hh = p->hue;
     sn_col top = night ? sn_oklch(0.16, 0.05, 265) : sn_oklch(0.45 + 0.2 * s->bright, 0.09, 250);
     sn_col mid = night ? sn_oklch(0.30, 0.07, hh) : sn_oklch(0.72, 0.08, hh);
     sn_col low = night ? sn_oklch(0.48, 0.09, hh + 20) : sn_oklch(0.88, 0.09, hh + 30);
     sn_col sky[3] = {top, mid, low};
     double offs[3] = {0.0, 0.6, 1.0};
-    double sx = W * sn_range(&c->rng, 0.25, 0.75);
-    double sy = horizon - H * sn_range(&c->rng, 0.06, 0.22);
-    double sr = fmin(W, H) * (night ? 0.045 : 0.06);
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
     sn_source(sc, low, 1.0);
@@ -1027,13 +1343,12 @@ static void landscape(sn_ctx *c, bool with_stars) {
     cairo_arc(cr, sx, sy, sr, 0, TAU);
     cairo_fill(cr);
     /* Ranges: far ones from the high bands, hazy; near ones from the bass, dark. */
-    int layers = 6;
     sn_col near = sn_mix(p->deep, p->ink, 0.3);
     uint32_t ms = c->seed * 17u + 5u;
     for (int l = 0; l < layers; l++) {
         double f = (double)l / (layers - 1);
-        double base = horizon + H * 0.055 * l;
-        double amp = H * (0.10 + 0.10 * s->energy) * (1.0 - 0.35 * f);
+        double base = horizon + H * spacing * l;
+        double amp = H * (0.10 + 0.10 * s->energy) * (1.0 - 0.35 * f) * steep;
         double b1 = 1.0 - f * 0.85;
         ridge_fill(c, base, amp, b1 - 0.25 < 0 ? 0 : b1 - 0.25, b1, 0.4 + 0.6 * f, ms + (uint32_t)l, H + 4, 180);
         sn_col col = sn_mix(sn_mix(low, p->acc[(l + 2) % 5], 0.25), near, 0.2 + 0.8 * f);
@@ -1051,8 +1366,8 @@ static void landscape(sn_ctx *c, bool with_stars) {
     /* A lake in the foreground (calm or bright songs; seed decides too):
      * the sky mirrored and darkened, the light's reflection broken by
      * ripples whose spacing follows the beat. */
-    if (sn_unif(&c->rng) < 0.55 + 0.3 * (1.0 - s->arousal)) {
-        double wy = horizon + H * 0.055 * (layers - 2) + H * 0.02;
+    if (sn_unif(&c->rng) < lake_p) {
+        double wy = horizon + H * spacing * (layers - 2) + H * 0.02;
         sn_col wcols[3] = {sn_mix(low, near, 0.45), sn_mix(mid, near, 0.55), sn_mix(top, near, 0.7)};
         double woffs[3] = {0.0, 0.4, 1.0};
         soft wl;
@@ -1205,12 +1520,41 @@ static void paint_cinematic(sn_ctx *c) {
     /* Teal and orange, turned by the key. */
     double warm = fmod(p->hue * 0.3 + 45.0 * 0.7, 360.0);
     double cool = fmod(warm + 170.0, 360.0);
-    double horizon = y0 + ih * sn_range(&c->rng, 0.68, 0.76);
+    /* Four arrangements (seed modulo 4): 0 a low sun near the middle, a
+     * high horizon line; 1 a high horizon over wide water, the sun on a
+     * third; 2 the sun at the frame's edge, tall headlands across; 3 the sun
+     * high in the sky above a mid horizon. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
+    double horizon;
+    double lx;
+    double lift = 0.02; /* sun height above the horizon, in image heights */
+    double cliffs = 1.0;
+    switch (arr) {
+    case 1:
+        horizon = y0 + ih * sn_range(&c->rng, 0.4, 0.48);
+        lx = W * (0.5 + side * sn_range(&c->rng, 0.16, 0.22));
+        cliffs = 0.6;
+        break;
+    case 2:
+        horizon = y0 + ih * sn_range(&c->rng, 0.62, 0.7);
+        lx = W * (0.5 + side * sn_range(&c->rng, 0.36, 0.42));
+        cliffs = 1.7;
+        break;
+    case 3:
+        horizon = y0 + ih * sn_range(&c->rng, 0.58, 0.64);
+        lx = W * (0.5 + side * sn_range(&c->rng, 0.05, 0.2));
+        lift = sn_range(&c->rng, 0.3, 0.38);
+        break;
+    default:
+        horizon = y0 + ih * sn_range(&c->rng, 0.68, 0.76);
+        lx = W * sn_range(&c->rng, 0.38, 0.62);
+        break;
+    }
     sn_col sky[3] = {sn_oklch(0.18, 0.05, cool), sn_oklch(0.42, 0.08, cool + 10), sn_oklch(0.78, 0.11, warm)};
     double offs[3] = {0.0, 0.6, 1.0};
     fill_all(c, (sn_col){0.015, 0.015, 0.02});
-    double lx = W * sn_range(&c->rng, 0.3, 0.7);
-    double ly = horizon - ih * 0.02;
+    double ly = horizon - ih * lift;
     soft sl;
     cairo_t *sc = soft_begin(c, &sl, 4.0);
     fill_vertical_on(sc, W, y0, horizon + 2, sky, offs, 3);
@@ -1272,7 +1616,7 @@ static void paint_cinematic(sn_ctx *c) {
     /* Silhouettes: headlands rising away from the light, from the spectrogram. */
     uint32_t ms = c->seed * 19u + 2u;
     for (int l = 0; l < 2; l++) {
-        double amp = ih * (0.20 - 0.06 * l) * (0.6 + 0.6 * s->energy);
+        double amp = ih * (0.20 - 0.06 * l) * (0.6 + 0.6 * s->energy) * cliffs;
         enum { NP = 160 };
         double xs[NP];
         double ys[NP];
@@ -1325,8 +1669,29 @@ static void paint_retro(sn_ctx *c) {
     cairo_clip(cr);
     sn_source(cr, sn_mix(ink2, paper, 0.55), 1.0);
     cairo_paint(cr);
+    /* Four arrangements (seed modulo 4): 0 a centred sun on the hills; 1 a
+     * low sun on a third behind slanted hills; 2 a big sun high on the other
+     * side over low hills; 3 a sun setting into a banded sea. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
     double cx = W * 0.5;
     double cy = py0 + ph * sn_range(&c->rng, 0.48, 0.58);
+    double rscale = 1.0;
+    double hills = 1.0; /* height of the ranges */
+    if (arr == 1) {
+        cx = W * (0.5 + side * sn_range(&c->rng, 0.24, 0.28));
+        cy = py0 + ph * sn_range(&c->rng, 0.62, 0.68);
+        rscale = 0.75;
+    } else if (arr == 2) {
+        cx = W * (0.5 + side * sn_range(&c->rng, 0.2, 0.24));
+        cy = py0 + ph * sn_range(&c->rng, 0.24, 0.3);
+        rscale = 0.95;
+        hills = 0.4;
+    } else if (arr == 3) {
+        cx = W * (0.5 + side * sn_range(&c->rng, 0.04, 0.1));
+        cy = py0 + ph * sn_range(&c->rng, 0.5, 0.56);
+        rscale = 0.85;
+    }
     /* Sun rays: count from the tempo. */
     int rays = 12 + 2 * (int)(s->tempo / 30.0);
     double rot = sn_range(&c->rng, 0, TAU);
@@ -1339,17 +1704,51 @@ static void paint_retro(sn_ctx *c) {
     }
     sn_source(cr, sn_mix(ink2, paper, 0.25), 1.0);
     cairo_fill(cr);
-    double R = fmin(pw, ph) * (0.30 + 0.08 * s->energy);
+    double R = fmin(pw, ph) * (0.30 + 0.08 * s->energy) * rscale;
     sun_with_slits(c, cx, cy, R, ink1, sn_mix(ink1, ink3, 0.2), 5, 0.9);
     /* Flat mountains from the spectrogram. */
     uint32_t ms = c->seed * 23u + 4u;
     double base = py0 + ph * 0.92;
-    ridge_fill(c, base, ph * 0.3, 0.3, 0.7, 0.3, ms, py0 + ph + 2, 120);
-    sn_source(cr, ink2, 1.0);
-    cairo_fill(cr);
-    ridge_fill(c, base + ph * 0.06, ph * 0.2, 0.0, 0.3, 0.3, ms + 1u, py0 + ph + 2, 120);
-    sn_source(cr, ink3, 1.0);
-    cairo_fill(cr);
+    if (arr == 1) {
+        /* the far range rises away from the sun: a slanted base */
+        cairo_save(cr);
+        cairo_translate(cr, W * 0.5, base);
+        cairo_rotate(cr, side * 0.2);
+        cairo_translate(cr, -W * 0.5, -base);
+        ridge_fill(c, base, ph * 0.4, 0.3, 0.7, 0.3, ms, py0 + ph + W * 0.3, 120);
+        sn_source(cr, ink2, 1.0);
+        cairo_fill(cr);
+        cairo_restore(cr);
+    } else if (arr != 3) {
+        ridge_fill(c, base, ph * 0.3 * hills, 0.3, 0.7, 0.3, ms, py0 + ph + 2, 120);
+        sn_source(cr, ink2, 1.0);
+        cairo_fill(cr);
+    }
+    if (arr == 3) {
+        /* The sea: dark ink from the horizon down, light bands thickening toward the viewer,
+         * their lengths from the spectrogram (a wave per band). */
+        sn_source(cr, ink3, 1.0);
+        cairo_rectangle(cr, px0, cy, pw, py0 + ph - cy);
+        cairo_fill(cr);
+        int rows = 9;
+        for (int i = 0; i < rows; i++) {
+            double f = (i + 0.5) / rows;
+            double y = cy + (py0 + ph - cy) * f * f;
+            double th = (py0 + ph - cy) * (0.012 + 0.05 * f);
+            for (int k = 0; k < 6; k++) {
+                double xf = (k + sn_unif(&c->rng)) / 6.0;
+                double v = sn_spec(s, f, xf);
+                double len = pw * (0.04 + 0.12 * v) * (0.5 + f);
+                cairo_rectangle(cr, px0 + xf * pw - len * 0.5, y, len, th);
+            }
+        }
+        sn_source(cr, sn_mix(ink2, paper, 0.3), 1.0);
+        cairo_fill(cr);
+    } else {
+        ridge_fill(c, base + ph * 0.06, ph * 0.2, 0.0, 0.3, 0.3, ms + 1u, py0 + ph + 2, 120);
+        sn_source(cr, ink3, 1.0);
+        cairo_fill(cr);
+    }
     cairo_restore(cr);
     /* Halftone shading: dark at the panel's top, and over the far range. */
     cairo_surface_t *mask = cairo_image_surface_create(CAIRO_FORMAT_A8, c->w, c->h);
@@ -1619,7 +2018,53 @@ static void paint_pixel(sn_ctx *c) {
     cairo_set_antialias(sc, CAIRO_ANTIALIAS_NONE);
     sn_col pal8[8] = {sn_mix(p->deep, p->ink, 0.5), p->deep, p->mid, p->acc[1], p->acc[0], p->acc[2], p->acc[3],
                       p->glow};
-    double horizon = ph * sn_range(&c->rng, 0.55, 0.62);
+    /* Four arrangements (seed modulo 4): 0 the title screen: a sun on the
+     * mountains, a full-width equaliser; 1 a high horizon, a moon high on a
+     * third, a tall narrow equaliser; 2 a low horizon, a big sun low on one
+     * side, the equaliser as a skyline on the horizon; 3 a sunset over a
+     * pixel sea with the sun's reflection, a small equaliser in a corner. */
+    int arr = (int)(c->seed % 4u);
+    double side = sn_unif(&c->rng) < 0.5 ? -1.0 : 1.0;
+    double horizon;
+    double sx;
+    double sr = ph * (0.12 + 0.05 * s->energy);
+    double lift = 0.4;        /* sun centre above the horizon, in radii */
+    double bx0 = 0.0;         /* equaliser span, fractions of the width */
+    double bx1 = 1.0;
+    double bbase = 0.74;      /* its baseline, fraction of the height */
+    double bheight = 0.2;
+    switch (arr) {
+    case 1:
+        horizon = ph * sn_range(&c->rng, 0.42, 0.48);
+        sx = pw * (0.5 + side * sn_range(&c->rng, 0.18, 0.26));
+        sr *= 0.7;
+        lift = 2.6;
+        bx0 = 0.3;
+        bx1 = 0.7;
+        bheight = 0.3;
+        break;
+    case 2:
+        horizon = ph * sn_range(&c->rng, 0.64, 0.68);
+        sx = pw * (0.5 + side * sn_range(&c->rng, 0.2, 0.26));
+        sr *= 1.5;
+        lift = 0.2;
+        bbase = horizon / ph;
+        bheight = 0.24;
+        break;
+    case 3:
+        horizon = ph * sn_range(&c->rng, 0.5, 0.54);
+        sx = pw * (0.5 + side * sn_range(&c->rng, 0.0, 0.12));
+        lift = 0.1;
+        bx0 = side > 0 ? 0.04 : 0.66;
+        bx1 = bx0 + 0.3;
+        bbase = 0.76;
+        bheight = 0.1;
+        break;
+    default:
+        horizon = ph * sn_range(&c->rng, 0.55, 0.62);
+        sx = pw * sn_range(&c->rng, 0.3, 0.7);
+        break;
+    }
     sn_col sky[3] = {pal8[1], pal8[2], sn_mix(pal8[3], pal8[7], 0.3)};
     double offs[3] = {0.0, 0.6, 1.0};
     fill_vertical_on(sc, pw, 0, horizon, sky, offs, 3);
@@ -1629,13 +2074,11 @@ static void paint_pixel(sn_ctx *c) {
         cairo_rectangle(sc, floor(sn_unif(&c->rng) * pw), floor(sn_unif(&c->rng) * horizon * 0.6), 1, 1);
         cairo_fill(sc);
     }
-    double sx = pw * sn_range(&c->rng, 0.3, 0.7);
-    double sr = ph * (0.12 + 0.05 * s->energy);
     sn_source(sc, pal8[7], 1.0);
-    cairo_arc(sc, sx, horizon - sr * 0.4, sr, 0, TAU);
+    cairo_arc(sc, sx, horizon - sr * lift, sr, 0, TAU);
     cairo_fill(sc);
-    /* Mountains from the spectrogram, two layers. */
-    for (int l = 0; l < 2; l++) {
+    /* Mountains from the spectrogram, two layers (none over the sea). */
+    for (int l = 0; l < (arr == 3 ? 0 : 2); l++) {
         cairo_move_to(sc, 0, ph);
         for (int x = 0; x <= pw; x++) {
             double xf = (double)x / pw;
@@ -1650,19 +2093,33 @@ static void paint_pixel(sn_ctx *c) {
     }
     /* Ground and an equaliser: one bar per column group, heights from the bands. */
     sn_source(sc, pal8[0], 1.0);
-    cairo_rectangle(sc, 0, floor(horizon + ph * 0.06), pw, ph);
-    cairo_fill(sc);
+    if (arr == 3) {
+        /* The sea: from the horizon down, the sun's reflection in broken rows. */
+        sn_source(sc, pal8[1], 1.0);
+        cairo_rectangle(sc, 0, floor(horizon), pw, ph);
+        cairo_fill(sc);
+        for (int y = (int)horizon + 1; y < ph; y += 2) {
+            double f = (y - horizon) / (ph - horizon);
+            double half = sr * (0.9 - 0.5 * f) * (0.6 + 0.4 * sn_unif(&c->rng));
+            sn_source(sc, f < 0.5 ? pal8[7] : pal8[3], 1.0);
+            cairo_rectangle(sc, floor(sx - half), y, floor(2 * half), 1);
+            cairo_fill(sc);
+        }
+    } else {
+        cairo_rectangle(sc, 0, floor(horizon + ph * 0.06), pw, ph);
+        cairo_fill(sc);
+    }
     int nbars = 12 + 2 * sn_int(&c->rng, 4);
-    double bw = (double)pw / nbars;
+    double bw = (double)pw * (bx1 - bx0) / nbars;
     double t = sn_range(&c->rng, 0.3, 0.7);
-    double base = ph * 0.74;
+    double base = ph * bbase;
     for (int i = 0; i < nbars; i++) {
         double v = sn_spec_band(s, (double)i / nbars, (double)(i + 1) / nbars, t);
-        int hgt = (int)(sqrt(v) * ph * 0.2) + 1;
+        int hgt = (int)(sqrt(v) * ph * bheight) + 1;
         for (int k = 0; k < hgt; k += 2) {
-            double f = (double)k / (ph * 0.2);
+            double f = (double)k / (ph * bheight);
             sn_source(sc, f > 0.75 ? pal8[6] : (f > 0.45 ? pal8[5] : pal8[4]), 1.0);
-            cairo_rectangle(sc, floor(i * bw) + 1, floor(base - k), floor(bw) - 1, 1);
+            cairo_rectangle(sc, floor(pw * bx0 + i * bw) + 1, floor(base - k), fmax(1.0, floor(bw) - 1), 1);
             cairo_fill(sc);
         }
     }

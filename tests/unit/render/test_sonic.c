@@ -188,6 +188,119 @@ static void test_every_style(void **state) {
     assert_int_equal(count, 14);
 }
 
+/* Composition distance of two posters: both are area-averaged to a 16 x 16
+ * grid of luma (grain and fine texture gone), each grid is standardised
+ * (minus its mean, over its spread + 8 levels: a palette change alone — a
+ * brighter or a bluer version of the same picture — scores ~0), and the
+ * result is the mean absolute difference of the two grids, in standard
+ * deviations. Same layout ~0.02-0.05; the sun moved by a fifth of the
+ * width, a horizon by a tenth of the height or a different scene: > 0.2. */
+#define COMP_GRID 16
+static void comp_grid(const m2p_image *img, double g[COMP_GRID * COMP_GRID]) {
+    int bw = img->width / COMP_GRID;
+    int bh = img->height / COMP_GRID;
+    double mean = 0;
+    for (int gy = 0; gy < COMP_GRID; gy++) {
+        for (int gx = 0; gx < COMP_GRID; gx++) {
+            double sum = 0;
+            for (int y = gy * bh; y < (gy + 1) * bh; y++) {
+                const uint8_t *row = img->pixels + (size_t)y * img->stride;
+                for (int x = gx * bw; x < (gx + 1) * bw; x++) {
+                    const uint8_t *px = row + (size_t)x * 3;
+                    sum += 0.2126 * px[0] + 0.7152 * px[1] + 0.0722 * px[2];
+                }
+            }
+            g[gy * COMP_GRID + gx] = sum / (bw * bh);
+            mean += g[gy * COMP_GRID + gx];
+        }
+    }
+    mean /= COMP_GRID * COMP_GRID;
+    double var = 0;
+    for (int i = 0; i < COMP_GRID * COMP_GRID; i++) {
+        var += (g[i] - mean) * (g[i] - mean);
+    }
+    double sd = sqrt(var / (COMP_GRID * COMP_GRID)) + 8.0;
+    for (int i = 0; i < COMP_GRID * COMP_GRID; i++) {
+        g[i] = (g[i] - mean) / sd;
+    }
+}
+
+static double comp_dist(const m2p_image *a, const m2p_image *b) {
+    double ga[COMP_GRID * COMP_GRID];
+    double gb[COMP_GRID * COMP_GRID];
+    comp_grid(a, ga);
+    comp_grid(b, gb);
+    double d = 0;
+    for (int i = 0; i < COMP_GRID * COMP_GRID; i++) {
+        d += fabs(ga[i] - gb[i]);
+    }
+    return d / (COMP_GRID * COMP_GRID);
+}
+
+/* The floor every style must clear: the least distance between any two of
+ * four consecutive seeds (what `make -n 4` gives), on two songs. */
+#define COMP_FLOOR 0.14
+
+/* Variations of a style are different compositions, not recolourings: for
+ * every style, every pair among seeds s..s+3 is at least COMP_FLOOR apart. */
+static void test_variations_distinct(void **state) {
+    fx *x = *state;
+    uint32_t seeds[4] = {1000u, 1001u, 1002u, 1003u};
+    bool failed = false;
+    char report[4096];
+    size_t at = 0;
+    for (int i = 0; sn_style_names[i] != NULL; i++) {
+        const char *style = sn_style_names[i];
+        double worst = 1e9;
+        double sum = 0;
+        int pairs = 0;
+        for (int song = 0; song < 2; song++) {
+            m2p_render_request req = request(x, x->f[(i + song) % 3], style, 4, seeds);
+            m2p_image *imgs[4];
+            render(x, &req, imgs);
+            for (int a = 0; a < 4; a++) {
+                for (int b = a + 1; b < 4; b++) {
+                    double d = comp_dist(imgs[a], imgs[b]);
+                    worst = fmin(worst, d);
+                    sum += d;
+                    pairs++;
+                }
+            }
+            free_all(imgs, 4);
+        }
+        at += (size_t)snprintf(report + at, sizeof report - at, "  %-13s min %.3f mean %.3f%s\n", style, worst,
+                               sum / pairs, worst < COMP_FLOOR ? "  <-- below the floor" : "");
+        failed |= worst < COMP_FLOOR;
+    }
+    print_message("composition distance of 4 consecutive seeds (floor %.2f):\n%s", COMP_FLOOR, report);
+    if (failed) {
+        fail_msg("some styles repeat one composition across seeds");
+    }
+    /* The metric itself: a recoloured copy is ~0, a mirrored one is far. */
+    uint32_t seed = 7;
+    m2p_render_request req = request(x, x->f[0], "synthwave", 1, &seed);
+    m2p_image *img;
+    render(x, &req, &img);
+    m2p_image *tint = NULL;
+    m2p_image *flip = NULL;
+    assert_int_equal(m2p_image_create(img->width, img->height, &tint), M2P_OK);
+    assert_int_equal(m2p_image_create(img->width, img->height, &flip), M2P_OK);
+    for (int y = 0; y < img->height; y++) {
+        for (int xx = 0; xx < img->width * 3; xx++) {
+            uint8_t v = img->pixels[(size_t)y * img->stride + xx];
+            tint->pixels[(size_t)y * tint->stride + xx] = (uint8_t)(xx % 3 == 2 ? 255 - (255 - v) / 2 : v * 3 / 4);
+            flip->pixels[(size_t)(img->height - 1 - y) * flip->stride + xx] = v;
+        }
+    }
+    assert_true(comp_dist(img, img) == 0.0);
+    if (comp_dist(img, tint) > 0.08 || comp_dist(img, flip) < 0.3) {
+        fail_msg("metric: tinted %.3f, flipped %.3f", comp_dist(img, tint), comp_dist(img, flip));
+    }
+    m2p_image_free(tint);
+    m2p_image_free(flip);
+    m2p_image_free(img);
+}
+
 static void test_style_names(void **state) {
     fx *x = *state;
     const char *canon = NULL;
@@ -425,6 +538,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_backend_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_style, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_variations_distinct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_style_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_palette_contrast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sections, setup, teardown),
