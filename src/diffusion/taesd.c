@@ -6,8 +6,8 @@
  * the mapped file, which stays open in `st`); stage channels are all equal
  * (DecoderTiny feeds stage i's output straight into stage i+1's blocks).
  * Activations move between three buffers x, t, u sized for the largest
- * resolution of the decode; all 3×3 convs run through Winograd
- * (m2p_nn_conv3x3_ex) with one shared workspace.
+ * resolution of the decode; the 3×3 convs run as im2col + sgemm in strips of
+ * rows (m2p_nn_conv2d_ex) through one shared workspace of ~9 MB.
  */
 #include "diffusion/taesd.h"
 
@@ -24,6 +24,7 @@
 
 #define TAESD_CONFIG_MAX_BYTES ((size_t)1 << 20)
 #define TAESD_MAX_CHANNELS 4096
+#define TAESD_STRIP_FLOATS ((size_t)9 * 64 * 512 * 8)
 #define TAESD_MAX_BOUND (1 + M2P_TAESD_MAX_STAGES * (M2P_TAESD_MAX_BLOCKS * 3 + 1))
 
 static const char *const k_weight_files[2] = {"diffusion_pytorch_model.safetensors",
@@ -391,6 +392,28 @@ size_t m2p_taesd_param_count(const m2p_taesd *t) {
 
 /* --- forward ------------------------------------------------------------------------------------- */
 
+/* Rows of one im2col strip: about TAESD_STRIP_FLOATS floats (9.4 MB), so the strip and its sgemm
+ * stay cache-friendly. At 64 channels this beat Winograd F(2×2, 3×3) (m2p_nn_conv3x3), whose
+ * transformed tiles cost more memory traffic than the multiplies it saves at this width:
+ * 2.3 vs 3.2 CPU-s for a 512² decode, measured in one process, alternating (docs/notes/nn-taesd.md). */
+static int strip_rows(int cin, int h, int w) {
+    size_t per_row = (size_t)9 * (size_t)cin * (size_t)w;
+    size_t rows = TAESD_STRIP_FLOATS / per_row;
+    if (rows < 1) {
+        rows = 1;
+    }
+    return rows > (size_t)h ? h : (int)rows;
+}
+
+static size_t conv_ws(int cin, int h, int w) {
+    return (size_t)9 * (size_t)cin * (size_t)w * (size_t)strip_rows(cin, h, w);
+}
+
+static void conv(m2p_taesd *t, const tconv *c, const float *in, int h, int w, float *out) {
+    bool ok = m2p_nn_conv2d_ex(in, 1, c->cin, h, w, c->w, c->b, c->cout, 3, 1, 1, out, t->ws, conv_ws(c->cin, h, w));
+    (void)ok; /* the workspace was sized for every conv of the decode */
+}
+
 static size_t max_sz(size_t a, size_t b) {
     return a > b ? a : b;
 }
@@ -406,16 +429,14 @@ static m2p_code ensure_ws(m2p_taesd *t, int h, int w, m2p_error *err) {
     size_t big = (size_t)(h * f) * (size_t)(w * f);
     size_t act = max_sz((size_t)ch, (size_t)c->out_channels) * big;
     act = max_sz(act, (size_t)c->latent_channels * (size_t)h * (size_t)w);
-    size_t ws = m2p_nn_conv3x3_workspace(c->latent_channels, ch, h, w);
+    size_t ws = conv_ws(c->latent_channels, h, w);
     int rh = h, rw = w;
     for (int i = 0; i < c->n_stages; i++) {
-        ws = max_sz(ws, m2p_nn_conv3x3_workspace(ch, ch, rh, rw));
+        ws = max_sz(ws, conv_ws(ch, rh, rw));
         if (i + 1 < c->n_stages) {
             rh *= 2;
             rw *= 2;
-            ws = max_sz(ws, m2p_nn_conv3x3_workspace(ch, ch, rh, rw));
-        } else {
-            ws = max_sz(ws, m2p_nn_conv3x3_workspace(ch, c->out_channels, rh, rw));
+            ws = max_sz(ws, conv_ws(ch, rh, rw));
         }
     }
     t->x = m2p_malloc_array(act, sizeof(float));
@@ -431,11 +452,6 @@ static m2p_code ensure_ws(m2p_taesd *t, int h, int w, m2p_error *err) {
     t->ws_h = h;
     t->ws_w = w;
     return M2P_OK;
-}
-
-static void conv(m2p_taesd *t, const tconv *c, const float *in, int h, int w, float *out) {
-    bool ok = m2p_nn_conv3x3_ex(in, 1, c->cin, h, w, c->w, c->b, c->cout, out, t->ws, t->ws_floats);
-    (void)ok; /* the workspace was sized for every conv of the decode */
 }
 
 static void relu(float *x, size_t n) {

@@ -25,7 +25,7 @@
  *
  * One decode at a time per handle (it owns its workspace); the workspace is
  * sized for the largest latent size seen (3 activations of C·(f·h)·(f·w)
- * floats + one conv workspace: ~250 MB at 512² with C = 64).
+ * floats + a ~9 MB im2col strip: ~200 MB at 512² with C = 64).
  */
 #ifndef M2P_DIFFUSION_TAESD_H
 #define M2P_DIFFUSION_TAESD_H

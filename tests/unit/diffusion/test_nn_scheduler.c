@@ -138,24 +138,32 @@ static void test_config_parse(void **state) {
     assert_int_equal(cfg.original_inference_steps, 25);
     assert_int_equal(cfg.beta_schedule, M2P_LCM_BETA_LINEAR);
     assert_true(cfg.timestep_scaling == 5.0);
-    const char *bad[] = {
-        "{\"thresholding\":true}",
-        "{\"rescale_betas_zero_snr\":true}",
-        "{\"beta_schedule\":\"squaredcos_cap_v2\"}",
-        "{\"prediction_type\":\"flow\"}",
-        "{\"trained_betas\":[0.1,0.2]}",
-        "{\"num_train_timesteps\":\"many\"}",
-        "{\"num_train_timesteps\":1e12}",
-        "{\"original_inference_steps\":2000}",
-        "{\"beta_start\":-1}",
-        "[1,2]",
-        "{not json",
+    /* Each malformed config is MODEL_CONFIG with a detail naming what is wrong (jansson parses;
+     * the detail keeps the key, or jansson's message and line for broken JSON). */
+    static const struct {
+        const char *json, *detail;
+    } bad[] = {
+        {"{\"thresholding\":true}", "thresholding"},
+        {"{\"rescale_betas_zero_snr\":true}", "rescale_betas_zero_snr"},
+        {"{\"beta_schedule\":\"squaredcos_cap_v2\"}", "squaredcos_cap_v2"},
+        {"{\"prediction_type\":\"flow\"}", "prediction_type 'flow'"},
+        {"{\"trained_betas\":[0.1,0.2]}", "trained_betas"},
+        {"{\"num_train_timesteps\":\"many\"}", "num_train_timesteps is not a number"},
+        {"{\"num_train_timesteps\":1e12}", "num_train_timesteps"},
+        {"{\"original_inference_steps\":2000}", "original_inference_steps"},
+        {"{\"beta_start\":-1}", "betas"},
+        {"{\"set_alpha_to_one\":\"yes\"}", "set_alpha_to_one is not true or false"},
+        {"{\"beta_end\":0.01,\"beta_end\":0.02}", "duplicate"},
+        {"[1,2]", "not a JSON object"},
+        {"{not json", "line 1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         m2p_lcm_config_default(&cfg);
-        m2p_code rc = m2p_lcm_config_parse(bad[i], strlen(bad[i]), &cfg, &err);
-        if (rc != M2P_E_MODEL_CONFIG) {
-            fail_msg("config %s: got %d", bad[i], rc);
+        m2p_error_clear(&err);
+        m2p_code rc = m2p_lcm_config_parse(bad[i].json, strlen(bad[i].json), &cfg, &err);
+        if (rc != M2P_E_MODEL_CONFIG || strstr(err.detail, bad[i].detail) == NULL) {
+            fail_msg("config %s: got %d '%s', expected MODEL_CONFIG naming '%s'", bad[i].json, rc, err.detail,
+                     bad[i].detail);
         }
     }
     assert_int_equal(m2p_lcm_config_load("/nonexistent/scheduler_config.json", &cfg, &err), M2P_E_MODEL_MISSING);
