@@ -7,8 +7,8 @@
 # FFmpeg's RDFT never writes (fixed there). Nothing else reports on these
 # paths, so scripts/valgrind.supp has no Memcheck:Cond/Value entries; add
 # narrow ones (obj:*/libavcodec.so*, obj:*/libopenblas*) only for reports
-# that are shown to be inside those libraries. Cost: ~25% more time than
-# leak checking alone (73 s → 91 s at load 7 on 2 cores).
+# that are shown to be inside those libraries. Cost: some 10-20 s more than
+# leak checking alone (73 s -> 91 s, 46 s -> 56 s on the shared 2-core box).
 #   scripts/valgrind-cli.sh build/mus2pic
 set -euo pipefail
 bin=${1:-build/mus2pic}
