@@ -280,7 +280,19 @@ def dead_letter(api, rd, settings, song, cpu, procs):
     w.stop()
 
 
+def role_refusals():
+    """A role that does not exist is a usage error (exit 2) naming the choices, from the flag or the setting."""
+    env = dict(os.environ, MUS2PIC_DATABASE_URL="postgresql://m2p@127.0.0.1:1/m2p")
+    env.pop("MUS2PIC_CONFIG", None)
+    for argv, text in (([BIN, "worker", "--role", "tpu"], "--role takes all, cpu or gpu"),
+                       ([BIN, "worker", "--set", "worker_role=tpu"], "worker_role takes all, cpu or gpu")):
+        r = subprocess.run(argv, capture_output=True, env=env, timeout=60)
+        err = r.stderr.decode(errors="replace")
+        check(r.returncode == 2 and text in err, f"{argv[1:]}: exit {r.returncode}, {err[-300:]}")
+
+
 def main():
+    role_refusals()
     if os.environ.get("M2P_SKIP_SERVICES") == "1":
         print("skipped (M2P_SKIP_SERVICES=1)")
         return
