@@ -52,8 +52,17 @@ function makeSongs() {
     execFileSync(BIN, ['demo-song', p, ...args], { stdio: 'pipe' });
     out[k] = p;
   }
-  out.broken = path.join(TMP, 'broken.wav');
-  fs.writeFileSync(out.broken, Buffer.from('RIFF\x00\x00\x00\x00this is not audio at all, just text pretending'.repeat(40)));
+  // accepted at upload (a real WAV), fails in its job: 3 s of silence → decode_silent
+  out.broken = path.join(TMP, 'silent.wav');
+  const n = 22050 * 3, wav = Buffer.alloc(44 + 2 * n);
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + 2 * n, 4); wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22);
+  wav.writeUInt32LE(22050, 24); wav.writeUInt32LE(44100, 28); wav.writeUInt16LE(2, 32);
+  wav.writeUInt16LE(16, 34); wav.write('data', 36); wav.writeUInt32LE(2 * n, 40);
+  fs.writeFileSync(out.broken, wav);
+  // refused at upload (415 upload_not_audio): text with a .wav name
+  out.text = path.join(TMP, 'notes.wav');
+  fs.writeFileSync(out.text, Buffer.from('RIFF\x00\x00\x00\x00this is not audio at all, just text pretending'.repeat(40)));
   return out;
 }
 
@@ -374,6 +383,25 @@ test('job: Esc cancels a running job; Retry then succeeds', async () => {
   await waitStatus(page, 'succeeded', 240000);
   await page.waitForFunction(() => document.querySelectorAll('#job-images img').length === 16);
   assert.strictEqual((await apiGet(`/api/jobs/${id}`)).images.length, 16);
+  await page.close();
+});
+
+test('create: a file that is not audio is refused at upload with the error and what to do; no job is made', async () => {
+  const page = await newPage();
+  await open(page, '#/create');
+  const before = (await apiGet('/api/jobs?limit=1')).total;
+  await page.setInputFiles('#file', songs.text);
+  await page.fill('#opt-variations', '1');
+  await page.click('#submit');
+  await page.waitForSelector('#create-error:not([hidden])');
+  const box = await page.textContent('#create-error');
+  assert.ok(box.includes('code: upload_not_audio'), box);
+  assert.ok(box.includes('What to do: '), box);
+  assert.ok((await page.evaluate(() => location.hash)).startsWith('#/create'), 'stays on Create');
+  assert.strictEqual((await apiGet('/api/jobs?limit=1')).total, before, 'no job was created');
+  // the browser logs the expected 415 response; it is not an error of the page
+  await waitFor(() => consoleErrors.findIndex((e) => /status of 415/.test(e)) >= 0, 'the logged 415', 5000);
+  consoleErrors.splice(consoleErrors.findIndex((e) => /status of 415/.test(e)), 1);
   await page.close();
 });
 
