@@ -521,7 +521,10 @@ function logEvent(ev) {
   if (ev.type === 'step') text = `step ${ev.index}/${ev.of}: ${ev.step}`;
   else if (ev.type === 'progress') text = `${ev.step} ${Math.round((ev.fraction || 0) * 100)}% ${ev.message || ''}`;
   else if (ev.type === 'finding') text = `${ev.step}: ${ev.text}`;
-  else if (ev.type === 'state') text = `state: ${ev.status}${ev.error ? ' — ' + ev.error.code : ''}`;
+  else if (ev.type === 'state') {
+    text = `state: ${ev.status}${ev.stage ? ' (' + ev.stage + ')' : ''}${ev.error ? ' — ' + ev.error.code : ''}`;
+    if (ev.waiting_for) text += ` — waiting for a ${ev.waiting_for}`;
+  }
   const log = $('log');
   log.append(el('li', { text: `${at} #${ev.seq} ${text}` }));
   while (log.children.length > 400) log.firstChild.remove();
@@ -566,6 +569,7 @@ function onJobEvent(ev) {
   } else if (ev.type === 'state') {
     j.status = ev.status;
     if (ev.attempt) j.attempts = ev.attempt;
+    if (ev.stage) j.stage = ev.stage;
     if (ev.status === 'running' || ev.retried) { j.error = null; j.not_before = 0; }
     if (ev.error) j.error = ev.error;
     if (ev.status === 'queued' && ev.retry_at) j.not_before = ev.retry_at;
@@ -618,7 +622,8 @@ function setJob(j, fromPoll) {
 function renderStatus() {
   const j = state.job; if (!j) return;
   const pill = $('job-status');
-  pill.textContent = j.status === 'queued' && j.queue_position > 0 ? `queued · #${j.queue_position}` : j.status;
+  if (j.status === 'queued' && j.stage === 'render') pill.textContent = 'analysed · waiting for a render worker';
+  else pill.textContent = j.status === 'queued' && j.queue_position > 0 ? `queued · #${j.queue_position}` : j.status;
   pill.className = 'pill ' + j.status;
   const running = !TERMINAL.has(j.status);
   $('job-cancel').hidden = !running;

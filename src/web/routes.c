@@ -1196,20 +1196,27 @@ static m2p_code queue_routes(web_ctx *c, m2p_error *err) {
         return method_not_allowed(c, err);
     }
     json_t *counts = NULL;
+    json_t *stages = NULL;
     char v[8];
     bool paused = false;
     code = code == M2P_OK ? m2p_store_job_counts(c->store, &counts, err) : code;
+    if (code == M2P_OK) {
+        code = m2p_store_job_stage_counts(c->store, &stages, err);
+    }
     if (code == M2P_OK) {
         code = m2p_store_setting_get(c->store, "queue_paused", v, sizeof v, &paused, err);
     }
     if (code == M2P_OK) {
         m2p_queue_stats st;
         m2p_queue_get_stats(c->w->queue, &st);
-        web_json(c, MHD_HTTP_OK, json_pack("{s:o, s:b, s:i, s:i}", "counts", counts, "paused", paused, "workers",
-                                           st.workers, "busy_workers", st.busy_workers));
+        web_json(c, MHD_HTTP_OK,
+                 json_pack("{s:o, s:o, s:b, s:i, s:i}", "counts", counts, "stages", stages, "paused", paused,
+                           "workers", st.workers, "busy_workers", st.busy_workers));
         counts = NULL;
+        stages = NULL;
     }
     json_decref(counts);
+    json_decref(stages);
     return code;
 }
 
@@ -1256,12 +1263,17 @@ static void tb_printf(textbuf *t, const char *fmt, ...) {
 static m2p_code metrics_route(web_ctx *c, m2p_error *err) {
     json_t *counts = NULL;
     json_t *stats = NULL;
+    json_t *stages = NULL;
     m2p_code code = m2p_store_job_counts(c->store, &counts, err);
     if (code == M2P_OK) {
         code = m2p_store_step_stats(c->store, &stats, err);
     }
+    if (code == M2P_OK) {
+        code = m2p_store_job_stage_counts(c->store, &stages, err);
+    }
     if (code != M2P_OK) {
         json_decref(counts);
+        json_decref(stats);
         return code;
     }
     m2p_queue_stats st;
@@ -1274,6 +1286,17 @@ static m2p_code metrics_route(web_ctx *c, m2p_error *err) {
     json_object_foreach(counts, key, val) {
         tb_printf(&t, "m2p_jobs{status=\"%s\"} %lld\n", key, (long long)json_integer_value(val));
     }
+    tb_printf(&t, "# HELP m2p_jobs_stage Queued and running jobs by stage (analyze: CPU workers, render: GPU "
+                  "workers).\n# TYPE m2p_jobs_stage gauge\n");
+    const char *stage;
+    json_t *by_status;
+    json_object_foreach(stages, stage, by_status) {
+        json_object_foreach(by_status, key, val) {
+            tb_printf(&t, "m2p_jobs_stage{stage=\"%s\",status=\"%s\"} %lld\n", stage, key,
+                      (long long)json_integer_value(val));
+        }
+    }
+    json_decref(stages);
     tb_printf(&t, "# HELP m2p_queue_depth Jobs waiting to run.\n# TYPE m2p_queue_depth gauge\nm2p_queue_depth %lld\n",
               (long long)json_integer_value(json_object_get(counts, "queued")));
     tb_printf(&t, "# TYPE m2p_workers gauge\nm2p_workers %d\n# TYPE m2p_workers_busy gauge\nm2p_workers_busy %d\n",

@@ -194,6 +194,8 @@ def run(srv):
     time.sleep(0.8)
     st, q = srv.json("GET", "/api/queue", expect=200)
     check(q["paused"] is True and q["counts"]["queued"] == 2, q)
+    # embedded workers run both stages; queued jobs wait in the analyze stage
+    check(q["stages"]["analyze"]["queued"] == 2 and q["stages"]["render"]["queued"] == 0, q)
     st, j2s = srv.json("GET", f"/api/jobs/{j2['id']}", expect=200)
     check(j2s["status"] == "queued" and j2s["queue_position"] == 1, j2s)
     st, j3s = srv.json("GET", f"/api/jobs/{j3['id']}", expect=200)
@@ -262,6 +264,8 @@ def run(srv):
     check(st == 200 and h["content-type"].startswith("text/plain"), h)
     check('m2p_jobs{status="succeeded"} 4' in m and "m2p_queue_depth 0" in m, m[:800])
     check('m2p_step_seconds_count{step="render"}' in m and "m2p_request_dedup_total 1" in m, m)
+    check('m2p_jobs_stage{stage="analyze",status="queued"} 0' in m and
+          'm2p_jobs_stage{stage="render",status="running"} 0' in m, m)
     check("m2p_model_loads_total 1" in m and 'm2p_renderer_loaded{renderer="sonic"} 1' in m, m)
 
     rc = srv.stop()
