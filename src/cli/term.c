@@ -72,7 +72,8 @@ static void on_report(void *ctx, m2p_step step, double done, double total, const
 static void on_finding(void *ctx, m2p_step step, const char *key, const char *text) {
     m2p_term *t = ctx;
     (void)step;
-    if (t->quiet || strcmp(key, "prompt") == 0 || strcmp(key, "image") == 0) {
+    /* renderer_note: `mus2pic make` prints it once itself, before the work starts */
+    if (t->quiet || strcmp(key, "prompt") == 0 || strcmp(key, "image") == 0 || strcmp(key, "renderer_note") == 0) {
         return;
     }
     if (t->current >= 0 && t->tty) {

@@ -449,6 +449,12 @@ m2p_code m2p_pipeline_render(m2p_pipeline *p, const m2p_job_spec *spec, const m2
     (void)snprintf(out->renderer, sizeof out->renderer, "%s", m2p_renderer_name(r));
     (void)snprintf(out->model, sizeof out->model, "%s", m2p_renderer_model(r));
     finding(progress, M2P_STEP_RENDER, "renderer", "Renderer: %s (%s)", out->renderer, out->model);
+    const char *asked = spec->renderer != NULL && spec->renderer[0] != '\0' ? spec->renderer : cfg->renderer;
+    char note[M2P_PATH_MAX + 256];
+    if (strcmp(asked, "auto") == 0 && strcmp(out->renderer, "sonic") == 0 &&
+        m2p_renderer_auto_note(cfg, note, sizeof note)) {
+        finding(progress, M2P_STEP_RENDER, "renderer_note", "%s", note);
+    }
 
     int n = spec->n > 0 ? spec->n : cfg->variations;
     int sections = spec->per_section ? (int)out->features->n_sections : 0;

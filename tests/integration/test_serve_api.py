@@ -40,6 +40,15 @@ def main():
     try:
         st, h, m = warm.http("GET", "/metrics")
         check(st == 200 and "m2p_model_loads_total 1" in m.decode(), m[:300])
+        # renderer auto without weights: the job says why it got the sonic renderer
+        song = demo_song(os.path.join(warm.data_dir, "song.wav"), seconds=4, seed=5)
+        body, hdrs = multipart({"renderer": "auto", "variations": "1", "width": "128", "height": "128"},
+                               [("file", "song.wav", song)])
+        st, job = warm.json("POST", "/api/jobs", body, hdrs, expect=201)
+        done = warm.wait_job(job["id"])
+        notes = [f["text"] for f in done["progress"]["findings"] if f["key"] == "renderer_note"]
+        check(done["status"] == "succeeded" and len(notes) == 1 and "no LCM weights found" in notes[0] and
+              "mus2pic model pull" in notes[0], done["progress"]["findings"])
         warm.stop()
     finally:
         warm.cleanup()
