@@ -206,6 +206,8 @@ def tiny(args):
     print(f"tiny model + references: {total / 1e6:.2f} MB", file=sys.stderr)
     print("clip ids[0][:12]", ids[0][:12].tolist(), "hidden", tuple(hidden.shape), file=sys.stderr)
     print("vae sample", tuple(img.shape), "range", float(img.min()), float(img.max()), file=sys.stderr)
+    # The folder was rebuilt from scratch: put the TAESD fixture (tiny-lcm/taesd) back too.
+    taesd(args)
 
 
 def full(args):
