@@ -192,6 +192,14 @@ m2p_code m2p_config_validate(m2p_config *cfg, m2p_error *err) {
         strcmp(cfg->renderer, "lcm") != 0) {
         return m2p_error_set(err, M2P_E_CONFIG, "renderer: '%s' is not auto, sonic or lcm", cfg->renderer);
     }
+    if (strcmp(cfg->decoder, "vae") != 0 && strcmp(cfg->decoder, "taesd") != 0 &&
+        strcmp(cfg->decoder, "auto") != 0) {
+        return m2p_error_set(err, M2P_E_CONFIG, "decoder takes vae, taesd or auto (not '%s')", cfg->decoder);
+    }
+    if (strcmp(cfg->worker_role, "all") != 0 && strcmp(cfg->worker_role, "cpu") != 0 &&
+        strcmp(cfg->worker_role, "gpu") != 0) {
+        return m2p_error_set(err, M2P_E_CONFIG, "worker_role takes all, cpu or gpu (not '%s')", cfg->worker_role);
+    }
     if (strcmp(cfg->queue, "local") != 0 && strcmp(cfg->queue, "redis") != 0) {
         return m2p_error_set(err, M2P_E_CONFIG, "queue: '%s' is not local or redis", cfg->queue);
     }
@@ -214,11 +222,17 @@ m2p_code m2p_config_set(m2p_config *cfg, const char *key, const char *value, m2p
     if (o == NULL) {
         return m2p_error_set(err, M2P_E_CONFIG, "unknown setting '%s' (run `mus2pic config` for the list)", key);
     }
-    m2p_code rc = set_opt(cfg, o, value, err);
-    if (rc != M2P_OK) {
-        return rc;
+    /* All or nothing: a refused value leaves the configuration as it was (it
+     * holds no pointers, so a copy is a full copy). */
+    m2p_config next = *cfg;
+    m2p_code rc = set_opt(&next, o, value, err);
+    if (rc == M2P_OK) {
+        rc = m2p_config_validate(&next, err);
     }
-    return m2p_config_validate(cfg, err);
+    if (rc == M2P_OK) {
+        *cfg = next;
+    }
+    return rc;
 }
 
 static char *trim(char *s) {

@@ -72,6 +72,13 @@ static void test_config_precedence(void **state) {
     assert_int_equal(m2p_config_set(&cfg, "port", "12x", &err), M2P_E_CONFIG);
     assert_int_equal(m2p_config_set(&cfg, "allowed_sites", "myspace", &err), M2P_E_CONFIG);
     assert_int_equal(m2p_config_set(&cfg, "renderer", "dalle", &err), M2P_E_CONFIG);
+    assert_string_equal(cfg.renderer, "auto"); /* a refused value changes nothing */
+    assert_int_equal(m2p_config_set(&cfg, "decoder", "fast", &err), M2P_E_CONFIG);
+    assert_non_null(strstr(err.detail, "vae, taesd or auto"));
+    assert_int_equal(m2p_config_set(&cfg, "worker_role", "tpu", &err), M2P_E_CONFIG);
+    assert_non_null(strstr(err.detail, "all, cpu or gpu"));
+    assert_int_equal(m2p_config_set(&cfg, "decoder", "taesd", &err), M2P_OK);
+    assert_int_equal(m2p_config_set(&cfg, "worker_role", "gpu", &err), M2P_OK);
     setenv("MUS2PIC_PORT", "nope", 1);
     assert_int_equal(m2p_config_load(&cfg, &err), M2P_E_CONFIG);
     assert_non_null(strstr(err.detail, "MUS2PIC_PORT"));
