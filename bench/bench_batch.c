@@ -347,7 +347,8 @@ static int run_convs(int rounds) {
     printf("UNet 3x3 convs: im2col+sgemm vs Winograd F(2x2,3x3), CPU seconds per call (min of %d rounds), "
            "%d threads, load %s\n\n",
            rounds, m2p_nn_threads(), la);
-    printf("| cin | cout | latent | n | im2col | Winograd | Winograd / im2col |\n|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| cin | cout | latent | n | im2col | Winograd | Winograd / im2col |\n"
+           "|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int cin = shapes[s][0], cout = shapes[s][1], side = shapes[s][2];
         for (int n = 1; n <= NB; n += NB - 1) {

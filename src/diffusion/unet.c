@@ -884,7 +884,8 @@ m2p_code m2p_unet_forward(const m2p_unet *u, const m2p_unet_input *in, float *ou
                                     tsin + (size_t)i * (size_t)u->t_in);
     }
     if (u->t_cond.w != NULL && in->timestep_cond != NULL) {
-        linear_images(in->timestep_cond, n, 1, c->time_cond_proj_dim, u->t_cond.w, NULL, u->t_in, tsin, true, u->batched_linears);
+        linear_images(in->timestep_cond, n, 1, c->time_cond_proj_dim, u->t_cond.w, NULL, u->t_in, tsin, true,
+                      u->batched_linears);
     }
     float *t_hidden = temb + (size_t)n * (size_t)u->t_dim;
     linear_images(tsin, n, 1, u->t_in, u->t_lin1.w, u->t_lin1.b, u->t_dim, t_hidden, false, u->batched_linears);

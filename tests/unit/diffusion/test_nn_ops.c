@@ -218,7 +218,8 @@ static void test_conv_batch_bitwise(void **state) {
                     m2p_nn_conv2d(x + i * in_img, 1, cin, h, w, wt, b, cout, 3, 1, 1, y1, ws);
                 }
                 if (memcmp(y1, yb + i * out_img, out_img * sizeof(float)) != 0) {
-                    fail_msg("%s %dx%d %d->%d: image %d differs alone", wino ? "winograd" : "im2col", h, w, cin, cout, i);
+                    fail_msg("%s %dx%d %d->%d: image %d differs alone", wino ? "winograd" : "im2col", h, w, cin,
+                             cout, i);
                 }
             }
         }
