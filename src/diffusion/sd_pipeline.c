@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "diffusion/clip_text.h"
 #include "diffusion/model.h"
+#include "diffusion/ops.h"
 #include "diffusion/scheduler.h"
 #include "diffusion/taesd.h"
 #include "diffusion/unet.h"
@@ -441,6 +442,7 @@ m2p_code m2p_sd_generate_ex(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_
     if (pthread_mutex_lock(&sd->lock) != 0) {
         return m2p_error_set(err, M2P_E_INTERNAL, "engine lock");
     }
+    m2p_nn_apply_threads(); /* OpenMP's thread count is per thread: the `threads` setting, here */
     m2p_code rc = generate_locked(sd, req, extra, progress, rgb, err);
     (void)pthread_mutex_unlock(&sd->lock);
     return rc;
