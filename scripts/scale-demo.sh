@@ -135,6 +135,7 @@ trap 'exit 143' TERM
 
 tmp=$(mktemp -d /tmp/m2p-scale-demo-XXXXXX)
 chmod 755 "$tmp" # the postgres user must reach its folder inside
+say "working folder $tmp (logs: */err.log; --keep leaves it)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # json EXPR: evaluates a Python expression over the JSON document on stdin (bound to d)
@@ -172,7 +173,7 @@ start_redis() { # no persistence: a restart comes back empty, the worst case for
   fail "redis-server did not start"
 }
 start_redis
-say "Redis on 127.0.0.1:$REDIS_PORT (no persistence)"
+say "Redis on 127.0.0.1:$REDIS_PORT (no persistence, pid ${pid_of[redis]})"
 
 # ---------------------------------------------------------------------------------------------
 # 2. The deployment, with the commands of docs/deploy.md. The demo's own settings come first:
@@ -273,8 +274,8 @@ name_of_pid() { # the name this script gave to process PID (empty: not one of ou
     if [[ ${pid_of[$n]} == "$1" ]]; then echo "$n"; fi
   done
 }
-victim=""
-for i in $(seq 600); do
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
   state=$(curl -sS "$API1/api/jobs/$killed_job" | json 'd["status"] + " " + d["stage"]')
   [[ $state == "queued analyze" || $state == "running analyze" || $state == "queued render" ]] || break
   sleep 0.05
@@ -300,7 +301,7 @@ wait "${pid_of[redis]}" || true
 start_redis
 after=$(streams_len)
 ((after == 0)) || fail "Redis kept $after entries over the restart"
-say "restarted Redis: $before stream entries before, $after after (the database puts them back)"
+say "restarted Redis (pid ${pid_of[redis]}): $before stream entries before, $after after (the database puts them back)"
 
 # ---------------------------------------------------------------------------------------------
 # 6. A replacement worker, then wait until every job has ended
@@ -326,37 +327,38 @@ rows=()
 for k in "${!job_ids[@]}"; do
   id=${job_ids[$k]}
   n=${job_n[$k]}
-  want_attempt=1
+  want_attempt=1 # stage_attempt: attempts of the job's last stage (render, when a cpu worker handed over)
   [[ $id == "$killed_job" ]] && want_attempt=2
+  want_attempts=$((want_attempt + routed)) # all attempts: + the one analysis on the cpu worker
   sets=()
   for api in "$API1" "$API2"; do
     j=$(curl -sS --fail "$api/api/jobs/$id") || fail "GET $api/api/jobs/$id"
-    status=$(echo "$j" | json 'd["status"]')
+    read -r status attempt attempts indexes images urls <<<"$(echo "$j" | json '" ".join([d["status"],
+      str(d["stage_attempt"]), str(d["attempts"]),
+      ",".join(str(i["index"]) for i in sorted(d["images"], key=lambda i: i["index"])),
+      ",".join("%d:%s" % (i["index"], i["id"]) for i in sorted(d["images"], key=lambda i: i["index"]))]
+      + [i["url"] for i in d["images"]])')"
     [[ $status == succeeded ]] || fail "job $id is $status from $api: $(echo "$j" | json 'd.get("error")')"
-    # stage_attempt: attempts of the job's last stage (the render stage when a cpu worker handed over)
-    attempt=$(echo "$j" | json 'd["stage_attempt"]')
-    ((attempt == want_attempt)) || fail "job $id: attempt $attempt from $api, want $want_attempt"
-    attempts=$(echo "$j" | json 'd["attempts"]')
-    indexes=$(echo "$j" | json '" ".join(str(i["index"]) for i in sorted(d["images"], key=lambda i: i["index"]))')
-    [[ $indexes == "$(seq -s ' ' 0 $((n - 1)))" ]] || fail "job $id: image indexes '$indexes' from $api, want 0..$((n - 1))"
-    sets+=("$(echo "$j" | json '" ".join("%d:%s" % (i["index"], i["id"]) for i in sorted(d["images"], key=lambda i: i["index"]))')")
-    # every image URL answers a PNG from this instance (the worker's files are not here:
-    # the instance serves the bytes stored in PostgreSQL)
-    for url in $(echo "$j" | json '" ".join(i["url"] for i in d["images"])'); do
+    ((attempt == want_attempt && attempts == want_attempts)) ||
+      fail "job $id: attempt $attempt of its stage, $attempts in all from $api; want $want_attempt and $want_attempts"
+    [[ $indexes == "$(seq -s , 0 $((n - 1)))" ]] || fail "job $id: image indexes '$indexes' from $api, want 0..$((n - 1))"
+    sets+=("$images")
+    # every image URL answers a PNG from this instance (the worker's files are not on this
+    # instance's disk: it serves the bytes stored in PostgreSQL)
+    for url in $urls; do
       curl -sS --fail -o "$tmp/img.png" "$api$url" || fail "GET $api$url"
       [[ $(head -c 8 "$tmp/img.png" | od -An -tx1 | tr -d ' \n') == "$PNG_MAGIC" ]] || fail "$api$url is not a PNG"
     done
-    # one "succeeded" event: the job ended once
-    ends=$(curl -sS "$api/api/jobs/$id/events" |
-      json 'sum(1 for e in d["events"] if e["type"] == "state" and e.get("status") == "succeeded")')
+    # one "succeeded" event: the job ended once; the "running" events name the workers (host-pid-thread)
+    read -r ends workers <<<"$(curl -sS --fail "$api/api/jobs/$id/events" | json '" ".join(
+      [str(sum(1 for e in d["events"] if e["type"] == "state" and e.get("status") == "succeeded"))]
+      + [e.get("worker", "").rsplit("-", 2)[1] for e in d["events"] if e["type"] == "state" and e.get("status") == "running"])')"
     ((ends == 1)) || fail "job $id: $ends succeeded events from $api"
   done
   [[ ${sets[0]} == "${sets[1]}" ]] || fail "job $id: the instances disagree on its images: '${sets[0]}' vs '${sets[1]}'"
   # one image set in the database: n rows, n distinct indexes
   db=$(psql_m2p "SELECT count(*) || ' ' || count(DISTINCT idx) FROM images WHERE job_id = $id")
   [[ $db == "$n $n" ]] || fail "job $id: images in PostgreSQL '$db', want '$n $n'"
-  workers=$(curl -sS "$API1/api/jobs/$id/events" |
-    json '" ".join(e.get("worker", "").rsplit("-", 2)[1] for e in d["events"] if e["type"] == "state" and e.get("status") == "running")')
   ran_on=""
   for p in $workers; do
     w=$(name_of_pid "$p")
@@ -364,11 +366,12 @@ for k in "${!job_ids[@]}"; do
     [[ $w == "$victim" && $id == "$killed_job" ]] && w="$w(killed)"
     ran_on+="${ran_on:+ > }$w"
   done
-  rows+=("$(printf '%-5s %-5s %-11s %-8s %-14s %-6s %s' "$id" "${job_api[$k]}" "$n x ${job_size[$k]}" "$attempts" "$attempt" "$n" "$ran_on")")
+  rows+=("$(printf '%-4s %-5s %-10s %-9s %-14s %-14s %s' "$id" "${job_api[$k]}" "$n x ${job_size[$k]}" \
+    "$attempts" "$attempt" "$n + $n" "$ran_on")")
 done
 
 echo
-echo "job   via   images      attempts stage_attempt  PNGs   ran on"
+echo "job  via   images     attempts  stage_attempt  PNGs (1 + 2)   ran on"
 printf '%s\n' "${rows[@]}"
 echo
 say "ok: ${#job_ids[@]} jobs succeeded exactly once, identical image sets and PNGs from api1 and api2" \
