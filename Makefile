@@ -6,7 +6,7 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 
-.PHONY: all deps deps-test build build-asan run test test-fast bench fuzz format tidy clean
+.PHONY: all deps deps-test build build-asan run test test-fast bench fuzz format tidy clean scale-demo
 
 all: build
 
@@ -37,6 +37,12 @@ test: build-asan build
 
 bench: build
 	@scripts/run-bench.sh $(BUILD)
+
+# the scale-out story of docs/deploy.md on this machine: private PostgreSQL + Redis, 2 API
+# instances, 2 workers, a worker killed mid-job, Redis restarted, checks from both instances
+# (needs the postgresql, redis-server and curl packages; DEMO_ARGS=--routed: 1 cpu + 2 gpu workers)
+scale-demo: build
+	@scripts/scale-demo.sh $(DEMO_ARGS) $(BUILD)/mus2pic
 
 fuzz: deps-test
 	cmake -S . -B $(BUILD_FUZZ) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DM2P_FUZZ=ON
