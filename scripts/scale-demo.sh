@@ -339,6 +339,9 @@ for k in "${!job_ids[@]}"; do
       ",".join("%d:%s" % (i["index"], i["id"]) for i in sorted(d["images"], key=lambda i: i["index"]))]
       + [i["url"] for i in d["images"]])')"
     [[ $status == succeeded ]] || fail "job $id is $status from $api: $(echo "$j" | json 'd.get("error")')"
+    if [[ $id == "$killed_job" ]] && ((attempt == 1)); then
+      fail "job $id finished before its worker was killed (make it longer: M2P_DEMO_LONG_SIZE=4096)"
+    fi
     ((attempt == want_attempt && attempts == want_attempts)) ||
       fail "job $id: attempt $attempt of its stage, $attempts in all from $api; want $want_attempt and $want_attempts"
     [[ $indexes == "$(seq -s , 0 $((n - 1)))" ]] || fail "job $id: image indexes '$indexes' from $api, want 0..$((n - 1))"
