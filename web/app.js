@@ -469,7 +469,7 @@ function stopJob() {
 function openJob(id) {
   stopJob();
   state.job = null; state.lastSeq = 0; state.jobId = id;
-  state.stepInfo = {}; state.imagesDone = new Set(); state.trackShown = 0;
+  state.stepInfo = {}; state.imagesDone = new Set(); state.trackShown = 0; state.preview = null;
   $('job-title').textContent = 'Job ' + id;
   $('job-eyebrow').textContent = `Job ${id}`;
   $('job-sub').textContent = '';
@@ -521,6 +521,7 @@ function logEvent(ev) {
   if (ev.type === 'step') text = `step ${ev.index}/${ev.of}: ${ev.step}`;
   else if (ev.type === 'progress') text = `${ev.step} ${Math.round((ev.fraction || 0) * 100)}% ${ev.message || ''}`;
   else if (ev.type === 'finding') text = `${ev.step}: ${ev.text}`;
+  else if (ev.type === 'preview') text = `preview: step ${ev.step}/${ev.steps}`;
   else if (ev.type === 'state') {
     text = `state: ${ev.status}${ev.stage ? ' (' + ev.stage + ')' : ''}${ev.error ? ' — ' + ev.error.code : ''}`;
     if (ev.waiting_for) text += ` — waiting for a ${ev.waiting_for}`;
@@ -579,9 +580,69 @@ function onJobEvent(ev) {
     renderImages();
     if (ev.status === 'queued' && ev.retried) { openJob(j.id); return; }
     scheduleRefresh(true);
+  } else if (ev.type === 'preview') {
+    notePreview(ev);
   } else if (ev.type === 'cancel_requested') {
     $('job-status').textContent = 'cancelling…';
   }
+}
+
+// Live previews (lcm jobs with TAESD): the latest one is shown in the placeholder of the image it
+// belongs to, at the placeholder's size (no layout jump), until the final images replace it.
+function notePreview(pv) {
+  if (!pv || !pv.step) return;
+  const cur = state.preview;
+  const idx = pv.index || 0;
+  if (cur && ((cur.index || 0) > idx || ((cur.index || 0) === idx && cur.step > pv.step))) return; // older
+  state.preview = pv;
+  showPreview();
+}
+
+function showPreview() {
+  const j = state.job; const pv = state.preview;
+  if (!j || !pv || (j.images && j.images.length) || TERMINAL.has(j.status)) return;
+  const idx = pv.index || 0;
+  const ph = $('job-images').querySelector(`div.poster[data-index="${idx}"]`);
+  if (!ph || ph.dataset.previewStep === `${pv.step}`) return;
+  // an earlier image's preview gives way to the next image's
+  for (const other of $('job-images').querySelectorAll('div.poster.previewing')) {
+    if (other !== ph) resetPlaceholder(other);
+  }
+  const n = (j.spec && j.spec.variations) || 1;
+  const label = `preview · step ${pv.step} of ${pv.steps}`;
+  const url = pv.url || `/api/jobs/${j.id}/preview?i=${idx}&step=${pv.step}`;
+  let img = ph.querySelector('img.preview-img');
+  let cap = ph.querySelector('.preview-label');
+  if (!img) {
+    ph.classList.remove('skeleton');
+    ph.classList.add('previewing');
+    ph.removeAttribute('role'); ph.removeAttribute('aria-label');
+    img = el('img', { class: 'preview-img', decoding: 'async' });
+    // a first frame already gone (204: the render ended) shows nothing rather than a broken image
+    img.onerror = () => { img.style.visibility = 'hidden'; };
+    img.onload = () => { img.style.visibility = ''; };
+    cap = el('span', { class: 'preview-label', 'aria-hidden': 'true' });
+    ph.append(img, cap);
+  }
+  ph.dataset.previewStep = `${pv.step}`;
+  const alt = `Live preview of poster ${idx + 1} of ${n}, ${label}: a rough draft the final image replaces`;
+  const apply = () => { img.src = url; img.alt = alt; cap.textContent = label; };
+  if (!img.getAttribute('src')) { apply(); return; }
+  // later frames load before they are swapped in (picture, alt and label together), so the previous
+  // one stays until the next is ready; a preview gone meanwhile (204: the render ended) keeps the last
+  const next = new Image();
+  next.onload = () => { if (img.isConnected && ph.dataset.previewStep === `${pv.step}`) apply(); };
+  next.src = url;
+}
+
+function resetPlaceholder(ph) {
+  const n = (state.job && state.job.spec && state.job.spec.variations) || 1;
+  ph.replaceChildren();
+  ph.classList.remove('previewing');
+  ph.classList.add('skeleton');
+  delete ph.dataset.previewStep;
+  ph.setAttribute('role', 'img');
+  ph.setAttribute('aria-label', `poster ${Number(ph.dataset.index) + 1} of ${n}, being made`);
 }
 
 function scheduleRefresh(now) {
@@ -612,6 +673,7 @@ function setJob(j, fromPoll) {
     $('findings').replaceChildren();
     for (const f of (j.progress && j.progress.findings) || []) addFinding(f);
   }
+  if (j.progress && j.progress.preview) notePreview(j.progress.preview);
   renderStatus();
   renderSteps();
   renderImages();
@@ -759,13 +821,14 @@ function renderImages() {
   }
   box.dataset.filled = '';
   if (j.status === 'failed' || j.status === 'cancelled') { box.replaceChildren(); return; }
-  if (box.children.length !== n || box.querySelector('img')) {
+  if (box.children.length !== n || box.querySelector('figure')) {
     box.replaceChildren();
     for (let i = 0; i < n; i++) {
       box.append(el('div', { class: 'poster skeleton' + (state.imagesDone.has(i) ? ' saved' : ''), 'data-index': String(i),
         style: `--ar:${ar}`, role: 'img', 'aria-label': `poster ${i + 1} of ${n}, being made` }));
     }
   }
+  showPreview();
 }
 
 function posterCard(im, j) {

@@ -36,6 +36,7 @@ static const opt k_opts[] = {
     {"hf_endpoint", S(hf_endpoint), "https://huggingface.co", 0, 0, "where `mus2pic model pull` downloads from"},
     {"taesd", S(taesd), "", 0, 0, "TAESD folder, the fast draft decoder (default <model>/taesd, else <data_dir>/models/madebyollin/taesd)"},
     {"decoder", S(decoder), "vae", 0, 0, "image decoder of the lcm renderer: vae (full quality), taesd (fast draft) or auto (taesd when installed)"},
+    {"previews", S(previews), "auto", 0, 0, "live previews of lcm jobs in the web app: auto (one small TAESD image per denoising step when TAESD is installed) or off"},
     {"cache_ttl_days", N(OPT_DBL, cache_ttl_days), "7", 0, 3650, "days a downloaded song stays in the audio cache"},
     {"cache_max_mb", N(OPT_I64, cache_max_mb), "2048", 1, 1e7, "total size cap of the audio cache (least recently used evicted first)"},
     {"max_duration_s", N(OPT_DBL, max_duration_s), "900", 1, 86400, "longest song accepted, in seconds"},

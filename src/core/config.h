@@ -38,6 +38,7 @@ typedef struct m2p_config {
     char hf_endpoint[256];
     char taesd[M2P_PATH_MAX]; /* "" → <model>/taesd, else <data_dir>/models/madebyollin/taesd */
     char decoder[16];         /* vae | taesd | auto (lcm renderer) */
+    char previews[8];         /* auto | off: live TAESD previews of lcm jobs (auto = when TAESD is installed) */
     /* sources and cache */
     double cache_ttl_days;
     int64_t cache_max_mb;

@@ -63,6 +63,9 @@
 
 #define PROGRESS_FLUSH_S 0.25 /* at most ~4 progress events a second per job */
 #define MAX_FINDINGS 64
+/* An encoded live preview larger than this is not published (a 256-px WebP at
+ * quality 60 is typically 3–12 KB). */
+#define PREVIEW_MAX_BYTES (48u * 1024u)
 
 typedef struct worker {
     m2p_queue *q;
@@ -450,6 +453,75 @@ static void on_finding(void *ctx, m2p_step step, const char *key, const char *te
     json_decref(d);
 }
 
+/* Standard base64 (RFC 4648, padded) of in[0..n) into a new NUL-terminated string; NULL when out of memory. */
+static char *base64_encode(const uint8_t *in, size_t n) {
+    static const char k[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = m2p_malloc((n + 2) / 3 * 4 + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t)in[i + 1] << 8;
+        }
+        if (i + 2 < n) {
+            v |= in[i + 2];
+        }
+        out[j++] = k[(v >> 18) & 63];
+        out[j++] = k[(v >> 12) & 63];
+        out[j++] = i + 1 < n ? k[(v >> 6) & 63] : '=';
+        out[j++] = i + 2 < n ? k[v & 63] : '=';
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* A live preview (pipeline.h): the latest one replaces the previous in the
+ * job's live state ("preview": {index, step, steps, width, height, type,
+ * bytes, data: base64}); the event ("preview") carries the same fields
+ * without the image, so the event log stays small and every API host can
+ * serve the picture from the shared database (GET /api/jobs/{id}/preview). */
+static void on_preview(void *ctx, int index, int step, int steps, int width, int height, const uint8_t *webp,
+                       size_t len) {
+    run_ctx *r = ctx;
+    if (webp == NULL || len == 0 || len > PREVIEW_MAX_BYTES) {
+        M2P_DEBUG("jobs", "job %lld: preview of step %d skipped (%zu bytes)", (long long)r->id, step, len);
+        return;
+    }
+    char *b64 = base64_encode(webp, len);
+    json_t *d = json_pack("{s:i, s:i, s:i, s:i, s:i, s:s, s:I}", "index", index, "step", step, "steps", steps,
+                          "width", width, "height", height, "type", "image/webp", "bytes", (json_int_t)len);
+    json_t *pv = d != NULL ? json_deep_copy(d) : NULL;
+    if (b64 == NULL || d == NULL || pv == NULL) {
+        m2p_free(b64);
+        json_decref(d);
+        json_decref(pv);
+        return;
+    }
+    (void)json_object_set_new(pv, "data", json_string(b64));
+    m2p_free(b64);
+    (void)json_object_set_new(r->state, "preview", pv);
+    flush_event(r, "preview", d, false);
+    json_decref(d);
+}
+
+void m2p_queue_job_public(json_t *job) {
+    json_t *pv = json_object_get(json_object_get(job, "progress"), "preview");
+    if (!json_is_object(pv)) {
+        return;
+    }
+    json_int_t id = json_integer_value(json_object_get(job, "id"));
+    json_int_t step = json_integer_value(json_object_get(pv, "step"));
+    json_int_t index = json_integer_value(json_object_get(pv, "index"));
+    char url[96];
+    (void)snprintf(url, sizeof url, "/api/jobs/%lld/preview?i=%lld&step=%lld", (long long)id, (long long)index,
+                   (long long)step);
+    (void)json_object_del(pv, "data");
+    (void)json_object_set_new(pv, "url", json_string(url));
+}
+
 /* ---- finishing a job ------------------------------------------------------------------------- */
 
 /* Drops the big arrays of the features JSON (kept in the analyses table). */
@@ -835,11 +907,15 @@ static void run_job(worker *w, m2p_job_claim *claim) {
         }
     }
     if (code == M2P_OK) {
+        spec.preview = on_preview;
+        spec.preview_ctx = &r;
         code = m2p_pipeline_render(q->pipeline, &spec, &progress, &res, &err);
         if (r.cur_step >= 0 && code == M2P_OK) {
             r.elapsed[r.cur_step] = m2p_now_monotonic() - r.step_started;
             r.done[r.cur_step] = true;
         }
+        /* the images (or the error) replace the preview: not kept in the finished job */
+        (void)json_object_del(r.state, "preview");
     }
     if (code != M2P_OK && err.code == M2P_OK) {
         err.code = code;

@@ -95,6 +95,12 @@ m2p_code m2p_queue_cancel(m2p_queue *q, m2p_store *s, int64_t id, m2p_error *err
 m2p_code m2p_queue_emit(m2p_queue *q, m2p_store *s, int64_t id, const char *type, json_t *data, bool queue_too,
                         m2p_error *err) M2P_WUR;
 
+/* A job object (m2p_store_job_get) as clients get it: the live preview's
+ * image bytes (progress.preview.data, base64) are replaced by its URL
+ * (progress.preview.url = /api/jobs/{id}/preview?...), so job JSON stays
+ * small; GET /api/jobs/{id}/preview serves the bytes. */
+void m2p_queue_job_public(json_t *job);
+
 /* Bumps the change counter (live views look for new events) and wakes idle
  * workers: call after committing a job (m2p_store_job_insert writes its event). */
 void m2p_queue_notify(m2p_queue *q);

@@ -46,6 +46,9 @@ struct m2p_pipeline {
 
 m2p_code m2p_pipeline_create(const m2p_config *cfg, m2p_pipeline **out, m2p_error *err) {
     *out = NULL;
+    if (strcmp(cfg->previews, "auto") != 0 && strcmp(cfg->previews, "off") != 0 && cfg->previews[0] != '\0') {
+        return m2p_error_set(err, M2P_E_CONFIG, "previews takes auto or off (not '%s')", cfg->previews);
+    }
     m2p_pipeline *p = m2p_calloc(1, sizeof *p);
     if (p == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "pipeline");
@@ -375,6 +378,42 @@ static void slugify(const char *title, char *buf, size_t cap) {
     buf[j] = '\0';
 }
 
+/* Render preview sink → the job spec's: the frame scaled down and encoded as WebP. A preview is
+ * best effort: a failed encode is logged and skipped. */
+typedef struct preview_ctx {
+    const m2p_job_spec *spec;
+    int index; /* image index of the current request's first image */
+} preview_ctx;
+
+static void on_render_preview(void *ctx, int step, int steps, int width, int height, const uint8_t *rgb) {
+    const preview_ctx *pc = ctx;
+    if (rgb == NULL || width <= 0 || height <= 0) {
+        return;
+    }
+    /* the encoder only reads the pixels */
+    m2p_image frame = {width, height, (size_t)width * 3, (uint8_t *)(uintptr_t)rgb, 0};
+    uint8_t *webp = NULL;
+    size_t len = 0;
+    m2p_error e;
+    m2p_error_clear(&e);
+    if (m2p_png_thumb_webp(&frame, M2P_PREVIEW_EDGE, M2P_PREVIEW_QUALITY, &webp, &len, &e) != M2P_OK) {
+        M2P_WARN("render", "preview of step %d not encoded: %s", step, e.detail);
+        return;
+    }
+    /* the encoder's size rule (m2p_png_thumb_webp) */
+    int longer = width > height ? width : height;
+    int tw = width;
+    int th = height;
+    if (longer > M2P_PREVIEW_EDGE) {
+        tw = (int)((long long)width * M2P_PREVIEW_EDGE / longer);
+        th = (int)((long long)height * M2P_PREVIEW_EDGE / longer);
+        tw = tw < 1 ? 1 : tw;
+        th = th < 1 ? 1 : th;
+    }
+    pc->spec->preview(pc->spec->preview_ctx, pc->index, step, steps, tw, th, webp, len);
+    m2p_free(webp);
+}
+
 static m2p_code save_image(const m2p_pipeline *p, const m2p_job_spec *spec, const m2p_render_request *req, int index,
                            const m2p_image *img, const char *renderer, const char *model, const m2p_track *track,
                            const json_t *features_json, const char *dir, const char *prefix, char **path_out,
@@ -516,15 +555,19 @@ m2p_code m2p_pipeline_render(m2p_pipeline *p, const m2p_job_spec *spec, const m2
             goto done;
         }
     }
+    preview_ctx pctx = {spec, 0};
+    m2p_render_preview rpv = {on_render_preview, &pctx};
+    const m2p_render_preview *pv = spec->preview != NULL && m2p_renderer_previews(r) ? &rpv : NULL;
     if (spec->per_section) {
         for (int s = 0; s < sections && rc == M2P_OK; s++) {
             m2p_render_request one;
             int index;
             image_request(&req, true, s, sprompts, out->seeds, &one, &index);
-            rc = m2p_renderer_render(r, &one, progress, &images[s], err);
+            pctx.index = s;
+            rc = m2p_renderer_render_ex(r, &one, pv, progress, &images[s], err);
         }
     } else {
-        rc = m2p_renderer_render(r, &req, progress, images, err);
+        rc = m2p_renderer_render_ex(r, &req, pv, progress, images, err);
     }
     if (rc != M2P_OK) {
         goto done;

@@ -28,6 +28,18 @@
 
 typedef struct m2p_pipeline m2p_pipeline;
 
+/* Live previews (renderers that make them: lcm with TAESD, render.h): the
+ * longer side of a preview image, and its WebP quality. */
+#define M2P_PREVIEW_EDGE 256
+#define M2P_PREVIEW_QUALITY 60
+
+/* A live preview of image `index` (0-based within the job) after denoising
+ * step `step` of `steps`: a lossy WebP of width × height (longer side at most
+ * M2P_PREVIEW_EDGE), webp[0..len) valid during the call only. Called on the
+ * rendering thread; return quickly. */
+typedef void (*m2p_pipeline_preview_fn)(void *ctx, int index, int step, int steps, int width, int height,
+                                        const uint8_t *webp, size_t len);
+
 typedef struct m2p_job_spec {
     const char *source;        /* URL, bare YouTube id, or (allow_paths) a local path */
     bool allow_paths;          /* CLI: true; server: false (uploads come as upload_path) */
@@ -46,6 +58,8 @@ typedef struct m2p_job_spec {
     bool per_section;          /* one image per detected section */
     const char *out_dir;       /* where PNG + JSON sidecars go (NULL → <data_dir>/images) */
     const char *file_prefix;   /* file names: <prefix>-<i>.png (NULL → derived from title and seed) */
+    m2p_pipeline_preview_fn preview; /* optional live previews (NULL: none; the server's job worker sets it) */
+    void *preview_ctx;
 } m2p_job_spec;
 
 typedef struct m2p_job_result {

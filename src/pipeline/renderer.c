@@ -109,12 +109,21 @@ const char *m2p_renderer_model(const m2p_renderer *r) {
     return r->be.model != NULL ? r->be.model(r->be.self) : r->be.name;
 }
 
+bool m2p_renderer_previews(const m2p_renderer *r) {
+    return r->be.render_preview != NULL;
+}
+
 int m2p_renderer_default_size(const m2p_renderer *r) {
     return r->be.default_size;
 }
 
 m2p_code m2p_renderer_render(m2p_renderer *r, const m2p_render_request *req, const m2p_progress *progress,
                              m2p_image **images, m2p_error *err) {
+    return m2p_renderer_render_ex(r, req, NULL, progress, images, err);
+}
+
+m2p_code m2p_renderer_render_ex(m2p_renderer *r, const m2p_render_request *req, const m2p_render_preview *preview,
+                                const m2p_progress *progress, m2p_image **images, m2p_error *err) {
     m2p_render_request resolved = *req;
     if (resolved.width == 0) {
         resolved.width = r->be.default_size;
@@ -128,6 +137,9 @@ m2p_code m2p_renderer_render(m2p_renderer *r, const m2p_render_request *req, con
     }
     for (int i = 0; i < resolved.n; i++) {
         images[i] = NULL;
+    }
+    if (preview != NULL && preview->fn != NULL && r->be.render_preview != NULL) {
+        return r->be.render_preview(r->be.self, &resolved, preview, progress, images, err);
     }
     return r->be.render(r->be.self, &resolved, progress, images, err);
 }

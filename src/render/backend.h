@@ -19,6 +19,10 @@ typedef struct m2p_render_backend {
     /* Renders req->n images (req already checked and sizes resolved). */
     m2p_code (*render)(void *self, const m2p_render_request *req, const m2p_progress *progress, m2p_image **images,
                        m2p_error *err);
+    /* render with live previews (render.h, m2p_render_preview); NULL when the backend makes none
+     * (sonic: instant; lcm without TAESD or with previews=off). */
+    m2p_code (*render_preview)(void *self, const m2p_render_request *req, const m2p_render_preview *preview,
+                               const m2p_progress *progress, m2p_image **images, m2p_error *err);
     /* Model description for metadata; never NULL. */
     const char *(*model)(const void *self);
     void (*destroy)(void *self);

@@ -24,6 +24,14 @@
 
 #define M2P_RENDER_MAX_N 16
 
+/* A live preview of a render in progress: after denoising step `step` (1-based) of `steps`, the
+ * current estimate of the request's first image as RGB8 [height][width][3] (tightly packed; valid
+ * during the call only). Called on the rendering thread while the renderer's device is held:
+ * copy or encode the pixels and return quickly. Only the lcm renderer calls it, and only when a
+ * TAESD decoder is loaded and the setting `previews` is not off (m2p_renderer_previews); never
+ * after the last step. */
+typedef void (*m2p_render_preview_fn)(void *ctx, int step, int steps, int width, int height, const uint8_t *rgb);
+
 typedef struct m2p_render_request {
     const m2p_prompt *prompt;     /* required */
     const m2p_features *features; /* required */
@@ -37,6 +45,12 @@ typedef struct m2p_render_request {
     bool layout;                  /* poster typography: title, artist, BPM, key */
     int section;                  /* -1: whole song; else draw this section only */
 } m2p_render_request;
+
+/* A preview sink for m2p_renderer_render_ex. */
+typedef struct m2p_render_preview {
+    m2p_render_preview_fn fn;
+    void *ctx;
+} m2p_render_preview;
 
 typedef struct m2p_renderer m2p_renderer;
 
@@ -56,6 +70,8 @@ bool m2p_renderer_auto_note(const m2p_config *cfg, char *note, size_t cap);
 const char *m2p_renderer_name(const m2p_renderer *r);
 /* Model description for metadata ("procedural", "SimianLuo/LCM_Dreamshaper_v7"). */
 const char *m2p_renderer_model(const m2p_renderer *r);
+/* True when renders of r call a request's preview sink (lcm with TAESD loaded and previews on). */
+bool m2p_renderer_previews(const m2p_renderer *r);
 /* Default square size of the renderer (sonic 1024, lcm 512). */
 int m2p_renderer_default_size(const m2p_renderer *r);
 
@@ -73,5 +89,9 @@ m2p_code m2p_render_request_check(const m2p_render_request *req, m2p_error *err)
  * with m2p_image_free). On error no image is returned. */
 m2p_code m2p_renderer_render(m2p_renderer *r, const m2p_render_request *req, const m2p_progress *progress,
                              m2p_image **images, m2p_error *err) M2P_WUR;
+/* m2p_renderer_render with live previews sent to preview (may be NULL: none) when the renderer
+ * makes them (m2p_renderer_previews); otherwise the same as m2p_renderer_render. */
+m2p_code m2p_renderer_render_ex(m2p_renderer *r, const m2p_render_request *req, const m2p_render_preview *preview,
+                                const m2p_progress *progress, m2p_image **images, m2p_error *err) M2P_WUR;
 
 #endif

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* O_NOFOLLOW, O_CLOEXEC */
 #include <errno.h>
 #include <fcntl.h>
+#include <libavutil/base64.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -367,6 +368,70 @@ static m2p_code delete_job(web_ctx *c, int64_t id, m2p_error *err) {
     return M2P_OK;
 }
 
+/* GET /api/jobs/{id}/preview: the job's latest live preview (a WebP kept in
+ * its live state, progress.preview, in the shared database: any API host can
+ * answer), or 204 when it has none now. The query (?i=&step=) only makes each
+ * preview's URL distinct. */
+static m2p_code job_preview(web_ctx *c, int64_t id, m2p_error *err) {
+    json_t *job = NULL;
+    m2p_code code = m2p_store_job_get(c->store, id, &job, err);
+    if (code != M2P_OK) {
+        return code;
+    }
+    json_t *pv = json_object_get(json_object_get(job, "progress"), "preview");
+    const char *b64 = json_string_value(json_object_get(pv, "data"));
+    const char *type = json_string_value(json_object_get(pv, "type"));
+    const char *status = json_string_value(json_object_get(job, "status"));
+    if (b64 == NULL || type == NULL || strcmp(type, "image/webp") != 0 || status == NULL ||
+        strcmp(status, "running") != 0) {
+        /* No preview now (not rendering yet, no previews for this job, or finished): 204, not an
+         * error — a page asking just as the render ends must not log a failed request. */
+        json_decref(job);
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (r == NULL) {
+            return m2p_error_set(err, M2P_E_NOMEM, "response");
+        }
+        (void)MHD_add_response_header(r, "Cache-Control", "no-store");
+        web_add_common_headers(r);
+        c->resp = r;
+        c->status = MHD_HTTP_NO_CONTENT;
+        return M2P_OK;
+    }
+    char hdr[3][24];
+    (void)snprintf(hdr[0], sizeof hdr[0], "%lld", (long long)json_integer_value(json_object_get(pv, "step")));
+    (void)snprintf(hdr[1], sizeof hdr[1], "%lld", (long long)json_integer_value(json_object_get(pv, "steps")));
+    (void)snprintf(hdr[2], sizeof hdr[2], "%lld", (long long)json_integer_value(json_object_get(pv, "index")));
+    size_t b64_len = strlen(b64);
+    size_t cap = b64_len / 4 * 3 + 3;
+    uint8_t *buf = b64_len < (1u << 20) ? malloc(cap) : NULL; /* MHD frees it with free() */
+    int n = buf != NULL ? av_base64_decode(buf, b64, (int)cap) : -1;
+    json_decref(job);
+    if (n <= 0) {
+        free(buf);
+        return m2p_error_set(err, M2P_E_INTERNAL, "job %lld: the stored preview is unreadable", (long long)id);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer((size_t)n, buf, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(buf);
+        return m2p_error_set(err, M2P_E_NOMEM, "response");
+    }
+    (void)MHD_add_response_header(r, "Content-Type", "image/webp");
+    (void)MHD_add_response_header(r, "Cache-Control", "no-store");
+    (void)MHD_add_response_header(r, "X-Preview-Step", hdr[0]);
+    (void)MHD_add_response_header(r, "X-Preview-Steps", hdr[1]);
+    (void)MHD_add_response_header(r, "X-Preview-Index", hdr[2]);
+    web_add_common_headers(r);
+    c->resp = r;
+    c->status = MHD_HTTP_OK;
+    return M2P_OK;
+}
+
+/* A job's JSON for clients: the preview's bytes become its URL (jobs/queue.h). */
+static void web_job_json(web_ctx *c, unsigned status, json_t *job) {
+    m2p_queue_job_public(job);
+    web_json(c, status, job);
+}
+
 static m2p_code job_routes(web_ctx *c, m2p_error *err) {
     if (c->nseg == 2) {
         if (is_method(c, "POST")) {
@@ -387,7 +452,7 @@ static m2p_code job_routes(web_ctx *c, m2p_error *err) {
         if (is_method(c, "GET") || is_method(c, "HEAD")) {
             code = m2p_store_job_get(c->store, id, &out, err);
             if (code == M2P_OK) {
-                web_json(c, MHD_HTTP_OK, out);
+                web_job_json(c, MHD_HTTP_OK, out);
             }
             return code;
         }
@@ -405,7 +470,7 @@ static m2p_code job_routes(web_ctx *c, m2p_error *err) {
             code = m2p_store_job_get(c->store, id, &out, err);
         }
         if (code == M2P_OK) {
-            web_json(c, MHD_HTTP_ACCEPTED, out);
+            web_job_json(c, MHD_HTTP_ACCEPTED, out);
         }
         return code;
     }
@@ -424,9 +489,12 @@ static m2p_code job_routes(web_ctx *c, m2p_error *err) {
             code = m2p_store_job_get(c->store, id, &out, err);
         }
         if (code == M2P_OK) {
-            web_json(c, MHD_HTTP_ACCEPTED, out);
+            web_job_json(c, MHD_HTTP_ACCEPTED, out);
         }
         return code;
+    }
+    if (c->nseg == 4 && seg_is(c, 3, "preview")) {
+        return is_method(c, "GET") || is_method(c, "HEAD") ? job_preview(c, id, err) : method_not_allowed(c, err);
     }
     if (c->nseg == 4 && seg_is(c, 3, "events")) {
         long since = 0;

@@ -155,6 +155,7 @@ static void send_snapshot(ws_session *s, int64_t *last) {
         json_t *job = NULL;
         if (m2p_store_job_seq(st, s->job_id, &seq, &err) == M2P_OK &&
             m2p_store_job_get(st, s->job_id, &job, &err) == M2P_OK) {
+            m2p_queue_job_public(job); /* the preview's URL, not its bytes */
             msg = json_pack("{s:s, s:I, s:o}", "type", "snapshot", "seq", (json_int_t)seq, "job", job);
         }
     } else {

@@ -8,6 +8,7 @@
 // with its message, hint and Retry, fixed by changing the input; gallery filter by key and tempo
 // → compare → ZIP whose contents are checked, arrow keys, Ctrl+S; a batch of three with
 // per-item progress and its ZIP; settings that survive a reload; shortcuts; the phone viewport;
+// an lcm job (tiny model + tiny TAESD) whose live preview shows in the poster's place, then the image;
 // labels/tooltips/contrast; and no console errors anywhere.
 //
 // Environment: MUS2PIC (the binary, required), MUS2PIC_SOURCE_DIR (the repository),
@@ -465,6 +466,54 @@ test('job: a transient failure is shown with its automatic retry, then the job s
     await page.waitForFunction(() => document.querySelectorAll('#job-images img').length === 1);
     await page.close();
   } finally { await stopServer(s2.proc); }
+});
+
+test('job (lcm, phone): a live preview "step k of n" in the poster place, then the final image', async () => {
+  // a server rendering with the tiny LCM model and its tiny TAESD (tests/fixtures/nn/tiny-lcm/taesd)
+  const tiny = path.join(process.env.MUS2PIC_SOURCE_DIR || path.join(__dirname, '..', '..'), 'tests', 'fixtures', 'nn', 'tiny-lcm');
+  // (128² and 3 steps: the tiny model is slow under ASan; the page takes the server's defaults)
+  const s3 = await startServer(['--set', 'renderer=lcm', '--set', `model=${tiny}`, '--set', 'steps=3', '--set', 'width=128',
+    '--set', 'height=128', '--set', 'taesd='], 'data-lcm');
+  try {
+    const page = await newPage(PHONE);
+    await page.goto(`${s3.url}/#/create`);
+    await page.waitForSelector('body[data-ready="1"]');
+    // every state of the preview element the page ever shows, with its box and the page width
+    await page.evaluate(() => {
+      window.__pv = [];
+      new MutationObserver(() => {
+        const img = document.querySelector('#job-images img.preview-img');
+        if (!img) return;
+        const box = img.closest('.poster').getBoundingClientRect();
+        window.__pv.push({ src: img.getAttribute('src') || '', alt: img.alt, label: img.parentElement.querySelector('.preview-label').textContent,
+          w: Math.round(box.width), h: Math.round(box.height), sw: document.documentElement.scrollWidth });
+      }).observe(document.getElementById('job-images'), { subtree: true, childList: true, attributes: true, characterData: true });
+    });
+    await page.setInputFiles('#file', songs.b);
+    await page.fill('#opt-variations', '1');
+    assert.strictEqual(await page.inputValue('#opt-size'), '128x128');
+    await page.selectOption('#opt-renderer', 'lcm');
+    await page.click('#submit');
+    const id = await jobIdOf(page);
+    await waitStatus(page, 'succeeded');
+    await page.waitForFunction(() => document.querySelectorAll('#job-images figure img').length === 1);
+    await waitImagesShown(page, '#job-images figure img');
+    const seen = await page.evaluate(() => window.__pv);
+    assert.ok(seen.length > 0, 'the preview element never showed');
+    for (const v of seen) {
+      assert.ok(/^preview · step [12] of 3$/.test(v.label), `label: ${v.label}`);
+      assert.ok(v.alt.includes('Live preview of poster 1 of 1') && v.alt.includes(v.label), `alt: ${v.alt}`);
+      assert.ok(v.src.startsWith(`/api/jobs/${id}/preview?`), `src: ${v.src}`);
+      assert.ok(v.sw <= PHONE.width, `page ${v.sw}px wide while previewing`);
+    }
+    // the final image takes the preview's place at the same size: no layout jump
+    const fin = await page.evaluate(() => { const r = document.querySelector('#job-images figure').getBoundingClientRect(); return { w: Math.round(r.width), h: Math.round(r.height) }; });
+    for (const v of seen) assert.ok(Math.abs(v.w - fin.w) <= 1 && Math.abs(v.h - fin.h) <= 1, `preview box ${v.w}×${v.h} vs image ${fin.w}×${fin.h}`);
+    assert.strictEqual(await page.locator('#job-images .preview-img, #job-images .preview-label').count(), 0, 'the preview is gone');
+    const log = await page.textContent('#log');
+    assert.ok(/preview: step 1\/3/.test(log) && /preview: step 2\/3/.test(log), 'the event log lists the previews');
+    await page.close();
+  } finally { await stopServer(s3.proc); }
 });
 
 test('gallery: filter by key and tempo → compare → ZIP with metadata; arrows and Ctrl+S', async () => {
