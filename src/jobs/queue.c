@@ -63,8 +63,8 @@
 
 #define PROGRESS_FLUSH_S 0.25 /* at most ~4 progress events a second per job */
 #define MAX_FINDINGS 64
-/* An encoded live preview larger than this is not published (a 256-px WebP at
- * quality 60 is typically 3–12 KB). */
+/* An encoded live preview larger than this is not published (256² frames of the
+ * tiny test model are ≈ 8 KB at quality 60). */
 #define PREVIEW_MAX_BYTES (48u * 1024u)
 
 typedef struct worker {

@@ -89,6 +89,39 @@ def run_job(srv, song, watch_previews, variations=2):
     return final, events, fetched, live
 
 
+def distributed(base, song, tmp):
+    from services_util import Postgres
+    from test_scale_pg import Worker
+    pg = Postgres().start()
+    api = w = None
+    try:
+        settings = dict(base, database_url=pg.url, retry_base_s="0.3")
+        api = Server(settings=settings, args=["--no-workers"]).start()
+        wdata = os.path.join(tmp, "worker-data")
+        os.makedirs(wdata)
+        w = Worker(wdata, settings).start()
+        job, events, fetched, live = run_job(api, song, True, variations=1)
+        check(job["status"] == "succeeded", f"distributed job failed: {job.get('error')}")
+        pv = [e for e in events if e["type"] == "preview"]
+        check([e["step"] for e in pv] == list(range(1, STEPS)), f"distributed preview steps: {pv}")
+        check(fetched, "the API host served no preview")
+        for h, data in fetched:
+            check(webp_size(data) == (256, 60), "distributed preview size")
+        check(api.http("GET", f"/api/jobs/{job['id']}/preview")[0] == 204, "finished: not 204")
+    except BaseException:
+        if api is not None:
+            api.dump()
+        if w is not None:
+            sys.stderr.write(w.tail())
+        raise
+    finally:
+        if w is not None:
+            w.kill()
+        if api is not None:
+            api.cleanup()
+        pg.cleanup()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="m2p-previews-")
     try:
@@ -142,6 +175,14 @@ def main():
             raise
         finally:
             srv.cleanup()
+
+        # --- several hosts, no shared filesystem: an API process without workers and a
+        # `mus2pic worker` with its own data folder on one PostgreSQL; the API host serves the
+        # previews from the database
+        if os.environ.get("M2P_SKIP_SERVICES") == "1":
+            print("PostgreSQL part skipped (M2P_SKIP_SERVICES=1)")
+        else:
+            distributed(base, song, tmp)
 
         # --- previews=off, and TAESD not installed: no previews, same images
         for name, extra in (("previews=off", {"previews": "off"}), ("no TAESD", {"model": bare})):
