@@ -57,9 +57,10 @@ say() { # a line with the seconds since the start
 }
 fail() {
   echo "scale-demo: FAILED: $*" >&2
-  show_logs=1
   exit 1
 }
+# any other command that fails stops the script too (set -e): say which
+trap 'echo "scale-demo: FAILED: line $LINENO exited $?" >&2' ERR
 
 # ---------------------------------------------------------------------------------------------
 # What it needs (Debian packages; scripts/install-deps.sh --test installs postgresql and
@@ -101,12 +102,12 @@ fi
 declare -A pid_of=()
 tmp=""
 pg_started=0
-show_logs=0
 cleanup() {
   local rc=$?
   set +e
-  trap - EXIT INT TERM
-  if ((show_logs)) && [[ -n "$tmp" ]]; then
+  trap - EXIT INT TERM ERR
+  # a failure (not Ctrl-C or SIGTERM): the last lines of every log
+  if ((rc == 1)) && [[ -n "$tmp" ]]; then
     for f in "$tmp"/*/err.log "$tmp"/redis/log "$tmp"/pg/log; do
       [[ -s "$f" ]] || continue
       echo "---- ${f#"$tmp"/} (last lines)" >&2

@@ -5,7 +5,8 @@
 # (attempt counts, one image set, identical image ids, PNGs); here we check that it passes in both
 # variants (2 workers; --routed: 1 cpu + 2 gpu workers), that its table shows the killed worker's
 # job finished by another worker, that nothing it started is left running and its folder is gone
-# (also when it is stopped mid-run), and that a bad command line or binary is refused clearly.
+# (also when it is stopped mid-run or a check fails), and that a bad command line, binary or a
+# missing package is refused clearly.
 set -u
 M="${MUS2PIC:?MUS2PIC must name the binary}"
 SRC="${MUS2PIC_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -56,7 +57,7 @@ for variant in "" --routed; do
 done
 
 # stopped mid-run (SIGTERM while jobs run): exit 143, and it still cleans up everything
-bash "$DEMO" "$M" >"$T/out" 2>"$T/err" &
+M2P_DEMO_SHORT_JOBS=2 bash "$DEMO" "$M" >"$T/out" 2>"$T/err" &
 demo=$!
 for _ in $(seq 600); do
   grep -q "submitted" "$T/out" && break
@@ -70,6 +71,15 @@ rc=$?
 ((rc == 143)) || fail "stopped with SIGTERM: exit $rc, want 143"
 check_gone "$T/out"
 echo "-- stopped mid-run: cleaned up"
+
+# a failed check (no time to wait for the jobs: job 1 cannot end before its lease is over): exit 1,
+# the failure named, and everything cleaned up all the same
+M2P_DEMO_TIMEOUT=0 M2P_DEMO_SHORT_JOBS=2 bash "$DEMO" "$M" >"$T/out" 2>"$T/err"
+rc=$?
+((rc == 1)) || fail "a failed check: exit $rc, want 1"
+grep -q "scale-demo: FAILED: job 1 still" "$T/err" || fail "a failed check: $(cat "$T/err")"
+check_gone "$T/out"
+echo "-- a failed check: exit 1, cleaned up"
 
 # refusals: one clear line each
 bash "$DEMO" --bogus >"$T/out" 2>"$T/err"
