@@ -6,7 +6,9 @@ different seeds give different pixels; a missing model is one clear error line.
 The TAESD draft decoder: `--set decoder=taesd` renders with tests/fixtures/nn/tiny-lcm/taesd
 (found inside the model folder, or through MUS2PIC_TAESD) — other pixels than the VAE, still
 reproducible per seed; decoder=auto falls back to the VAE when TAESD is absent; decoder=taesd
-without TAESD is one clear error naming both ways to get it.
+without TAESD is one clear error naming both ways to get it. The `previews` setting (live
+previews are the server's; see test_serve_previews.py) never changes the pixels; a bad value is
+one error line.
 Python standard library only (a small PNG decoder below)."""
 import json
 import os
@@ -140,6 +142,23 @@ class LcmMakeTest(unittest.TestCase):
                             "--out", os.path.join(self.tmp, "none")], self.env)
         self.assertNotEqual(rc, 0, err)
         self.assertIn("vae, taesd or auto", err)
+
+    def test_previews_setting(self):
+        # Live previews are a server feature: they never change the images. previews=off renders
+        # the same pixels and keeps TAESD for decoder=taesd; an unknown value is one error line.
+        auto = self.make(1, 42, "p-auto")
+        off = self.make(1, 42, "p-off", ["--set", "previews=off"])
+        self.assertEqual(png_pixels(auto[0]["path"])[2], png_pixels(off[0]["path"])[2])
+        draft = self.make(1, 42, "p-draft", ["--set", "decoder=taesd"])
+        draft_off = self.make(1, 42, "p-draft-off", ["--set", "decoder=taesd", "--set", "previews=off"])
+        self.assertEqual(png_pixels(draft[0]["path"])[2], png_pixels(draft_off[0]["path"])[2])
+        self.assertNotEqual(png_pixels(draft[0]["path"])[2], png_pixels(auto[0]["path"])[2])
+        rc, out, err = run(["make", self.song, "--renderer", "lcm", "--size", "64x64", "--set", "previews=maybe",
+                            "--out", os.path.join(self.tmp, "none")], self.env)
+        self.assertNotEqual(rc, 0, err)
+        lines = [l for l in err.splitlines() if l.startswith("mus2pic: error ")]
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn("previews takes auto or off (not 'maybe')", lines[0])
 
     def test_missing_model(self):
         env = dict(self.env)
