@@ -17,8 +17,8 @@
  * MUS2PIC_TAESD) or auto (taesd when installed, else vae). TAESD is looked
  * for as diffusion/taesd.h says (MUS2PIC_TAESD, <model>/taesd/, the pull
  * folder); when it is there and loads, it is kept beside the VAE even for
- * decoder=vae (≈10 MB), so previews can use it. Draft images carry the
- * model name "<model>+taesd".
+ * decoder=vae (≈10 MB), so previews can use it (not with previews=off).
+ * Draft images carry the model name "<model>+taesd".
  *
  * Previews (setting `previews`: auto, the default, or off): with TAESD loaded
  * and previews not off, a request with a preview sink (render.h) gets the

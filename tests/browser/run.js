@@ -495,7 +495,11 @@ test('job (lcm, phone): a live preview "step k of n" in the poster place, then t
     await page.selectOption('#opt-renderer', 'lcm');
     await page.click('#submit');
     const id = await jobIdOf(page);
+    // a screenshot while a preview is shown (best effort: M2P_SCREENSHOTS/job-preview-phone.png)
+    const shotTaken = page.waitForFunction(() => { const i = document.querySelector('#job-images img.preview-img'); return i && i.complete && i.naturalWidth > 0; },
+      null, { timeout: 60000 }).then(() => page.screenshot({ path: path.join(SHOTS, 'job-preview-phone.png') })).catch(() => {});
     await waitStatus(page, 'succeeded');
+    await shotTaken;
     await page.waitForFunction(() => document.querySelectorAll('#job-images figure img').length === 1);
     await waitImagesShown(page, '#job-images figure img');
     const seen = await page.evaluate(() => window.__pv);
