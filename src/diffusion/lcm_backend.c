@@ -23,9 +23,9 @@
  * Previews (setting `previews`: auto, the default, or off): with TAESD loaded
  * and previews not off, a request with a preview sink (render.h) gets the
  * first image's current estimate after every denoising step but the last,
- * decoded by TAESD (m2p_sd_generate_ex's preview; ≈1 s per step at 512² on
- * 2 cores). Without TAESD, or with previews=off, no preview is made and the
- * render is the plain m2p_sd_generate.
+ * decoded by TAESD (m2p_sd_generate_ex's preview; ≈ 2.9 CPU-s a frame at
+ * 512², bench/bench_previews). Without TAESD, or with previews=off, no
+ * preview is made and the render is the plain m2p_sd_generate.
  */
 #include <string.h>
 
