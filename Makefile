@@ -42,6 +42,7 @@ bench: build
 # instances, 2 workers, a worker killed mid-job, Redis restarted, checks from both instances
 # (needs the postgresql, redis-server and curl packages; DEMO_ARGS=--routed: 1 cpu + 2 gpu workers)
 scale-demo: build
+	@scripts/install-deps.sh --services
 	@scripts/scale-demo.sh $(DEMO_ARGS) $(BUILD)/mus2pic
 
 fuzz: deps-test

@@ -4,6 +4,7 @@
 # longer works with YouTube). Idempotent and quiet when everything is there.
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   also what the test suite needs
+#   scripts/install-deps.sh --services  PostgreSQL, Redis and curl (make scale-demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +16,11 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libpng-dev libwebp-dev zlib1g-dev libcmocka-dev
       libunistring-dev
       python3 python3-venv)
+if [[ "${1:-}" == "--test" || "${1:-}" == "--services" ]]; then
+  PKGS+=(redis-server postgresql curl)
+fi
 if [[ "${1:-}" == "--test" ]]; then
-  PKGS+=(clang libclang-rt-14-dev clang-format clang-tidy valgrind ffmpeg
-         redis-server postgresql)
+  PKGS+=(clang libclang-rt-14-dev clang-format clang-tidy valgrind ffmpeg)
   # the held-out GM song corpus of the accuracy benchmark (tools/songs/make_corpus.py)
   PKGS+=(fluidsynth musescore-general-soundfont-small)
   # clang's OpenMP runtime and omp.h: `make fuzz` builds the OpenMP modules (nn, dsp) with clang
