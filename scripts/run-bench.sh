@@ -21,7 +21,7 @@ export M2P_BENCH_MODEL=$MODEL
 mkdir -p "$RESULTS"
 if [ -z "${REPORT_ONLY:-}" ]; then
     echo "== building the product and the benchmark programs ($BUILD)"
-    cmake --build "$BUILD" --target mus2pic bench_decode bench_analysis bench_sonic bench_nn bench_lcm \
+    cmake --build "$BUILD" --target mus2pic bench_decode bench_analysis bench_sonic bench_nn bench_lcm bench_batch \
         bench_clip_tokenizer || echo "run-bench: some benchmark programs do not build; their sections say so" >&2
     inc=$(sed -n 's/^OPENBLAS_INCLUDE:PATH=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
     cc -O2 ${inc:+-I"$inc"} bench/suite/sgemm_probe.c -lopenblas -o "$RESULTS/sgemm_probe" ||

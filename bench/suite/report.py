@@ -7,7 +7,7 @@ import re
 import statistics
 import time
 
-ORDER = ["machine", "sgemm", "model_cli", "lcm", "lcm_ref", "variations", "variations_py", "repeat", "analysis_lengths", "analysis_accuracy",
+ORDER = ["machine", "sgemm", "model_cli", "lcm", "lcm_ref", "lcm_batch", "variations", "variations_py", "repeat", "analysis_lengths", "analysis_accuracy",
          "decode", "service", "service_ws", "queue_growth", "sonic", "nn", "tokenizer", "where"]
 SIZE = int(os.environ.get("M2P_BENCH_SIZE", "128"))
 CLI_SIZE = int(os.environ.get("M2P_BENCH_CLI_SIZE", "64"))
@@ -332,7 +332,9 @@ def write(all_r, md_path, chart_dir, build, suite_s):
     L.append("**Read the load average.** The machine is a shared 2-core VM; while this was measured other engineers "
              "were building and testing on it (1-minute load average %s at the start of the sections), so absolute wall times are "
              "inflated several-fold. Compare the figures side by side (ours vs the reference, measured in the same "
-             "minute) and the CPU-second columns, which do not depend on the queue for the CPU.\n"
+             "minute) and the CPU-second columns, which do not depend on the queue for the CPU. Every program runs "
+             "with `OMP_WAIT_POLICY=passive` (ours and PyTorch alike): spinning OpenMP threads double the wall time of "
+             "the model sections on a loaded machine.\n"
              % ("%.1f–%.1f" % (min(la), max(la)) if la else "?"))
     L.append("Model sections use a **mid-size random LCM model** (`bench/suite/make_mid_model.py`: the real "
              "architecture with UNet widths 64/128/256/256 instead of 320/640/1280/1280, VAE 32/64/128/128 instead "

@@ -815,6 +815,10 @@ def print_table(r):
 
 
 def main():
+    # OpenMP threads that spin between parallel regions steal the cores from OpenBLAS's and from the
+    # neighbours on a shared machine (bench_batch at 128², load 3.5: 0.51 s per batch-4 step spinning,
+    # 0.24 s passive); every engine measured here (ours, PyTorch) gets the same setting.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--results", default=None)
