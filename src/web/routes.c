@@ -294,6 +294,7 @@ static m2p_code create_job(web_ctx *c, m2p_error *err) {
     }
     if (code == M2P_OK) {
         int64_t id = (int64_t)json_integer_value(json_object_get(job, "id"));
+        m2p_queue_job_public(job); /* a reused running job: its preview's URL, not its bytes */
         web_json(c, reused ? MHD_HTTP_OK : MHD_HTTP_CREATED, job);
         set_location(c, "/api/jobs/", id);
     }
