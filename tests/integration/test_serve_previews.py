@@ -9,7 +9,8 @@
   X-Preview-Step; once finished the preview is gone (no progress.preview, 204 No Content)
   and the final images are there;
 - previews=off: no preview event, 204 from the preview route;
-- TAESD not installed (a model folder without taesd/): no preview event, the job succeeds.
+- TAESD not installed (a model folder without taesd/): no preview event, the job succeeds;
+- the final image is the same with and without previews (same seed: the same pixels).
 
 The previews are caught live: a WebSocket reader thread GETs the preview the moment each event
 arrives (each preview is written before the render goes on, so the picture of that step, or of a
@@ -27,6 +28,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import time  # noqa: E402
 from serve_util import WS, Server, check, demo_song, multipart  # noqa: E402
+from test_lcm_make import png_pixels  # noqa: E402
 
 SRC = os.environ.get("MUS2PIC_SOURCE_DIR", ".")
 TINY = os.path.abspath(os.path.join(SRC, "tests", "fixtures", "nn", "tiny-lcm"))
@@ -50,6 +52,16 @@ def webp_size(data):
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     check(False, f"unexpected WebP chunk {kind!r}")
     return 0, 0
+
+
+def image_pixels(srv, job, index):
+    im = next(i for i in job["images"] if i["index"] == index)
+    st, _, data = srv.http("GET", im["url"])
+    check(st == 200, f"GET {im['url']}: {st}")
+    path = os.path.join(srv.data_dir, f"check-{job['id']}-{index}.png")
+    with open(path, "wb") as f:
+        f.write(data)
+    return png_pixels(path)
 
 
 def run_job(srv, song, watch_previews, variations=2):
@@ -139,6 +151,7 @@ def main():
         srv = Server(settings=dict(base)).start()
         try:
             job, events, fetched, live = run_job(srv, song, True)
+            first_pixels = image_pixels(srv, job, 0)
             check(job["status"] == "succeeded", f"job failed: {job.get('error')}")
             check(len(job["images"]) == 2, f"images: {job['images']}")
             pv = [e for e in events if e["type"] == "preview"]
@@ -194,6 +207,8 @@ def main():
                 check(job["status"] == "succeeded", f"{name}: job failed: {job.get('error')}")
                 check(not [e for e in events if e["type"] == "preview"], f"{name}: preview events")
                 check(len(job["images"]) == 1, f"{name}: images")
+                # previews never touch the final image: the same seed gives the same pixels
+                check(image_pixels(srv, job, 0) == first_pixels, f"{name}: other pixels than with previews")
                 check(srv.http("GET", f"/api/jobs/{job['id']}/preview")[0] == 204, f"{name}: preview not 204")
             except BaseException:
                 srv.dump()
