@@ -197,6 +197,9 @@ m2p_code m2p_config_validate(m2p_config *cfg, m2p_error *err) {
         strcmp(cfg->decoder, "auto") != 0) {
         return m2p_error_set(err, M2P_E_CONFIG, "decoder takes vae, taesd or auto (not '%s')", cfg->decoder);
     }
+    if (strcmp(cfg->previews, "auto") != 0 && strcmp(cfg->previews, "off") != 0) {
+        return m2p_error_set(err, M2P_E_CONFIG, "previews takes auto or off (not '%s')", cfg->previews);
+    }
     if (strcmp(cfg->worker_role, "all") != 0 && strcmp(cfg->worker_role, "cpu") != 0 &&
         strcmp(cfg->worker_role, "gpu") != 0) {
         return m2p_error_set(err, M2P_E_CONFIG, "worker_role takes all, cpu or gpu (not '%s')", cfg->worker_role);

@@ -107,7 +107,7 @@ typedef struct m2p_sd_extra {
 
 /* m2p_sd_generate with extra choices (extra may be NULL = m2p_sd_generate). TAESD asked for
  * (decoder 2, or a preview) without a TAESD loaded → TAESD_MISSING naming both ways to get it.
- * A preview costs one TAESD decode of one image per step (≈1 s at 512² on 2 cores). */
+ * A preview costs one TAESD decode of one image per step (≈2.9 CPU-s at 512², bench_previews). */
 m2p_code m2p_sd_generate_ex(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_extra *extra,
                             const m2p_progress *progress, uint8_t *rgb, m2p_error *err) M2P_WUR;
 

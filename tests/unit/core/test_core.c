@@ -77,6 +77,7 @@ static void test_config_precedence(void **state) {
     assert_non_null(strstr(err.detail, "vae, taesd or auto"));
     assert_int_equal(m2p_config_set(&cfg, "worker_role", "tpu", &err), M2P_E_CONFIG);
     assert_non_null(strstr(err.detail, "all, cpu or gpu"));
+    assert_int_equal(m2p_config_set(&cfg, "previews", "sometimes", &err), M2P_E_CONFIG);
     assert_int_equal(m2p_config_set(&cfg, "decoder", "taesd", &err), M2P_OK);
     assert_int_equal(m2p_config_set(&cfg, "worker_role", "gpu", &err), M2P_OK);
     setenv("MUS2PIC_PORT", "nope", 1);
