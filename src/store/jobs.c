@@ -1221,7 +1221,7 @@ m2p_code m2p_store_job_stage_counts(m2p_store *s, json_t **out, m2p_error *err) 
     }
     json_t *o = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}}", "analyze", "queued", 0, "running", 0, "render", "queued", 0,
                           "running", 0);
-    int rc;
+    int rc = M2P_DB_DONE;
     while (o != NULL && (rc = m2p_db_step(st)) == M2P_DB_ROW) {
         m2p_job_stage stage;
         if (m2p_job_stage_parse((const char *)m2p_db_column_text(st, 0), &stage)) {
@@ -1230,9 +1230,13 @@ m2p_code m2p_store_job_stage_counts(m2p_store *s, json_t **out, m2p_error *err) 
                                       json_integer(m2p_db_column_int64(st, 2)));
         }
     }
-    (void)m2p_db_finalize(st);
+    m2p_db_finalize(st);
     if (o == NULL) {
         return m2p_error_set(err, M2P_E_NOMEM, "stage counts");
+    }
+    if (rc != M2P_DB_DONE) { /* a failed scan is an error, not partial counts */
+        json_decref(o);
+        return m2p_store_db_error(s, rc, "stage counts", err);
     }
     *out = o;
     return M2P_OK;

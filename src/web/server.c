@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -534,6 +535,23 @@ static enum MHD_Result on_post_data(void *cls, enum MHD_ValueKind kind, const ch
 }
 
 /* Hashes each streamed file and moves it to uploads/<sha256><ext>. */
+/* An upload already stored under the same name, used again: its time is
+ * renewed (the pruner's retention restarts) under a shared flock, the pruner
+ * removing an old file under an exclusive one (storage.c). True when the file
+ * is there and renewed; false when it is absent or was just removed (nlink 0):
+ * then the caller stores its own copy. */
+static bool upload_renew(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return false;
+    }
+    struct stat st;
+    bool kept = flock(fd, LOCK_SH) == 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 0 &&
+                futimens(fd, NULL) == 0;
+    (void)close(fd); /* releases the lock */
+    return kept;
+}
+
 static m2p_code finish_uploads(web_req *r, m2p_error *err) {
     for (size_t i = 0; i < r->n_uploads; i++) {
         web_upload *u = &r->uploads[i];
@@ -566,10 +584,10 @@ static m2p_code finish_uploads(web_req *r, m2p_error *err) {
         if (n < 0 || (size_t)n >= sizeof u->final_path) {
             return m2p_error_set(err, M2P_E_IO, "upload path too long");
         }
-        struct stat st;
-        if (stat(u->final_path, &st) == 0) {
-            (void)unlink(u->tmp_path); /* same content already stored */
-            (void)utimensat(AT_FDCWD, u->final_path, NULL, 0); /* used again: the pruner's retention restarts */
+        if (upload_renew(u->final_path)) {
+            /* same content already stored (a temp file left by a failed unlink
+             * goes with the pruner's stale .part- files) */
+            (void)unlink(u->tmp_path);
         } else if (rename(u->tmp_path, u->final_path) != 0) {
             return m2p_error_set(err, M2P_E_IO, "storing the upload: %s", strerror(errno));
         }

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -324,6 +325,31 @@ static void prune_caches(m2p_web *w, double now, web_prune_stats *st) {
     m2p_free(l.v);
 }
 
+/* Removes an upload file listed as old and unused unless it was used again
+ * since: a request storing the same bytes renews the file's time under a
+ * shared flock (server.c's finish_uploads), and here the time is read once
+ * more under an exclusive one before the unlink. So either that request sees
+ * the file gone (and stores its own copy) or this sees the new time (and keeps
+ * it); without the lock a file renewed between the listing and the unlink was
+ * lost under the job just created for it. *size gets the bytes removed. */
+static bool remove_unused_upload(const char *path, double now, double retention, uint64_t *size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return false;
+    }
+    bool removed = false;
+    struct stat held;
+    struct stat named;
+    if (flock(fd, LOCK_EX) == 0 && fstat(fd, &held) == 0 && held.st_nlink > 0 &&
+        now - ts_seconds(held.st_mtim) > retention && lstat(path, &named) == 0 && named.st_ino == held.st_ino &&
+        named.st_dev == held.st_dev && unlink(path) == 0) {
+        removed = true;
+        *size = (uint64_t)held.st_size;
+    }
+    (void)close(fd); /* releases the lock */
+    return removed;
+}
+
 /* uploads/<sha256><ext> older than the retention that no job uses (the set of
  * uses is read once, and only when some file is old enough). */
 static m2p_code prune_upload_files(m2p_web *w, m2p_store *s, double now, web_prune_stats *st, m2p_error *err) {
@@ -365,9 +391,11 @@ static m2p_code prune_upload_files(m2p_web *w, m2p_store *s, double now, web_pru
             code = m2p_store_uploads_in_use(s, &used, err);
             have_used = code == M2P_OK;
         }
-        if (code == M2P_OK && !m2p_sha256_set_has(&used, sha) && unlink(path) == 0) {
+        uint64_t size = 0;
+        if (code == M2P_OK && !m2p_sha256_set_has(&used, sha) &&
+            remove_unused_upload(path, now, w->cfg.upload_retention_s, &size)) {
             st->files_removed++;
-            st->bytes_removed += (uint64_t)sb.st_size;
+            st->bytes_removed += size;
         }
     }
     (void)closedir(d);

@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include "core/alloc.h"
+#include "store/jobs.h"
 #include "store/store.h"
 #include "store/store_impl.h"
 
@@ -98,11 +99,43 @@ static void test_bad_path(void **state) {
     assert_null(s);
 }
 
+/* A query that fails while its rows are read is an error, not partial (here:
+ * zero) counts. A temporary view shadows the jobs table with one whose rows
+ * fail to compute (integer overflow in abs()). */
+static void test_stage_counts_step_error(void **state) {
+    (void)state;
+    char dir[64];
+    m2p_test_tmpdir(dir, sizeof dir);
+    m2p_config cfg;
+    make_cfg(&cfg, dir);
+    m2p_store *s = NULL;
+    m2p_error err;
+    assert_int_equal(m2p_store_open(&cfg, &s, &err), M2P_OK);
+    json_t *counts = NULL;
+    assert_int_equal(m2p_store_job_stage_counts(s, &counts, &err), M2P_OK);
+    assert_non_null(counts);
+    json_decref(counts);
+    assert_int_equal(sqlite3_exec(s->db,
+                                  "CREATE TEMP VIEW jobs AS SELECT 'analyze' AS stage,"
+                                  " CASE WHEN abs(-9223372036854775807 - 1) > 0 THEN 'queued' END AS status",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    counts = NULL;
+    m2p_error_clear(&err);
+    m2p_code c = m2p_store_job_stage_counts(s, &counts, &err);
+    assert_int_not_equal(c, M2P_OK);
+    assert_null(counts);
+    assert_non_null(strstr(err.detail, "stage counts"));
+    m2p_store_close(s);
+    m2p_test_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_migrates_once),
         cmocka_unit_test(test_tracks_and_analyses),
         cmocka_unit_test(test_bad_path),
+        cmocka_unit_test(test_stage_counts_step_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -232,6 +234,51 @@ static void test_prune(void **state) {
     assert_false(exists(f, "uploads", SHA_A ".wav"));
 }
 
+typedef struct prune_run {
+    fixture *f;
+    web_prune_stats st;
+    m2p_code code;
+} prune_run;
+
+static void *prune_thread(void *arg) {
+    prune_run *p = arg;
+    m2p_error err;
+    p->code = web_prune_once(&p->f->w, p->f->s, &p->st, &err);
+    return NULL;
+}
+
+/* An old, unused upload that a request stores again while the pruner runs:
+ * the request renews its time under a shared flock (server.c), and the pruner
+ * must wait for that lock and then see the new time, not remove the file the
+ * request's job is about to use. */
+static void test_prune_renewed(void **state) {
+    fixture *f = *state;
+    write_sized(f, "uploads", SHA_B ".wav", 10, 7200);
+    char path[800];
+    (void)snprintf(path, sizeof path, "%s/uploads/%s.wav", f->dir, SHA_B);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_SH), 0); /* the request holds it ... */
+    prune_run run = {f, {0}, M2P_E_INTERNAL};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, prune_thread, &run), 0);
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    (void)nanosleep(&pause, NULL);
+    assert_true(exists(f, "uploads", SHA_B ".wav")); /* ... so the pruner waits */
+    assert_int_equal(futimens(fd, NULL), 0);         /* used again */
+    assert_int_equal(close(fd), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(run.code, M2P_OK);
+    assert_true(exists(f, "uploads", SHA_B ".wav"));
+    /* not renewed: the same file goes */
+    write_sized(f, "uploads", SHA_B ".wav", 10, 7200);
+    web_prune_stats st;
+    m2p_error err;
+    assert_int_equal(web_prune_once(&f->w, f->s, &st, &err), M2P_OK);
+    assert_false(exists(f, "uploads", SHA_B ".wav"));
+    assert_int_equal(st.bytes_removed, 10);
+}
+
 static void test_touch(void **state) {
     fixture *f = *state;
     sql(f, "INSERT INTO uploads (sha256, data, created_at) VALUES ('" SHA_B "', x'00', 5)");
@@ -269,6 +316,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_renewed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cascade, setup, teardown),
     };
