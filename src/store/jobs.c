@@ -536,7 +536,11 @@ static m2p_code claim(m2p_store *s, int64_t only_id, unsigned stages, double now
         if (sd != NULL && m2p_db_column_type(st, 5) != M2P_DB_NULL) {
             out->stage_json = m2p_strdup((const char *)sd);
         }
-        c = out->spec_json != NULL ? M2P_OK : m2p_error_set(err, M2P_E_NOMEM, "claim");
+        /* a render claim without its stage data would redo or lose the analysis */
+        c = out->spec_json != NULL && (sd == NULL || m2p_db_column_type(st, 5) == M2P_DB_NULL || out->stage_json != NULL)
+                ? M2P_OK
+                : m2p_error_set(err, M2P_E_NOMEM, "claim of job %lld: copying its spec and stage data",
+                                (long long)out->id);
         /* Finish the statement so the UPDATE commits. */
         rc = m2p_db_step(st);
         if (c == M2P_OK && rc != M2P_DB_DONE) {

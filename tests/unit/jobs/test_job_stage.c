@@ -270,6 +270,40 @@ static void test_stage_names(void **state) {
     assert_false(m2p_queue_role_parse("tpu", &stages));
 }
 
+/* A render claim whose stage data cannot be copied (no memory) is an error,
+ * never a claim without the analysis: whichever allocation fails, a claim that
+ * succeeds carries the stage data. */
+static void test_claim_nomem_stage_data(void **state) {
+    fixture *f = *state;
+    double now = m2p_now_wall();
+    int64_t id = add_job(f->s, 100);
+    m2p_job_claim c;
+    assert_int_equal(m2p_store_job_claim_stage(f->s, 0, M2P_STAGES_ANALYZE, now, 30, &c, NULL), M2P_OK);
+    bool applied = false;
+    assert_int_equal(m2p_store_job_advance(f->s, id, c.attempt, "{\"format\":1}", false, &applied, NULL), M2P_OK);
+    assert_true(applied);
+    m2p_job_claim_clear(&c);
+    bool claimed = false;
+    for (long n = 0; n < 20 && !claimed; n++) {
+        /* each failed try left the row claimed: the next one takes it again after the lease */
+        m2p_alloc_fail_after(n);
+        m2p_code code = m2p_store_job_claim_stage(f->s, id, M2P_STAGES_RENDER, now + 100.0 * (double)(n + 1), 30, &c,
+                                                  NULL);
+        m2p_alloc_fail_after(-1);
+        if (code == M2P_OK) {
+            assert_non_null(c.spec_json);
+            assert_non_null(c.stage_json);
+            assert_string_equal(c.stage_json, "{\"format\":1}");
+            claimed = true;
+        } else {
+            assert_int_equal(code, M2P_E_NOMEM);
+            assert_null(c.stage_json);
+        }
+        m2p_job_claim_clear(&c);
+    }
+    assert_true(claimed);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stage_queues, setup, teardown),
@@ -277,6 +311,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_attempts_per_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_during_analysis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_exists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_nomem_stage_data, setup, teardown),
         cmocka_unit_test(test_stage_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
