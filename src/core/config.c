@@ -58,7 +58,7 @@ static const opt k_opts[] = {
     {"api_token", S(api_token), "", 0, 0, "token required by the API (header Authorization: Bearer, or cookie m2p_token)"},
     {"max_upload_mb", N(OPT_I64, max_upload_mb), "100", 1, 1e5, "largest upload accepted, enforced while streaming"},
     {"upload_retention_s", N(OPT_DBL, upload_retention_s), "604800", 1, 1e9, "seconds an upload that no job uses any more is kept (database uploads table and uploads/ folder)"},
-    {"file_cache_max_mb", N(OPT_I64, file_cache_max_mb), "2048", 1, 1e7, "size cap of a server's image-cache/ and audio-cache/ folders (least recently served removed first)"},
+    {"file_cache_max_mb", N(OPT_I64, file_cache_max_mb), "2048", 1, 1e7, "size cap of a server's image-cache/, audio-cache/ and peaks/ folders together (least recently served removed first)"},
     {"prune_interval_s", N(OPT_DBL, prune_interval_s), "600", 0, 86400, "how often the server prunes old uploads and its caches (0 = never)"},
     {"workers", N(OPT_INT, workers), "1", 1, 64, "in-process job workers of the server"},
     {"rate_limit_per_min", N(OPT_INT, rate_limit_per_min), "60", 0, 1e6, "job creations per client per minute (0 = off)"},
