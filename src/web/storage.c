@@ -73,7 +73,9 @@ m2p_code web_image_cache_path(const m2p_web *w, int64_t id, const char *suffix, 
     (void)m2p_config_subdir(&w->cfg, "image-cache", dir, sizeof dir);
     int n = snprintf(buf, cap, "%s/%lld.png%s", dir, (long long)id, suffix);
     if (n < 0 || (size_t)n >= cap) {
-        return m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "path too long");
+        /* the server's data_dir is too long: its fault, not a missing image (500, not 404) */
+        return m2p_error_set(err, M2P_E_IO, "image %lld: its cache path under '%.200s' exceeds %zu bytes",
+                             (long long)id, dir, cap);
     }
     return M2P_OK;
 }

@@ -279,6 +279,20 @@ static void test_prune_renewed(void **state) {
     assert_int_equal(st.bytes_removed, 10);
 }
 
+/* A cache path that does not fit is the server's problem (its data_dir), an
+ * I/O error (500), not "image not found" (404). */
+static void test_cache_path_too_long(void **state) {
+    fixture *f = *state;
+    char buf[M2P_PATH_MAX];
+    m2p_error err;
+    assert_int_equal(web_image_cache_path(&f->w, 42, ".thumb.webp", buf, sizeof buf, &err), M2P_OK);
+    memset(f->w.cfg.data_dir, 'd', sizeof f->w.cfg.data_dir - 20);
+    f->w.cfg.data_dir[0] = '/';
+    f->w.cfg.data_dir[sizeof f->w.cfg.data_dir - 20] = '\0';
+    assert_int_equal(web_image_cache_path(&f->w, 42, ".thumb.webp", buf, sizeof buf, &err), M2P_E_IO);
+    assert_non_null(strstr(err.detail, "image 42"));
+}
+
 static void test_touch(void **state) {
     fixture *f = *state;
     sql(f, "INSERT INTO uploads (sha256, data, created_at) VALUES ('" SHA_B "', x'00', 5)");
@@ -317,6 +331,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_renewed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_path_too_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cascade, setup, teardown),
     };
