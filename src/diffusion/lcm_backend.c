@@ -82,7 +82,7 @@ static m2p_code lcm_render_preview(void *self, const m2p_render_request *req, co
     m2p_sd_request sr = {req->prompt->positive, NULL, req->n, req->seeds, w, h, req->steps, req->guidance, NULL, NULL};
     m2p_code rc;
     if (preview != NULL && preview->fn != NULL && b->previews) {
-        m2p_sd_extra extra = {0, preview->fn, preview->ctx};
+        m2p_sd_extra extra = {0, preview->fn, preview->ctx, false};
         rc = m2p_sd_generate_ex(b->sd, &sr, &extra, progress, rgb, err);
     } else {
         rc = m2p_sd_generate(b->sd, &sr, progress, rgb, err);

@@ -313,7 +313,11 @@ static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p
     float *cond = m2p_malloc_array((size_t)n * (size_t)(sd->cond_dim > 0 ? sd->cond_dim : 1), sizeof(float));
     float *ts = m2p_malloc_array((size_t)n, sizeof(float));
     float *img = m2p_malloc_array(img_n, sizeof(float));
-    uint8_t *prev_rgb = preview ? m2p_malloc((size_t)3 * (size_t)height * (size_t)width) : NULL;
+    bool prev_full = preview && extra->preview_full;
+    /* the preview frame: half the image's size (m2p_taesd_decode_half), or all of it (preview_full) */
+    int prev_w = prev_full ? width : (lw * sd->factor + 1) / 2;
+    int prev_h = prev_full ? height : (lh * sd->factor + 1) / 2;
+    uint8_t *prev_rgb = preview ? m2p_malloc((size_t)3 * (size_t)prev_h * (size_t)prev_w) : NULL;
     int32_t ids[M2P_CLIP_MAX_TOKENS];
     if (rngs == NULL || lat == NULL || eps == NULL || den == NULL || noise == NULL || ctx == NULL || cond == NULL ||
         ts == NULL || img == NULL || (preview && prev_rgb == NULL)) {
@@ -379,12 +383,17 @@ static m2p_code generate_locked(m2p_sd *sd, const m2p_sd_request *req, const m2p
             goto done;
         }
         if (preview && !last) {
-            /* The first image's current estimate, through TAESD (img is free until the final decode). */
-            if ((rc = m2p_taesd_decode(sd->taesd, den, 1, lh, lw, img, NULL, err)) != M2P_OK) {
+            /* The first image's current estimate, through TAESD (img is free until the final decode and
+             * holds the uncropped half decode: ⌈lh/2⌉·⌈lw/2⌉ ≤ lh·lw). */
+            int fh = height;
+            int fw = width;
+            rc = prev_full ? m2p_taesd_decode(sd->taesd, den, 1, lh, lw, img, NULL, err)
+                           : m2p_taesd_decode_half(sd->taesd, den, lh, lw, img, &fh, &fw, err);
+            if (rc != M2P_OK) {
                 goto done;
             }
-            m2p_nn_vae_to_rgb8(img, 1, height, width, prev_rgb);
-            extra->preview(extra->preview_ctx, k + 1, n_ts, width, height, prev_rgb);
+            m2p_nn_vae_to_rgb8(img, 1, fh, fw, prev_rgb);
+            extra->preview(extra->preview_ctx, k + 1, n_ts, fw, fh, prev_rgb);
         }
     }
 

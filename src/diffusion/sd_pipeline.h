@@ -93,9 +93,11 @@ m2p_code m2p_sd_generate(m2p_sd *sd, const m2p_sd_request *req, const m2p_progre
                          m2p_error *err) M2P_WUR;
 
 /* A live preview: after denoising step `step` (1-based) of `steps` (not after the last one), the
- * current denoised estimate of the request's first image decoded by TAESD, as RGB8
- * [height, width, 3] (valid during the call only). Runs on the generating thread, with the
- * engine lock held: copy or encode the pixels and return quickly. */
+ * current denoised estimate of the request's first image decoded by TAESD at HALF the image's
+ * size (m2p_taesd_decode_half: the latent 2×2 average pooled, then decoded), as RGB8
+ * [height, width, 3] where width/height are the frame's own: ⌊(W+1)/2⌋ × ⌊(H+1)/2⌋ for a W×H
+ * image (all of W×H with m2p_sd_extra.preview_full). Valid during the call only. Runs on the
+ * generating thread, with the engine lock held: copy or encode the pixels and return quickly. */
 typedef void (*m2p_sd_preview_fn)(void *ctx, int step, int steps, int width, int height, const uint8_t *rgb);
 
 /* Per-call choices beyond m2p_sd_request. */
@@ -103,11 +105,13 @@ typedef struct m2p_sd_extra {
     int decoder; /* 0: the engine's default (options.draft); 1: VAE; 2: TAESD */
     m2p_sd_preview_fn preview; /* NULL: no previews */
     void *preview_ctx;
+    bool preview_full; /* previews at the full image size (4× the decode work; for benches/comparisons) */
 } m2p_sd_extra;
 
 /* m2p_sd_generate with extra choices (extra may be NULL = m2p_sd_generate). TAESD asked for
  * (decoder 2, or a preview) without a TAESD loaded → TAESD_MISSING naming both ways to get it.
- * A preview costs one TAESD decode of one image per step (≈2.9 CPU-s at 512², bench_previews). */
+ * A preview costs one half-size TAESD decode of one image per step (512² image: a 256² frame from a
+ * 32² pooled latent, ≈ PREVIEW_COST; a full-size decode was ≈2.9 CPU-s; bench_previews). */
 m2p_code m2p_sd_generate_ex(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_extra *extra,
                             const m2p_progress *progress, uint8_t *rgb, m2p_error *err) M2P_WUR;
 

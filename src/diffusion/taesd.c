@@ -531,6 +531,63 @@ m2p_code m2p_taesd_decode(m2p_taesd *t, const float *latents, int n, int h, int 
     return M2P_OK;
 }
 
+/* 2×2 average pooling of one latent [c, h, w] into [c, (h+1)/2, (w+1)/2]; an odd last row or
+ * column is averaged with itself (replicate padding). */
+static void pool2(const float *in, int c, int h, int w, float *out) {
+    int ph = (h + 1) / 2;
+    int pw = (w + 1) / 2;
+    for (int ch = 0; ch < c; ch++) {
+        const float *src = in + (size_t)ch * (size_t)h * (size_t)w;
+        float *dst = out + (size_t)ch * (size_t)ph * (size_t)pw;
+        for (int y = 0; y < ph; y++) {
+            const float *r0 = src + (size_t)(2 * y) * (size_t)w;
+            const float *r1 = 2 * y + 1 < h ? r0 + w : r0;
+            for (int x = 0; x < pw; x++) {
+                int x0 = 2 * x;
+                int x1 = x0 + 1 < w ? x0 + 1 : x0;
+                dst[(size_t)y * (size_t)pw + (size_t)x] = 0.25f * ((r0[x0] + r0[x1]) + (r1[x0] + r1[x1]));
+            }
+        }
+    }
+}
+
+m2p_code m2p_taesd_decode_half(m2p_taesd *t, const float *latent, int h, int w, float *out, int *out_h, int *out_w,
+                               m2p_error *err) {
+    if (h < 1 || w < 1 || h > 512 || w > 512) {
+        return m2p_error_set(err, M2P_E_INVALID_ARG, "taesd half decode of a %dx%d latent", h, w);
+    }
+    int c = t->cfg.latent_channels;
+    int ph = (h + 1) / 2;
+    int pw = (w + 1) / 2;
+    float *pooled = m2p_malloc_array((size_t)c * (size_t)ph * (size_t)pw, sizeof(float));
+    if (pooled == NULL) {
+        return m2p_error_set(err, M2P_E_NOMEM, "pooled %dx%d latent for a preview decode", ph, pw);
+    }
+    pool2(latent, c, h, w, pooled);
+    m2p_code rc = m2p_taesd_decode(t, pooled, 1, ph, pw, out, NULL, err);
+    m2p_free(pooled);
+    if (rc != M2P_OK) {
+        return rc;
+    }
+    /* Crop [3, ph·f, pw·f] to [3, oh, ow] in place (every row moves to an index ≤ its own). */
+    int f = m2p_taesd_factor(t);
+    int dh = ph * f;
+    int dw = pw * f;
+    int oh = (h * f + 1) / 2;
+    int ow = (w * f + 1) / 2;
+    if (oh != dh || ow != dw) {
+        for (int ch = 0; ch < t->cfg.out_channels; ch++) {
+            for (int y = 0; y < oh; y++) {
+                memmove(out + ((size_t)ch * (size_t)oh + (size_t)y) * (size_t)ow,
+                        out + ((size_t)ch * (size_t)dh + (size_t)y) * (size_t)dw, (size_t)ow * sizeof(float));
+            }
+        }
+    }
+    *out_h = oh;
+    *out_w = ow;
+    return M2P_OK;
+}
+
 /* --- the folder on disk -------------------------------------------------------------------------- */
 
 static bool is_dir(const char *path) {

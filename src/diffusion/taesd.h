@@ -77,6 +77,17 @@ size_t m2p_taesd_param_count(const m2p_taesd *t);
 m2p_code m2p_taesd_decode(m2p_taesd *t, const float *latents, int n, int h, int w, float *out,
                           const m2p_progress *progress, m2p_error *err) M2P_WUR;
 
+/* A preview decode at half the size, for about a quarter of the work: one latent [C, h, w]
+ * 2×2 average pooled to [C, ⌈h/2⌉, ⌈w/2⌉] (an odd last row or column averaged with itself, i.e.
+ * replicate padding), decoded, and the image cropped to out [3, *out_h, *out_w] with
+ * *out_h = ⌊(h·f+1)/2⌋, *out_w = ⌊(w·f+1)/2⌋ — half the full decode's size, the crop only
+ * dropping what the padding added. out must hold 3·⌈h/2⌉·f·⌈w/2⌉·f floats (the uncropped
+ * decode; never more than a full decode's 3·h·f·w·f). Close to a 2× box downscale of
+ * m2p_taesd_decode's image for the smooth latents a sampler makes (test_nn_taesd.c).
+ * h, w in 1..512; no progress reports. */
+m2p_code m2p_taesd_decode_half(m2p_taesd *t, const float *latent, int h, int w, float *out, int *out_h, int *out_w,
+                               m2p_error *err) M2P_WUR;
+
 /* --- the folder on disk ---------------------------------------------------------------------- */
 
 /* Where TAESD is looked for (see the top of this file); writes into buf and returns it. */

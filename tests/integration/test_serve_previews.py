@@ -33,7 +33,10 @@ from test_lcm_make import png_pixels  # noqa: E402
 SRC = os.environ.get("MUS2PIC_SOURCE_DIR", ".")
 TINY = os.path.abspath(os.path.join(SRC, "tests", "fixtures", "nn", "tiny-lcm"))
 STEPS = 4
-W, H = 272, 64  # the preview is scaled to 256×60 (longer side 256)
+# the engine decodes previews at half size (272×32 here, m2p_taesd_decode_half) and the worker scales
+# that to 256×30 (longer side 256)
+W, H = 544, 64
+PW, PH = 256, 30
 
 
 def webp_size(data):
@@ -118,7 +121,7 @@ def distributed(base, song, tmp):
         check([e["step"] for e in pv] == list(range(1, STEPS)), f"distributed preview steps: {pv}")
         check(fetched, "the API host served no preview")
         for h, data in fetched:
-            check(webp_size(data) == (256, 60), "distributed preview size")
+            check(webp_size(data) == (PW, PH), "distributed preview size")
         check(api.http("GET", f"/api/jobs/{job['id']}/preview")[0] == 204, "finished: not 204")
     except BaseException:
         if api is not None:
@@ -158,7 +161,7 @@ def main():
             check([e["step"] for e in pv] == list(range(1, STEPS)), f"preview steps: {[e['step'] for e in pv]}")
             for e in pv:
                 check(e["steps"] == STEPS and e["index"] == 0, e)
-                check((e["width"], e["height"]) == (256, 60), f"preview size {e['width']}x{e['height']}")
+                check((e["width"], e["height"]) == (PW, PH), f"preview size {e['width']}x{e['height']}")
                 check(e["type"] == "preview" and "data" not in e and 0 < e["bytes"] <= 48 * 1024, e)
             # each preview comes before the final images are stored
             first_saved = min(i for i, e in enumerate(events) if e["type"] == "finding" and e.get("key") == "image")
@@ -168,7 +171,7 @@ def main():
                 step = int(h["x-preview-step"])
                 check(1 <= step < STEPS and h["x-preview-steps"] == str(STEPS) and h["x-preview-index"] == "0", h)
                 check(h["content-type"] == "image/webp" and "no-store" in h.get("cache-control", ""), h)
-                check(webp_size(data) == (256, 60), f"fetched preview is {webp_size(data)}")
+                check(webp_size(data) == (PW, PH), f"fetched preview is {webp_size(data)}")
                 check(len(data) == next(e["bytes"] for e in pv if e["step"] == step), "bytes differ from the event")
             with_pv = [j for j in live if j["status"] == "running" and (j.get("progress") or {}).get("preview")]
             check(with_pv, "GET /api/jobs/{id} never showed progress.preview during the render")
