@@ -13,7 +13,8 @@
  * (fetch, decode, analysis, prompt) and never load the model; gpu workers
  * take only the render stage (render + store from the stored analysis, no
  * audio), warm the renderer before taking jobs and run one job at a time
- * unless --threads says otherwise; all (default) takes both.
+ * (one job per GPU: the workers setting is not used; --threads N asks for
+ * more explicitly); all (default) takes both.
  *
  * SIGINT/SIGTERM: running jobs stop at their next step and go back to the
  * queue without counting the attempt; exit 0.
@@ -40,6 +41,7 @@ static int usage_error(const char *what) {
 
 int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
     bool warmup = false;
+    bool threads_flag = false;
     double lease = M2P_QUEUE_DEFAULT_LEASE_S;
     m2p_error err;
     m2p_error_clear(&err);
@@ -57,6 +59,7 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
                 return M2P_EXIT_USAGE;
             }
         } else if (strcmp(a, "--threads") == 0 && i + 1 < argc) {
+            threads_flag = true;
             if (m2p_config_set(cfg, "workers", argv[++i], &err) != M2P_OK) {
                 m2p_cli_print_error(&err);
                 return M2P_EXIT_USAGE;
@@ -72,7 +75,8 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
                          "Runs jobs from the shared queue; needs MUS2PIC_DATABASE_URL=postgresql://...\n"
                          "(docs/deploy.md). --role: cpu takes the analysis of jobs only (never loads the\n"
                          "model), gpu their rendering only (renderer warmed at start), all both (default:\n"
-                         "the worker_role setting); --threads: jobs at once (default: the workers setting);\n"
+                         "the worker_role setting); --threads: jobs at once (default: the workers setting;\n"
+                         "a gpu worker runs one job at a time unless --threads is given);\n"
                          "--lease: seconds without a heartbeat before another worker takes a job over (30).\n");
             return M2P_EXIT_OK;
         } else {
@@ -95,6 +99,9 @@ int m2p_cmd_worker(m2p_config *cfg, int argc, char **argv) {
         warmup = false;
     } else if (stages == M2P_STAGES_RENDER) {
         warmup = true; /* a gpu worker maps and warms its model once, before its first job */
+        if (!threads_flag) {
+            cfg->workers = 1; /* one job at a time per GPU */
+        }
     }
 
     sigset_t stop;

@@ -20,6 +20,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <webp/encode.h>
@@ -724,8 +725,9 @@ static json_t *spectrogram_summary(const json_t *spec) {
     json_int_t frames = json_integer_value(json_object_get(spec, "frames"));
     const json_t *values = json_object_get(spec, "values");
     json_t *out = json_pack("{s:I, s:I}", "bands", bands, "frames", frames);
-    if (out == NULL || bands <= 0 || frames <= 0 || !json_is_array(values) ||
-        json_array_size(values) != (size_t)bands * (size_t)frames) {
+    /* the sizes come from our analysis, but never trust a product to fit */
+    if (out == NULL || bands <= 0 || frames <= 0 || (unsigned long long)bands > SIZE_MAX / (unsigned long long)frames ||
+        !json_is_array(values) || json_array_size(values) != (size_t)bands * (size_t)frames) {
         return out;
     }
     json_t *profile = json_array();

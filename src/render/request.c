@@ -110,7 +110,8 @@ m2p_code m2p_render_request_check(const m2p_render_request *req, m2p_error *err)
 
 /* m:ss, or h:mm:ss from an hour on; negative and non-finite times read 0:00. */
 static void clock_time(double t, char *buf, size_t cap) {
-    long s = isfinite(t) && t > 0 ? (long)floor(t + 0.5) : 0;
+    /* clamp before the cast: a bogus time would overflow long (UB); 10^7 s is past any song */
+    long s = isfinite(t) && t > 0 ? (long)floor((t < 1e7 ? t : 1e7) + 0.5) : 0;
     if (s >= 3600) {
         (void)snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
     } else {

@@ -710,7 +710,8 @@ static m2p_code image_thumb(web_ctx *c, int64_t id, const char *path, m2p_error 
     char thumb[M2P_PATH_MAX + 16];
     int n = snprintf(thumb, sizeof thumb, "%s.thumb.webp", path);
     if (n < 0 || (size_t)n >= sizeof thumb) {
-        return m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "path too long");
+        return m2p_error_set(err, M2P_E_IO, "thumbnail path of image %lld too long (data_dir is too deep)",
+                             (long long)id);
     }
     struct stat st;
     if (stat(thumb, &st) != 0) {

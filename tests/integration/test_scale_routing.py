@@ -58,8 +58,8 @@ class RoleWorker:
     def pid(self):
         return self.proc.pid
 
-    def start(self, timeout=60):
-        cmd = [BIN, "worker", "--role", self.role, "--threads", "1", "--lease", self.lease]
+    def start(self, timeout=60, threads="1"):
+        cmd = [BIN, "worker", "--role", self.role, "--lease", self.lease] + (["--threads", threads] if threads else [])
         for k, v in self.settings.items():
             cmd += ["--set", f"{k}={v}"]
         env = dict(os.environ, MUS2PIC_DATA_DIR=self.data_dir)
@@ -149,7 +149,9 @@ def scenario(mode, pg, rd, song, procs):
     procs.append(api)
     cpu = RoleWorker("cpu", settings).start()
     procs.append(cpu)
-    gpu = RoleWorker("gpu", settings).start()
+    # a gpu worker runs one job at a time whatever the workers setting says (no --threads given)
+    gpu = RoleWorker("gpu", dict(settings, workers="3")).start(threads=None)
+    check("role gpu, 1 threads" in gpu.ready, gpu.ready)
     procs.append(gpu)
     check("renderer sonic" in gpu.ready and "role gpu" in gpu.ready, gpu.ready)
     check("renderer" not in cpu.ready and "role cpu" in cpu.ready, cpu.ready)
