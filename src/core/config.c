@@ -218,6 +218,12 @@ m2p_code m2p_config_validate(m2p_config *cfg, m2p_error *err) {
     if (cfg->data_dir[0] == '\0') {
         default_data_dir(cfg->data_dir, sizeof cfg->data_dir);
     }
+    /* Paths under it (<data_dir>/image-cache/<id>.png.thumb.webp, ...) must fit M2P_PATH_MAX:
+     * refuse a data_dir that leaves them no room rather than truncate them later. */
+    if (strlen(cfg->data_dir) > M2P_DATA_DIR_MAX) {
+        return m2p_error_set(err, M2P_E_CONFIG, "data_dir is %zu bytes long (at most %d): choose a shorter folder",
+                             strlen(cfg->data_dir), M2P_DATA_DIR_MAX);
+    }
     return M2P_OK;
 }
 

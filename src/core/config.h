@@ -24,6 +24,7 @@
 #include "core/error.h"
 
 #define M2P_PATH_MAX 1024
+#define M2P_DATA_DIR_MAX (M2P_PATH_MAX - 256) /* room for the files under it */
 
 /* Bits of m2p_config.allowed_sites. */
 enum { M2P_SITE_YOUTUBE = 1u << 0, M2P_SITE_SOUNDCLOUD = 1u << 1, M2P_SITE_BANDCAMP = 1u << 2 };

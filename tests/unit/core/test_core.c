@@ -78,6 +78,14 @@ static void test_config_precedence(void **state) {
     assert_int_equal(m2p_config_set(&cfg, "worker_role", "tpu", &err), M2P_E_CONFIG);
     assert_non_null(strstr(err.detail, "all, cpu or gpu"));
     assert_int_equal(m2p_config_set(&cfg, "previews", "sometimes", &err), M2P_E_CONFIG);
+    char deep[M2P_DATA_DIR_MAX + 2];
+    memset(deep, 'd', sizeof deep - 1);
+    deep[0] = '/';
+    deep[sizeof deep - 1] = '\0';
+    assert_int_equal(m2p_config_set(&cfg, "data_dir", deep, &err), M2P_E_CONFIG);
+    assert_non_null(strstr(err.detail, "data_dir is"));
+    deep[M2P_DATA_DIR_MAX] = '\0';
+    assert_int_equal(m2p_config_set(&cfg, "data_dir", deep, &err), M2P_OK);
     assert_int_equal(m2p_config_set(&cfg, "decoder", "taesd", &err), M2P_OK);
     assert_int_equal(m2p_config_set(&cfg, "worker_role", "gpu", &err), M2P_OK);
     setenv("MUS2PIC_PORT", "nope", 1);
