@@ -23,8 +23,10 @@
  * Previews (setting `previews`: auto, the default, or off): with TAESD loaded
  * and previews not off, a request with a preview sink (render.h) gets the
  * first image's current estimate after every denoising step but the last,
- * decoded by TAESD (m2p_sd_generate_ex's preview; ≈ 2.9 CPU-s a frame at
- * 512², bench/bench_previews). Without TAESD, or with previews=off, no
+ * decoded by TAESD at half the image's size from a 2×2-pooled latent
+ * (m2p_sd_generate_ex's preview: a 256² frame for a 512² image, ≈ 0.7 CPU-s,
+ * bench/bench_previews); the pipeline scales it to ≤ 256 px whatever its size.
+ * Without TAESD, or with previews=off, no
  * preview is made and the render is the plain m2p_sd_generate.
  */
 #include <string.h>

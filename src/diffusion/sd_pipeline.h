@@ -110,8 +110,9 @@ typedef struct m2p_sd_extra {
 
 /* m2p_sd_generate with extra choices (extra may be NULL = m2p_sd_generate). TAESD asked for
  * (decoder 2, or a preview) without a TAESD loaded → TAESD_MISSING naming both ways to get it.
- * A preview costs one half-size TAESD decode of one image per step (512² image: a 256² frame from a
- * 32² pooled latent, ≈ PREVIEW_COST; a full-size decode was ≈2.9 CPU-s; bench_previews). */
+ * A preview costs one half-size TAESD decode of one image per step: a 256² frame from a 32² pooled
+ * latent for a 512² image, ≈ 0.7 CPU-s (0.26× the 2.7 CPU-s of the full-size frame; the job's CPU
+ * +3 % for 3 frames instead of +10 %; bench_previews, --frames). */
 m2p_code m2p_sd_generate_ex(m2p_sd *sd, const m2p_sd_request *req, const m2p_sd_extra *extra,
                             const m2p_progress *progress, uint8_t *rgb, m2p_error *err) M2P_WUR;
 

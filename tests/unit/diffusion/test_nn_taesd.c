@@ -9,7 +9,8 @@
  * Bound: max |ours − diffusers| ≤ 1e-4 · max(1, max |ref|) (fp32 both sides,
  * Winograd rounding on ours). Also: malformed folders give specific errors,
  * where the folder is looked for, the `decoder` setting, allocation failures,
- * and the pipeline side: draft decoding and per-step previews on the tiny LCM.
+ * the half-size preview decode (m2p_taesd_decode_half), and the pipeline side: draft decoding
+ * and per-step previews (half size, odd latents, final pixels unchanged) on the tiny LCM.
  */
 #include "test_util.h"
 
