@@ -783,7 +783,13 @@ static m2p_code end_analysis(worker *w, run_ctx *r, const m2p_job_claim *claim, 
     }
     if (!applied) {
         bool requested = false;
-        if (m2p_store_job_cancel_requested(w->store, claim->id, &requested, err) == M2P_OK && requested) {
+        m2p_error ce;
+        m2p_error_clear(&ce);
+        if (m2p_store_job_cancel_requested(w->store, claim->id, &requested, &ce) != M2P_OK) {
+            /* cannot tell: treat the claim as lost (its lease expires and the job runs again) */
+            M2P_WARN("jobs", "job %lld: cancel flag unreadable after the analysis: %s", (long long)claim->id,
+                     ce.detail);
+        } else if (requested) {
             return m2p_error_set(err, M2P_E_CANCELLED, "cancelled after the analysis");
         }
         M2P_WARN("jobs", "job %lld: attempt %d lost its claim before the render stage", (long long)claim->id,

@@ -25,7 +25,8 @@
 #define M2P_RENDER_MAX_N 16
 
 /* A live preview of a render in progress: after denoising step `step` (1-based) of `steps`, the
- * current estimate of the request's first image as RGB8 [height][width][3] (tightly packed; valid
+ * current estimate of the request's first image, at the size the renderer chooses (lcm: half the
+ * image's, ⌊(W+1)/2⌋×⌊(H+1)/2⌋), as RGB8 [height][width][3] (tightly packed; valid
  * during the call only). Called on the rendering thread while the renderer's device is held:
  * copy or encode the pixels and return quickly. Only the lcm renderer calls it, and only when a
  * TAESD decoder is loaded and the setting `previews` is not off (m2p_renderer_previews); never

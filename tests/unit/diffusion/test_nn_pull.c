@@ -129,7 +129,8 @@ static void setup_cfg(m2p_config *cfg, const server *s, const char *data) {
 static bool exists(const char *dir, const char *rel) {
     char p[1200];
     struct stat sb;
-    (void)snprintf(p, sizeof p, "%s/%s", dir, rel);
+    int n = snprintf(p, sizeof p, "%s/%s", dir, rel);
+    assert_true(n > 0 && (size_t)n < sizeof p);
     return stat(p, &sb) == 0;
 }
 
