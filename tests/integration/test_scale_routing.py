@@ -283,7 +283,13 @@ def dead_letter(api, rd, settings, song, cpu, procs):
     check(j["status"] == "failed" and j["error"]["code"] == "job_interrupted" and "delivered" in j["error"]["detail"],
           (j["status"], j["error"]))
     check(j["attempts"] == 0, f"the job never ran: {j['attempts']}")
+    # the worker fails the job in the database first (the source of truth), then moves the entry:
+    # the dead letter may arrive a moment after the job reads failed
+    deadline = time.time() + 10
     dead = redis_cmd(rd.port, "XRANGE", "m2p:jobs:analyze:dead", "-", "+")
+    while f"\r\n{jid}\r\n" not in dead and time.time() < deadline:
+        time.sleep(0.1)
+        dead = redis_cmd(rd.port, "XRANGE", "m2p:jobs:analyze:dead", "-", "+")
     check(f"\r\n{jid}\r\n" in dead and any(e in dead for e in entries), f"dead letter: {dead!r}")
     # a duplicate entry (if any) is taken over after its idle time and dropped: the job is over
     deadline = time.time() + 15
