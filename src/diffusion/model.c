@@ -21,6 +21,7 @@
 
 #include "core/alloc.h"
 #include "core/fs.h"
+#include "diffusion/json_config.h"
 #include "diffusion/safetensors.h"
 
 #define CONFIG_MAX_BYTES ((size_t)1 << 20)
@@ -86,84 +87,17 @@ static bool weight_file(const char *dir, m2p_nn_part p, char *buf, size_t cap) {
 
 /* --- config parsing ----------------------------------------------------------------------------- */
 
-typedef struct jctx {
-    const json_t *root;
-    const char *file;
-    m2p_error *err;
-    m2p_code rc; /* first error */
-} jctx;
-
-static void jfail(jctx *c, const char *key, const char *what) {
-    if (c->rc == M2P_OK) {
-        c->rc = m2p_error_set(c->err, M2P_E_MODEL_CONFIG, "%s: \"%s\" %s", c->file, key, what);
-    }
-}
-
-/* Integer field in [lo, hi]; absent → def (def < lo means required). */
-static int jint(jctx *c, const char *key, int def, int lo, int hi) {
-    const json_t *v = json_object_get(c->root, key);
-    if (v == NULL || json_is_null(v)) {
-        if (def < lo) {
-            jfail(c, key, "is required");
-        }
-        return def;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        jfail(c, key, "is not an integer in the supported range");
-        return def;
-    }
-    return (int)json_integer_value(v);
-}
-
-static double jnum(jctx *c, const char *key, double def, double lo, double hi) {
-    const json_t *v = json_object_get(c->root, key);
-    if (v == NULL || json_is_null(v)) {
-        return def;
-    }
-    if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi)) {
-        jfail(c, key, "is not a number in the supported range");
-        return def;
-    }
-    return json_number_value(v);
-}
-
-static bool jbool(jctx *c, const char *key, bool def) {
-    const json_t *v = json_object_get(c->root, key);
-    if (v == NULL || json_is_null(v)) {
-        return def;
-    }
-    if (!json_is_boolean(v)) {
-        jfail(c, key, "is not true or false");
-        return def;
-    }
-    return json_is_true(v);
-}
-
-static void jstr(jctx *c, const char *key, const char *def, char *buf, size_t cap) {
-    const json_t *v = json_object_get(c->root, key);
-    if (v == NULL || json_is_null(v)) {
-        (void)snprintf(buf, cap, "%s", def);
-        return;
-    }
-    if (!json_is_string(v) || strlen(json_string_value(v)) >= cap) {
-        jfail(c, key, "is not a short string");
-        (void)snprintf(buf, cap, "%s", def);
-        return;
-    }
-    (void)snprintf(buf, cap, "%s", json_string_value(v));
-}
-
 /* Array of n_max ints each in [lo, hi]; returns the count (0 on error). */
-static int jints(jctx *c, const char *key, int *out, int n_max, int lo, int hi) {
+static int jints(m2p_nn_json *c, const char *key, int *out, int n_max, int lo, int hi) {
     const json_t *v = json_object_get(c->root, key);
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > (size_t)n_max) {
-        jfail(c, key, "must be a list of 1 to 8 integers");
+        m2p_nn_json_fail(c, key, "must be a list of 1 to 8 integers");
         return 0;
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
         const json_t *e = json_array_get(v, i);
         if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi) {
-            jfail(c, key, "has a value out of the supported range");
+            m2p_nn_json_fail(c, key, "has a value out of the supported range");
             return 0;
         }
         out[i] = (int)json_integer_value(e);
@@ -172,29 +106,29 @@ static int jints(jctx *c, const char *key, int *out, int n_max, int lo, int hi) 
 }
 
 /* An int, or a list with one int per block, into out[n]. */
-static void jint_or_list(jctx *c, const char *key, int *out, int n, int def, int lo, int hi) {
+static void jint_or_list(m2p_nn_json *c, const char *key, int *out, int n, int def, int lo, int hi) {
     const json_t *v = json_object_get(c->root, key);
     if (json_is_array(v)) {
         int tmp[M2P_NN_MAX_BLOCKS];
         int k = jints(c, key, tmp, M2P_NN_MAX_BLOCKS, lo, hi);
         if (k != n) {
-            jfail(c, key, "must have one value per block");
+            m2p_nn_json_fail(c, key, "must have one value per block");
             return;
         }
         memcpy(out, tmp, sizeof(int) * (size_t)n);
         return;
     }
-    int one = jint(c, key, def, lo, hi);
+    int one = m2p_nn_json_int(c, key, def, lo, hi);
     for (int i = 0; i < n; i++) {
         out[i] = one;
     }
 }
 
 /* Reads a list of block type names; each must be a or b; flags[i] = (name == a). */
-static int jblocks(jctx *c, const char *key, const char *a, const char *b, bool *flags) {
+static int jblocks(m2p_nn_json *c, const char *key, const char *a, const char *b, bool *flags) {
     const json_t *v = json_object_get(c->root, key);
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > M2P_NN_MAX_BLOCKS) {
-        jfail(c, key, "must be a list of 1 to 8 block types");
+        m2p_nn_json_fail(c, key, "must be a list of 1 to 8 block types");
         return 0;
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
@@ -204,14 +138,14 @@ static int jblocks(jctx *c, const char *key, const char *a, const char *b, bool 
         } else if (s != NULL && b != NULL && strcmp(s, b) == 0) {
             flags[i] = false;
         } else {
-            jfail(c, key, "has a block type this engine does not implement (Stable Diffusion 1.x only)");
+            m2p_nn_json_fail(c, key, "has a block type this engine does not implement (Stable Diffusion 1.x only)");
             return 0;
         }
     }
     return (int)json_array_size(v);
 }
 
-static bool jnull_or_absent(jctx *c, const char *key) {
+static bool jnull_or_absent(m2p_nn_json *c, const char *key) {
     const json_t *v = json_object_get(c->root, key);
     return v == NULL || json_is_null(v);
 }
@@ -251,69 +185,69 @@ static m2p_code parse_unet(const char *dir, m2p_nn_unet_config *u, m2p_error *er
     if (rc != M2P_OK) {
         return rc;
     }
-    jctx c = {root, path, err, M2P_OK};
+    m2p_nn_json c = {root, path, err, M2P_E_MODEL_CONFIG, M2P_OK};
     memset(u, 0, sizeof *u);
-    u->in_channels = jint(&c, "in_channels", 4, 1, 64);
-    u->out_channels = jint(&c, "out_channels", 4, 1, 64);
-    u->sample_size = jint(&c, "sample_size", 64, 1, 1024);
+    u->in_channels = m2p_nn_json_int(&c, "in_channels", 4, 1, 64);
+    u->out_channels = m2p_nn_json_int(&c, "out_channels", 4, 1, 64);
+    u->sample_size = m2p_nn_json_int(&c, "sample_size", 64, 1, 1024);
     u->n_blocks = jints(&c, "block_out_channels", u->block_out_channels, M2P_NN_MAX_BLOCKS, 1, MAX_CHANNELS);
     int nd = jblocks(&c, "down_block_types", "CrossAttnDownBlock2D", "DownBlock2D", u->down_attn);
     int nu = jblocks(&c, "up_block_types", "CrossAttnUpBlock2D", "UpBlock2D", u->up_attn);
     char mid[64];
-    jstr(&c, "mid_block_type", "UNetMidBlock2DCrossAttn", mid, sizeof mid);
+    m2p_nn_json_str(&c, "mid_block_type", "UNetMidBlock2DCrossAttn", mid, sizeof mid);
     if (c.rc == M2P_OK && (nd != u->n_blocks || nu != u->n_blocks)) {
-        jfail(&c, "down_block_types", "and up_block_types must have one entry per block_out_channels");
+        m2p_nn_json_fail(&c, "down_block_types", "and up_block_types must have one entry per block_out_channels");
     }
     if (strcmp(mid, "UNetMidBlock2DCrossAttn") != 0) {
-        jfail(&c, "mid_block_type", "must be UNetMidBlock2DCrossAttn");
+        m2p_nn_json_fail(&c, "mid_block_type", "must be UNetMidBlock2DCrossAttn");
     }
-    u->layers_per_block = jint(&c, "layers_per_block", 2, 1, 8);
+    u->layers_per_block = m2p_nn_json_int(&c, "layers_per_block", 2, 1, 8);
     if (!jnull_or_absent(&c, "num_attention_heads")) {
         jint_or_list(&c, "num_attention_heads", u->heads, u->n_blocks, 8, 1, 256);
     } else {
         jint_or_list(&c, "attention_head_dim", u->heads, u->n_blocks, 8, 1, 256);
     }
-    u->transformer_layers_per_block = jint(&c, "transformer_layers_per_block", 1, 1, 1);
-    u->cross_attention_dim = jint(&c, "cross_attention_dim", 768, 1, MAX_CHANNELS);
-    u->norm_num_groups = jint(&c, "norm_num_groups", 32, 1, 1024);
-    u->norm_eps = (float)jnum(&c, "norm_eps", 1e-5, 1e-12, 1e-1);
-    u->time_cond_proj_dim = jint(&c, "time_cond_proj_dim", 0, 0, MAX_CHANNELS);
-    u->flip_sin_to_cos = jbool(&c, "flip_sin_to_cos", true);
-    u->freq_shift = (float)jnum(&c, "freq_shift", 0, -10, 10);
-    u->use_linear_projection = jbool(&c, "use_linear_projection", false);
-    u->upcast_attention = jbool(&c, "upcast_attention", false);
-    u->center_input_sample = jbool(&c, "center_input_sample", false);
-    u->downsample_padding = jint(&c, "downsample_padding", 1, 0, 1);
-    u->mid_block_scale_factor = (float)jnum(&c, "mid_block_scale_factor", 1.0, 1e-6, 1e6);
-    u->conv_in_kernel = jint(&c, "conv_in_kernel", 3, 1, 7);
-    u->conv_out_kernel = jint(&c, "conv_out_kernel", 3, 1, 7);
+    u->transformer_layers_per_block = m2p_nn_json_int(&c, "transformer_layers_per_block", 1, 1, 1);
+    u->cross_attention_dim = m2p_nn_json_int(&c, "cross_attention_dim", 768, 1, MAX_CHANNELS);
+    u->norm_num_groups = m2p_nn_json_int(&c, "norm_num_groups", 32, 1, 1024);
+    u->norm_eps = (float)m2p_nn_json_num(&c, "norm_eps", 1e-5, 1e-12, 1e-1);
+    u->time_cond_proj_dim = m2p_nn_json_int(&c, "time_cond_proj_dim", 0, 0, MAX_CHANNELS);
+    u->flip_sin_to_cos = m2p_nn_json_bool(&c, "flip_sin_to_cos", true);
+    u->freq_shift = (float)m2p_nn_json_num(&c, "freq_shift", 0, -10, 10);
+    u->use_linear_projection = m2p_nn_json_bool(&c, "use_linear_projection", false);
+    u->upcast_attention = m2p_nn_json_bool(&c, "upcast_attention", false);
+    u->center_input_sample = m2p_nn_json_bool(&c, "center_input_sample", false);
+    u->downsample_padding = m2p_nn_json_int(&c, "downsample_padding", 1, 0, 1);
+    u->mid_block_scale_factor = (float)m2p_nn_json_num(&c, "mid_block_scale_factor", 1.0, 1e-6, 1e6);
+    u->conv_in_kernel = m2p_nn_json_int(&c, "conv_in_kernel", 3, 1, 7);
+    u->conv_out_kernel = m2p_nn_json_int(&c, "conv_out_kernel", 3, 1, 7);
     if (u->conv_in_kernel % 2 == 0 || u->conv_out_kernel % 2 == 0) {
-        jfail(&c, "conv_in_kernel", "must be odd");
+        m2p_nn_json_fail(&c, "conv_in_kernel", "must be odd");
     }
     char act[32];
-    jstr(&c, "act_fn", "silu", act, sizeof act);
+    m2p_nn_json_str(&c, "act_fn", "silu", act, sizeof act);
     if (strcmp(act, "silu") != 0) {
-        jfail(&c, "act_fn", "must be silu");
+        m2p_nn_json_fail(&c, "act_fn", "must be silu");
     }
     static const char *const k_unsupported[] = {"class_embed_type", "addition_embed_type", "encoder_hid_dim",
                                                 "time_embedding_dim", "time_embedding_act_fn", "timestep_post_act"};
     for (size_t i = 0; i < sizeof k_unsupported / sizeof k_unsupported[0]; i++) {
         if (!jnull_or_absent(&c, k_unsupported[i])) {
-            jfail(&c, k_unsupported[i], "must be null (Stable Diffusion 1.x only)");
+            m2p_nn_json_fail(&c, k_unsupported[i], "must be null (Stable Diffusion 1.x only)");
         }
     }
-    if (jbool(&c, "dual_cross_attention", false) || jbool(&c, "only_cross_attention", false) ||
-        jbool(&c, "class_embeddings_concat", false) || jbool(&c, "resnet_skip_time_act", false)) {
-        jfail(&c, "dual_cross_attention", "and only_cross_attention must be false (Stable Diffusion 1.x only)");
+    if (m2p_nn_json_bool(&c, "dual_cross_attention", false) || m2p_nn_json_bool(&c, "only_cross_attention", false) ||
+        m2p_nn_json_bool(&c, "class_embeddings_concat", false) || m2p_nn_json_bool(&c, "resnet_skip_time_act", false)) {
+        m2p_nn_json_fail(&c, "dual_cross_attention", "and only_cross_attention must be false (Stable Diffusion 1.x only)");
     }
     char tsh[32];
-    jstr(&c, "resnet_time_scale_shift", "default", tsh, sizeof tsh);
+    m2p_nn_json_str(&c, "resnet_time_scale_shift", "default", tsh, sizeof tsh);
     if (strcmp(tsh, "default") != 0) {
-        jfail(&c, "resnet_time_scale_shift", "must be \"default\"");
+        m2p_nn_json_fail(&c, "resnet_time_scale_shift", "must be \"default\"");
     }
     for (int i = 0; c.rc == M2P_OK && i < u->n_blocks; i++) {
         if (!divides(u->norm_num_groups, u->block_out_channels[i]) || !divides(u->heads[i], u->block_out_channels[i])) {
-            jfail(&c, "block_out_channels", "must be multiples of norm_num_groups and of the head count");
+            m2p_nn_json_fail(&c, "block_out_channels", "must be multiples of norm_num_groups and of the head count");
         }
     }
     json_decref(root);
@@ -328,35 +262,35 @@ static m2p_code parse_vae(const char *dir, m2p_nn_vae_config *v, m2p_error *err)
     if (rc != M2P_OK) {
         return rc;
     }
-    jctx c = {root, path, err, M2P_OK};
+    m2p_nn_json c = {root, path, err, M2P_E_MODEL_CONFIG, M2P_OK};
     memset(v, 0, sizeof *v);
-    v->in_channels = jint(&c, "in_channels", 3, 1, 64);
-    v->out_channels = jint(&c, "out_channels", 3, 1, 64);
-    v->latent_channels = jint(&c, "latent_channels", 4, 1, 64);
-    v->sample_size = jint(&c, "sample_size", 512, 1, 8192);
+    v->in_channels = m2p_nn_json_int(&c, "in_channels", 3, 1, 64);
+    v->out_channels = m2p_nn_json_int(&c, "out_channels", 3, 1, 64);
+    v->latent_channels = m2p_nn_json_int(&c, "latent_channels", 4, 1, 64);
+    v->sample_size = m2p_nn_json_int(&c, "sample_size", 512, 1, 8192);
     v->n_blocks = jints(&c, "block_out_channels", v->block_out_channels, M2P_NN_MAX_BLOCKS, 1, MAX_CHANNELS);
     bool flags[M2P_NN_MAX_BLOCKS];
     int nu = jblocks(&c, "up_block_types", "UpDecoderBlock2D", NULL, flags);
     if (c.rc == M2P_OK && nu != v->n_blocks) {
-        jfail(&c, "up_block_types", "must have one entry per block_out_channels");
+        m2p_nn_json_fail(&c, "up_block_types", "must have one entry per block_out_channels");
     }
-    v->layers_per_block = jint(&c, "layers_per_block", 2, 1, 8);
-    v->norm_num_groups = jint(&c, "norm_num_groups", 32, 1, 1024);
-    v->scaling_factor = (float)jnum(&c, "scaling_factor", 0.18215, 1e-6, 1e6);
-    v->shift_factor = (float)jnum(&c, "shift_factor", 0.0, -1e6, 1e6);
-    v->use_post_quant_conv = jbool(&c, "use_post_quant_conv", true);
-    v->mid_block_add_attention = jbool(&c, "mid_block_add_attention", true);
+    v->layers_per_block = m2p_nn_json_int(&c, "layers_per_block", 2, 1, 8);
+    v->norm_num_groups = m2p_nn_json_int(&c, "norm_num_groups", 32, 1, 1024);
+    v->scaling_factor = (float)m2p_nn_json_num(&c, "scaling_factor", 0.18215, 1e-6, 1e6);
+    v->shift_factor = (float)m2p_nn_json_num(&c, "shift_factor", 0.0, -1e6, 1e6);
+    v->use_post_quant_conv = m2p_nn_json_bool(&c, "use_post_quant_conv", true);
+    v->mid_block_add_attention = m2p_nn_json_bool(&c, "mid_block_add_attention", true);
     char act[32];
-    jstr(&c, "act_fn", "silu", act, sizeof act);
+    m2p_nn_json_str(&c, "act_fn", "silu", act, sizeof act);
     if (strcmp(act, "silu") != 0) {
-        jfail(&c, "act_fn", "must be silu");
+        m2p_nn_json_fail(&c, "act_fn", "must be silu");
     }
     if (!jnull_or_absent(&c, "latents_mean") || !jnull_or_absent(&c, "latents_std")) {
-        jfail(&c, "latents_mean", "must be null (Stable Diffusion 1.x VAE only)");
+        m2p_nn_json_fail(&c, "latents_mean", "must be null (Stable Diffusion 1.x VAE only)");
     }
     for (int i = 0; c.rc == M2P_OK && i < v->n_blocks; i++) {
         if (!divides(v->norm_num_groups, v->block_out_channels[i])) {
-            jfail(&c, "block_out_channels", "must be multiples of norm_num_groups");
+            m2p_nn_json_fail(&c, "block_out_channels", "must be multiples of norm_num_groups");
         }
     }
     json_decref(root);
@@ -371,26 +305,26 @@ static m2p_code parse_clip(const char *dir, m2p_nn_clip_config *t, m2p_error *er
     if (rc != M2P_OK) {
         return rc;
     }
-    jctx c = {root, path, err, M2P_OK};
+    m2p_nn_json c = {root, path, err, M2P_E_MODEL_CONFIG, M2P_OK};
     memset(t, 0, sizeof *t);
-    t->vocab_size = jint(&c, "vocab_size", 49408, 1, 1 << 20);
-    t->hidden = jint(&c, "hidden_size", 512, 1, MAX_CHANNELS);
-    t->layers = jint(&c, "num_hidden_layers", 12, 1, 64);
-    t->heads = jint(&c, "num_attention_heads", 8, 1, 256);
-    t->intermediate = jint(&c, "intermediate_size", 2048, 1, 4 * MAX_CHANNELS);
-    t->max_positions = jint(&c, "max_position_embeddings", 77, 1, 4096);
-    t->layer_norm_eps = (float)jnum(&c, "layer_norm_eps", 1e-5, 1e-12, 1e-1);
+    t->vocab_size = m2p_nn_json_int(&c, "vocab_size", 49408, 1, 1 << 20);
+    t->hidden = m2p_nn_json_int(&c, "hidden_size", 512, 1, MAX_CHANNELS);
+    t->layers = m2p_nn_json_int(&c, "num_hidden_layers", 12, 1, 64);
+    t->heads = m2p_nn_json_int(&c, "num_attention_heads", 8, 1, 256);
+    t->intermediate = m2p_nn_json_int(&c, "intermediate_size", 2048, 1, 4 * MAX_CHANNELS);
+    t->max_positions = m2p_nn_json_int(&c, "max_position_embeddings", 77, 1, 4096);
+    t->layer_norm_eps = (float)m2p_nn_json_num(&c, "layer_norm_eps", 1e-5, 1e-12, 1e-1);
     char act[32];
-    jstr(&c, "hidden_act", "quick_gelu", act, sizeof act);
+    m2p_nn_json_str(&c, "hidden_act", "quick_gelu", act, sizeof act);
     if (strcmp(act, "quick_gelu") == 0) {
         t->quick_gelu = true;
     } else if (strcmp(act, "gelu") == 0) {
         t->quick_gelu = false;
     } else {
-        jfail(&c, "hidden_act", "must be quick_gelu or gelu");
+        m2p_nn_json_fail(&c, "hidden_act", "must be quick_gelu or gelu");
     }
     if (c.rc == M2P_OK && !divides(t->heads, t->hidden)) {
-        jfail(&c, "hidden_size", "must be a multiple of num_attention_heads");
+        m2p_nn_json_fail(&c, "hidden_size", "must be a multiple of num_attention_heads");
     }
     json_decref(root);
     return c.rc;
@@ -404,25 +338,25 @@ static m2p_code parse_sched(const char *dir, m2p_nn_sched_config *s, m2p_error *
     if (rc != M2P_OK) {
         return rc;
     }
-    jctx c = {root, path, err, M2P_OK};
+    m2p_nn_json c = {root, path, err, M2P_E_MODEL_CONFIG, M2P_OK};
     memset(s, 0, sizeof *s);
-    jstr(&c, "_class_name", "LCMScheduler", s->class_name, sizeof s->class_name);
-    s->num_train_timesteps = jint(&c, "num_train_timesteps", 1000, 1, 100000);
-    s->beta_start = jnum(&c, "beta_start", 0.00085, 0.0, 1.0);
-    s->beta_end = jnum(&c, "beta_end", 0.012, 0.0, 1.0);
-    jstr(&c, "beta_schedule", "scaled_linear", s->beta_schedule, sizeof s->beta_schedule);
-    s->original_inference_steps = jint(&c, "original_inference_steps", 50, 1, 100000);
-    jstr(&c, "prediction_type", "epsilon", s->prediction_type, sizeof s->prediction_type);
-    s->timestep_scaling = jnum(&c, "timestep_scaling", 10.0, 0.0, 1e6);
-    s->set_alpha_to_one = jbool(&c, "set_alpha_to_one", true);
-    s->steps_offset = jint(&c, "steps_offset", 0, 0, 100000);
-    s->rescale_betas_zero_snr = jbool(&c, "rescale_betas_zero_snr", false);
-    jstr(&c, "timestep_spacing", "leading", s->timestep_spacing, sizeof s->timestep_spacing);
+    m2p_nn_json_str(&c, "_class_name", "LCMScheduler", s->class_name, sizeof s->class_name);
+    s->num_train_timesteps = m2p_nn_json_int(&c, "num_train_timesteps", 1000, 1, 100000);
+    s->beta_start = m2p_nn_json_num(&c, "beta_start", 0.00085, 0.0, 1.0);
+    s->beta_end = m2p_nn_json_num(&c, "beta_end", 0.012, 0.0, 1.0);
+    m2p_nn_json_str(&c, "beta_schedule", "scaled_linear", s->beta_schedule, sizeof s->beta_schedule);
+    s->original_inference_steps = m2p_nn_json_int(&c, "original_inference_steps", 50, 1, 100000);
+    m2p_nn_json_str(&c, "prediction_type", "epsilon", s->prediction_type, sizeof s->prediction_type);
+    s->timestep_scaling = m2p_nn_json_num(&c, "timestep_scaling", 10.0, 0.0, 1e6);
+    s->set_alpha_to_one = m2p_nn_json_bool(&c, "set_alpha_to_one", true);
+    s->steps_offset = m2p_nn_json_int(&c, "steps_offset", 0, 0, 100000);
+    s->rescale_betas_zero_snr = m2p_nn_json_bool(&c, "rescale_betas_zero_snr", false);
+    m2p_nn_json_str(&c, "timestep_spacing", "leading", s->timestep_spacing, sizeof s->timestep_spacing);
     if (c.rc == M2P_OK && s->original_inference_steps > s->num_train_timesteps) {
-        jfail(&c, "original_inference_steps", "must not exceed num_train_timesteps");
+        m2p_nn_json_fail(&c, "original_inference_steps", "must not exceed num_train_timesteps");
     }
     if (c.rc == M2P_OK && strcmp(s->beta_schedule, "scaled_linear") != 0 && strcmp(s->beta_schedule, "linear") != 0) {
-        jfail(&c, "beta_schedule", "must be scaled_linear or linear");
+        m2p_nn_json_fail(&c, "beta_schedule", "must be scaled_linear or linear");
     }
     json_decref(root);
     return c.rc;

@@ -19,6 +19,7 @@
 
 #include "core/alloc.h"
 #include "core/fs.h"
+#include "diffusion/json_config.h"
 #include "diffusion/ops.h"
 #include "diffusion/safetensors.h"
 
@@ -87,69 +88,32 @@ static bool weight_file(const char *dir, char *buf, size_t cap) {
 
 /* --- config.json --------------------------------------------------------------------------------- */
 
-typedef struct tjctx {
-    const json_t *root;
-    const char *file;
-    m2p_error *err;
-    m2p_code rc;
-} tjctx;
-
-static void tfail(tjctx *c, const char *key, const char *what) {
-    if (c->rc == M2P_OK) {
-        c->rc = m2p_error_set(c->err, M2P_E_TAESD_CONFIG, "%s: \"%s\" %s", c->file, key, what);
-    }
-}
-
-static int tint(tjctx *c, const char *key, int def, int lo, int hi) {
-    const json_t *v = json_object_get(c->root, key);
-    if (v == NULL || json_is_null(v)) {
-        return def;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        tfail(c, key, "is not an integer in the supported range");
-        return def;
-    }
-    return (int)json_integer_value(v);
-}
-
-static double tnum(tjctx *c, const char *key, double def, double lo, double hi) {
-    const json_t *v = json_object_get(c->root, key);
-    if (v == NULL || json_is_null(v)) {
-        return def;
-    }
-    if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi)) {
-        tfail(c, key, "is not a number in the supported range");
-        return def;
-    }
-    return json_number_value(v);
-}
-
 /* A string field that must equal want when present. */
-static void tstr_is(tjctx *c, const char *key, const char *want, const char *what) {
+static void tstr_is(m2p_nn_json *c, const char *key, const char *want, const char *what) {
     const json_t *v = json_object_get(c->root, key);
     if (v == NULL || json_is_null(v)) {
         return;
     }
     if (!json_is_string(v) || strcmp(json_string_value(v), want) != 0) {
-        tfail(c, key, what);
+        m2p_nn_json_fail(c, key, what);
     }
 }
 
 /* A list of 1..M2P_TAESD_MAX_STAGES ints in [lo, hi]; absent → def (n_def values). Returns the count. */
-static int tints(tjctx *c, const char *key, int *out, const int *def, int n_def, int lo, int hi) {
+static int tints(m2p_nn_json *c, const char *key, int *out, const int *def, int n_def, int lo, int hi) {
     const json_t *v = json_object_get(c->root, key);
     if (v == NULL || json_is_null(v)) {
         memcpy(out, def, sizeof(int) * (size_t)n_def);
         return n_def;
     }
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > M2P_TAESD_MAX_STAGES) {
-        tfail(c, key, "must be a list of 1 to 8 integers");
+        m2p_nn_json_fail(c, key, "must be a list of 1 to 8 integers");
         return 0;
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
         const json_t *e = json_array_get(v, i);
         if (!json_is_integer(e) || json_integer_value(e) < lo || json_integer_value(e) > hi) {
-            tfail(c, key, "has a value out of the supported range");
+            m2p_nn_json_fail(c, key, "has a value out of the supported range");
             return 0;
         }
         out[i] = (int)json_integer_value(e);
@@ -175,29 +139,29 @@ static m2p_code parse_config(const char *dir, m2p_taesd_config *cfg, m2p_error *
     if (root == NULL) {
         return m2p_error_set(err, M2P_E_TAESD_CONFIG, "%s: %s (line %d)", path, jerr.text, jerr.line);
     }
-    tjctx c = {root, path, err, M2P_OK};
+    m2p_nn_json c = {root, path, err, M2P_E_TAESD_CONFIG, M2P_OK};
     memset(cfg, 0, sizeof *cfg);
     if (!json_is_object(root)) {
-        tfail(&c, "(top level)", "is not a JSON object");
+        m2p_nn_json_fail(&c, "(top level)", "is not a JSON object");
     }
     tstr_is(&c, "_class_name", "AutoencoderTiny", "is not AutoencoderTiny (a TAESD folder is expected)");
     tstr_is(&c, "act_fn", "relu", "must be relu (TAESD)");
     tstr_is(&c, "upsample_fn", "nearest", "must be nearest (TAESD)");
-    (void)tint(&c, "upsampling_scaling_factor", 2, 2, 2);
-    cfg->latent_channels = tint(&c, "latent_channels", 4, 1, 64);
-    cfg->out_channels = tint(&c, "out_channels", 3, 1, 64);
+    (void)m2p_nn_json_int(&c, "upsampling_scaling_factor", 2, 2, 2);
+    cfg->latent_channels = m2p_nn_json_int(&c, "latent_channels", 4, 1, 64);
+    cfg->out_channels = m2p_nn_json_int(&c, "out_channels", 3, 1, 64);
     static const int def_ch[4] = {64, 64, 64, 64};
     static const int def_blocks[4] = {3, 3, 3, 1};
     int nc = tints(&c, "decoder_block_out_channels", cfg->channels, def_ch, 4, 1, TAESD_MAX_CHANNELS);
     int nb = tints(&c, "num_decoder_blocks", cfg->blocks, def_blocks, 4, 0, M2P_TAESD_MAX_BLOCKS);
-    cfg->scaling_factor = (float)tnum(&c, "scaling_factor", 1.0, 1e-6, 1e6);
-    cfg->shift_factor = (float)tnum(&c, "shift_factor", 0.0, -1e6, 1e6);
+    cfg->scaling_factor = (float)m2p_nn_json_num(&c, "scaling_factor", 1.0, 1e-6, 1e6);
+    cfg->shift_factor = (float)m2p_nn_json_num(&c, "shift_factor", 0.0, -1e6, 1e6);
     if (c.rc == M2P_OK && nc != nb) {
-        tfail(&c, "num_decoder_blocks", "must have as many entries as decoder_block_out_channels");
+        m2p_nn_json_fail(&c, "num_decoder_blocks", "must have as many entries as decoder_block_out_channels");
     }
     for (int i = 1; c.rc == M2P_OK && i < nc; i++) {
         if (cfg->channels[i] != cfg->channels[0]) {
-            tfail(&c, "decoder_block_out_channels", "must all be equal (AutoencoderTiny's decoder chains the stages)");
+            m2p_nn_json_fail(&c, "decoder_block_out_channels", "must all be equal (AutoencoderTiny's decoder chains the stages)");
         }
     }
     cfg->n_stages = nc;
