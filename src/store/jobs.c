@@ -1314,6 +1314,24 @@ m2p_code m2p_store_step_stats(m2p_store *s, json_t **out, m2p_error *err) {
     " images.created_at, jobs.batch_id, '/api/images/' || images.id AS url,"                           \
     " '/api/images/' || images.id || '/thumb' AS thumb_url"
 
+/* Steps a bound one-column query and copies the blob of its row into *out
+ * (caller frees); no row → M2P_E_NOT_FOUND without touching err (the caller
+ * says what was missing). Finalizes st. */
+static m2p_code blob_row(m2p_store *s, m2p_db_stmt *st, const char *what, unsigned char **out, size_t *len,
+                         m2p_error *err) {
+    m2p_code c = M2P_OK;
+    int rc = m2p_db_step(st);
+    if (rc == M2P_DB_ROW) {
+        c = m2p_db_column_blob_dup(st, 0, out, len, err);
+    } else if (rc == M2P_DB_DONE) {
+        c = M2P_E_NOT_FOUND;
+    } else {
+        c = m2p_store_db_error(s, rc, what, err);
+    }
+    m2p_db_finalize(st);
+    return c;
+}
+
 m2p_code m2p_store_image_data(m2p_store *s, int64_t id, unsigned char **png, size_t *len, m2p_error *err) {
     *png = NULL;
     *len = 0;
@@ -1323,15 +1341,10 @@ m2p_code m2p_store_image_data(m2p_store *s, int64_t id, unsigned char **png, siz
         return c;
     }
     (void)m2p_db_bind_int64(st, 1, id);
-    int rc = m2p_db_step(st);
-    if (rc == M2P_DB_ROW) {
-        c = m2p_db_column_blob_dup(st, 0, png, len, err);
-    } else if (rc == M2P_DB_DONE) {
+    c = blob_row(s, st, "image bytes", png, len, err);
+    if (c == M2P_E_NOT_FOUND) {
         c = m2p_error_set(err, M2P_E_IMAGE_NOT_FOUND, "no stored bytes for image %lld", (long long)id);
-    } else {
-        c = m2p_store_db_error(s, rc, "image bytes", err);
     }
-    m2p_db_finalize(st);
     return c;
 }
 
@@ -1382,15 +1395,10 @@ m2p_code m2p_store_upload_get(m2p_store *s, const char *sha256, unsigned char **
         return c;
     }
     (void)m2p_db_bind_text(st, 1, sha256);
-    int rc = m2p_db_step(st);
-    if (rc == M2P_DB_ROW) {
-        c = m2p_db_column_blob_dup(st, 0, data, len, err);
-    } else if (rc == M2P_DB_DONE) {
+    c = blob_row(s, st, "upload", data, len, err);
+    if (c == M2P_E_NOT_FOUND) {
         c = m2p_error_set(err, M2P_E_NOT_FOUND, "no stored upload %.16s", sha256);
-    } else {
-        c = m2p_store_db_error(s, rc, "upload", err);
     }
-    m2p_db_finalize(st);
     return c;
 }
 
